@@ -1,0 +1,3 @@
+from birdbalance.cli import main
+
+main(prog_name="birdbalance")

@@ -1,0 +1,501 @@
+"""The ``birdbalance`` command.
+
+Configured by ``BIRDBALANCE_DATABASE_URL`` (default: a SQLite file in the user's data
+directory) and ``BIRDBALANCE_ADMIN_TOKEN``; every flag also reads a ``BIRDBALANCE_*``
+variable. Management commands work on the database directly, through the same service
+layer as the admin API, so they need no running server. Output is a table by default
+and JSON with ``--json``; errors go to stderr with a non-zero exit status.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import sys
+import uuid
+from collections.abc import Callable, Iterator, Sequence
+from contextlib import contextmanager
+from typing import Any, TypeVar
+
+import click
+
+from birdbalance.client import DEFAULT_BASE_URL, Client
+from birdbalance.errors import APIError, ClientError, ServiceError
+from birdbalance.ledger import EntryKind
+from birdbalance.service import Service
+from birdbalance.settings import Settings, SettingsError
+from birdbalance.storage import Store, open_store
+
+F = TypeVar("F", bound=Callable[..., Any])
+
+EXIT_ERROR = 1
+EXIT_USAGE = 2
+
+
+class CLIError(click.ClickException):
+    """An error printed as ``error: ...`` on stderr; exit status 1."""
+
+    exit_code = EXIT_ERROR
+
+    def show(self, file: Any = None) -> None:
+        click.echo(f"error: {self.message}", err=True)
+
+
+class CLIUsageError(CLIError):
+    """A configuration or usage error; exit status 2."""
+
+    exit_code = EXIT_USAGE
+
+
+def _describe(error: ServiceError) -> str:
+    where = f", parameter {error.parameter}" if error.parameter else ""
+    return f"{error.description} (code {error.code}{where})"
+
+
+@contextmanager
+def _errors() -> Iterator[None]:
+    try:
+        yield
+    except ServiceError as exc:
+        raise CLIError(_describe(exc)) from None
+    except SettingsError as exc:
+        raise CLIUsageError(str(exc)) from None
+    except APIError as exc:
+        raise CLIError(str(exc)) from None
+    except ClientError as exc:
+        raise CLIError(str(exc)) from None
+
+
+def _settings(ctx: click.Context) -> Settings:
+    settings = ctx.obj
+    assert isinstance(settings, Settings)
+    return settings
+
+
+@contextmanager
+def _store(ctx: click.Context) -> Iterator[Store]:
+    from birdbalance.server import ensure_schema
+
+    with _errors():
+        store = open_store(_settings(ctx))
+        try:
+            ensure_schema(store)
+            yield store
+        finally:
+            store.close()
+
+
+def _print_json(value: Any) -> None:
+    click.echo(json.dumps(value, indent=2, ensure_ascii=False))
+
+
+def _table(headers: Sequence[str], rows: Sequence[Sequence[Any]]) -> None:
+    cells = [[("" if c is None else str(c)) for c in row] for row in rows]
+    widths = [max([len(h), *(len(r[i]) for r in cells)]) for i, h in enumerate(headers)]
+    click.echo("  ".join(h.upper().ljust(w) for h, w in zip(headers, widths, strict=True)).rstrip())
+    for row in cells:
+        click.echo("  ".join(c.ljust(w) for c, w in zip(row, widths, strict=True)).rstrip())
+
+
+def _pairs(value: dict[str, Any]) -> None:
+    width = max(len(k) for k in value)
+    for key, item in value.items():
+        shown = json.dumps(item) if isinstance(item, dict | list) else item
+        click.echo(f"{key.ljust(width)}  {'' if shown is None else shown}")
+
+
+def json_option(fn: F) -> F:
+    return click.option("--json", "as_json", is_flag=True, help="Print JSON.")(fn)
+
+
+# --------------------------------------------------------------------------- root
+
+
+@click.group(context_settings={"help_option_names": ["-h", "--help"], "max_content_width": 100})
+@click.option(
+    "--database-url",
+    envvar="BIRDBALANCE_DATABASE_URL",
+    help="sqlite:///path.db (default: a file in the user's data directory).",
+)
+@click.version_option(package_name="birdbalance")
+@click.pass_context
+def main(ctx: click.Context, database_url: str | None) -> None:
+    """birdbalance: MessageBird-compatible balances on an append-only ledger."""
+    with _errors():
+        ctx.obj = Settings.from_env().with_overrides(database_url=database_url)
+
+
+@main.command()
+@click.option("--host", envvar="BIRDBALANCE_HOST", help="Address to bind (default 127.0.0.1).")
+@click.option("--port", envvar="BIRDBALANCE_PORT", type=int, help="Port (default 8000).")
+@click.option("--workers", envvar="BIRDBALANCE_WORKERS", type=int, help="Worker processes.")
+@click.option(
+    "--demo/--no-demo",
+    default=None,
+    help="Create a demo account and keys on an empty database "
+    "(default: only on the embedded default database).",
+)
+@click.pass_context
+def serve(
+    ctx: click.Context, host: str | None, port: int | None, workers: int | None, demo: bool | None
+) -> None:
+    """Run the HTTP service (GET /balance, the admin API under /v1/)."""
+    from birdbalance.server import generated_admin_token, run, seed_demo
+
+    with _errors():
+        settings = _settings(ctx).with_overrides(host=host, port=port, workers=workers)
+    base = f"http://{settings.host}:{settings.port}"
+    with _store(ctx) as store:
+        want_demo = (not settings.database_url_explicit) if demo is None else demo
+        if want_demo and store.count_accounts() == 0:
+            shown = seed_demo(store)
+            click.echo(
+                f"Created demo account {shown.account_id} (prepaid, euros, 103 on each ledger)."
+            )
+            click.echo(f"  live key: {shown.live_key}")
+            click.echo(f"  test key: {shown.test_key}")
+            click.echo("  Keys are shown once; they are stored hashed. Try:")
+            click.echo(f"  curl -s {base}/balance -H 'Authorization: AccessKey {shown.test_key}'")
+    if settings.admin_token is None:
+        with _errors():
+            settings = settings.with_overrides(admin_token=generated_admin_token())
+        click.echo(
+            "BIRDBALANCE_ADMIN_TOKEN is not set; the admin API uses this token until you stop:"
+        )
+        click.echo(f"  {settings.admin_token}")
+    click.echo(f"birdbalance serving {base} (database {settings.database_url})", err=False)
+    sys.stdout.flush()
+    run(settings)
+
+
+@main.command()
+@click.pass_context
+def migrate(ctx: click.Context) -> None:
+    """Bring the database schema up to date."""
+    with _errors():
+        store = open_store(_settings(ctx))
+        try:
+            applied = store.migrate()
+            current, _ = store.schema_version()
+        finally:
+            store.close()
+    if applied:
+        click.echo(f"applied {', '.join(applied)}; schema version {current}")
+    else:
+        click.echo(f"schema is up to date (version {current})")
+
+
+@main.command()
+@json_option
+@click.pass_context
+def verify(ctx: click.Context, as_json: bool) -> None:
+    """Recompute every balance from its entries; exit 1 on any mismatch."""
+    with _store(ctx) as store:
+        problems = store.verify()
+        ledgers = 2 * store.count_accounts()
+    if as_json:
+        _print_json({"ok": not problems, "ledgers": ledgers, "problems": problems})
+    else:
+        for problem in problems:
+            click.echo(f"MISMATCH {problem}", err=True)
+        if not problems:
+            click.echo(f"ok: {ledgers} ledgers verified")
+    if problems:
+        ctx.exit(EXIT_ERROR)
+
+
+# --------------------------------------------------------------------------- accounts
+
+
+@main.group()
+def accounts() -> None:
+    """Create, list and show accounts."""
+
+
+def _account_row(a: dict[str, Any]) -> list[Any]:
+    return [
+        a["id"],
+        a["name"],
+        a["payment"],
+        a["type"],
+        a["balances"]["live"]["amount"],
+        a["balances"]["test"]["amount"],
+        a["credit_limit"],
+    ]
+
+
+_ACCOUNT_HEADERS = ["id", "name", "payment", "type", "live", "test", "credit limit"]
+
+
+@accounts.command("create")
+@click.option("--payment", type=click.Choice(["prepaid", "postpaid"]), required=True)
+@click.option("--type", "type_", required=True, help="credits, euros, pounds, dollars or ISO-4217.")
+@click.option("--name")
+@click.option("--credit-limit", help="Postpaid only: how far usage may go.")
+@click.option("--idempotency-key")
+@json_option
+@click.pass_context
+def accounts_create(
+    ctx: click.Context,
+    payment: str,
+    type_: str,
+    name: str | None,
+    credit_limit: str | None,
+    idempotency_key: str | None,
+    as_json: bool,
+) -> None:
+    """Create an account (its live and test ledgers start at 0)."""
+    body: dict[str, Any] = {"payment": payment, "type": type_}
+    if name is not None:
+        body["name"] = name
+    if credit_limit is not None:
+        body["credit_limit"] = credit_limit
+    with _store(ctx) as store, _errors():
+        account = Service(store).create_account(body, idempotency_key)
+    if as_json:
+        _print_json(account)
+    else:
+        _table(_ACCOUNT_HEADERS, [_account_row(account)])
+
+
+@accounts.command("list")
+@click.option("--limit", default="50", show_default=True)
+@click.option("--cursor")
+@click.option("--search", help="Exact id or part of the name.")
+@json_option
+@click.pass_context
+def accounts_list(
+    ctx: click.Context, limit: str, cursor: str | None, search: str | None, as_json: bool
+) -> None:
+    """List accounts, oldest first."""
+    with _store(ctx) as store, _errors():
+        page = Service(store).list_accounts(cursor=cursor, limit=limit, search=search)
+    if as_json:
+        _print_json(page)
+        return
+    _table(_ACCOUNT_HEADERS, [_account_row(a) for a in page["data"]])
+    if page["next_cursor"]:
+        click.echo(f"more: --cursor {page['next_cursor']}")
+
+
+@accounts.command("show")
+@click.argument("account_id")
+@json_option
+@click.pass_context
+def accounts_show(ctx: click.Context, account_id: str, as_json: bool) -> None:
+    """Show one account with both balances."""
+    with _store(ctx) as store, _errors():
+        account = Service(store).get_account(account_id)
+    if as_json:
+        _print_json(account)
+    else:
+        _pairs(account)
+
+
+# --------------------------------------------------------------------------- keys
+
+
+@main.group()
+def keys() -> None:
+    """Create, list and revoke access keys."""
+
+
+@keys.command("create")
+@click.argument("account_id")
+@click.option("--test", is_flag=True, help="A test_ key for the sandbox ledger.")
+@click.option("--idempotency-key")
+@json_option
+@click.pass_context
+def keys_create(
+    ctx: click.Context, account_id: str, test: bool, idempotency_key: str | None, as_json: bool
+) -> None:
+    """Create an access key; its secret is printed this once."""
+    with _store(ctx) as store, _errors():
+        key = Service(store).create_key(
+            account_id, {"mode": "test" if test else "live"}, idempotency_key
+        )
+    if as_json:
+        _print_json(key)
+    else:
+        _pairs(key)
+        if "key" in key:
+            click.echo("Store the key now: it is not shown again.", err=True)
+
+
+_KEY_HEADERS = ["id", "mode", "hint", "created", "revoked"]
+
+
+def _key_row(k: dict[str, Any]) -> list[Any]:
+    return [k["id"], k["mode"], k["hint"], k["created_at"], k["revoked_at"]]
+
+
+@keys.command("list")
+@click.argument("account_id")
+@json_option
+@click.pass_context
+def keys_list(ctx: click.Context, account_id: str, as_json: bool) -> None:
+    """List an account's keys (never their secrets)."""
+    with _store(ctx) as store, _errors():
+        found = Service(store).list_keys(account_id)
+    if as_json:
+        _print_json(found)
+    else:
+        _table(_KEY_HEADERS, [_key_row(k) for k in found["data"]])
+
+
+@keys.command("revoke")
+@click.argument("key_id")
+@json_option
+@click.pass_context
+def keys_revoke(ctx: click.Context, key_id: str, as_json: bool) -> None:
+    """Revoke a key; it stops working at once."""
+    with _store(ctx) as store, _errors():
+        key = Service(store).revoke_key(key_id)
+    if as_json:
+        _print_json(key)
+    else:
+        _table(_KEY_HEADERS, [_key_row(key)])
+
+
+# --------------------------------------------------------------------------- entries
+
+
+def _entry_options(fn: F) -> F:
+    options: list[Callable[[Any], Any]] = [
+        click.argument("account_id"),
+        click.argument("amount"),
+        click.option("--reference"),
+        click.option(
+            "--idempotency-key",
+            help="Makes a retry safe: the same key never writes twice (default: a new UUID).",
+        ),
+        click.option("--test", is_flag=True, help="Write to the sandbox ledger."),
+        json_option,
+        click.pass_context,
+    ]
+    for option in reversed(options):
+        fn = option(fn)
+    return fn
+
+
+_ENTRY_HEADERS = ["id", "seq", "kind", "amount", "balance after", "reference", "refund of", "at"]
+
+
+def _entry_row(e: dict[str, Any]) -> list[Any]:
+    return [
+        e["id"],
+        e["seq"],
+        e["kind"],
+        e["amount"],
+        e["balance_after"],
+        e["reference"],
+        e["refund_of"],
+        e["created_at"],
+    ]
+
+
+def _post(
+    ctx: click.Context,
+    kind: EntryKind,
+    account_id: str,
+    amount: str,
+    extra: dict[str, Any],
+    reference: str | None,
+    idempotency_key: str | None,
+    test: bool,
+    as_json: bool,
+) -> None:
+    body: dict[str, Any] = {"amount": amount, "mode": "test" if test else "live", **extra}
+    if reference is not None:
+        body["reference"] = reference
+    with _store(ctx) as store, _errors():
+        posted = Service(store).post_entry(
+            account_id, kind, body, idempotency_key or str(uuid.uuid4())
+        )
+    if as_json:
+        _print_json(posted)
+    else:
+        _table(_ENTRY_HEADERS, [_entry_row(posted["entry"])])
+        balance = posted["balance"]
+        click.echo(f"balance ({balance['mode']}): {balance['amount']} {balance['type']}")
+
+
+def _entry_command(kind: EntryKind, doc: str) -> Callable[..., None]:
+    @_entry_options
+    def command(ctx: click.Context, account_id: str, amount: str, **options: Any) -> None:
+        _post(ctx, kind, account_id, amount, {}, **options)
+
+    command.__doc__ = doc
+    return command
+
+
+main.command("topup")(_entry_command(EntryKind.TOPUP, "Add AMOUNT to an account's balance."))
+main.command("charge")(
+    _entry_command(EntryKind.CHARGE, "Charge AMOUNT; prepaid accounts never go below zero.")
+)
+main.command("adjust")(
+    _entry_command(EntryKind.ADJUSTMENT, "Correct a balance by a signed AMOUNT (e.g. -- -1.5).")
+)
+
+
+@main.command("refund")
+@click.option("--charge", "charge_id", required=True, help="The entry id of the charge.")
+@_entry_options
+def refund(
+    ctx: click.Context, account_id: str, amount: str, charge_id: str, **options: Any
+) -> None:
+    """Refund AMOUNT of a charge (refunds never exceed the charge)."""
+    _post(ctx, EntryKind.REFUND, account_id, amount, {"charge": charge_id}, **options)
+
+
+@main.command()
+@click.argument("account_id")
+@click.option("--test", is_flag=True, help="The sandbox ledger.")
+@click.option("--limit", default="50", show_default=True)
+@click.option("--cursor")
+@json_option
+@click.pass_context
+def history(
+    ctx: click.Context, account_id: str, test: bool, limit: str, cursor: str | None, as_json: bool
+) -> None:
+    """An account's entries, newest first."""
+    with _store(ctx) as store, _errors():
+        page = Service(store).list_entries(
+            account_id, mode="test" if test else "live", cursor=cursor, limit=limit
+        )
+    if as_json:
+        _print_json(page)
+        return
+    _table(_ENTRY_HEADERS, [_entry_row(e) for e in page["data"]])
+    if page["next_cursor"]:
+        click.echo(f"more: --cursor {page['next_cursor']}")
+
+
+# --------------------------------------------------------------------------- client
+
+
+@main.command()
+@click.option(
+    "--base-url",
+    envvar="BIRDBALANCE_BASE_URL",
+    default=DEFAULT_BASE_URL,
+    show_default=True,
+    help="Any MessageBird-compatible endpoint.",
+)
+@click.option("--timeout", "timeout_s", type=float, default=10.0, show_default=True)
+@json_option
+def balance(base_url: str, timeout_s: float, as_json: bool) -> None:
+    """GET /balance with the key in MESSAGEBIRD_ACCESS_KEY (works with MessageBird too)."""
+    access_key = os.environ.get("MESSAGEBIRD_ACCESS_KEY", "")
+    if not access_key:
+        raise CLIUsageError("set MESSAGEBIRD_ACCESS_KEY to an access key")
+    with _errors(), Client(access_key, base_url, timeout_s=timeout_s) as client:
+        result = client.balance()
+    if as_json:
+        # str() keeps the exact decimal; JSON gets it back as a number.
+        click.echo(
+            f'{{"payment":{json.dumps(result.payment)},"type":{json.dumps(result.type)},'
+            f'"amount":{result.amount}}}'
+        )
+    else:
+        click.echo(f"{result.amount} {result.type} ({result.payment})")

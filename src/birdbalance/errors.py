@@ -1,0 +1,204 @@
+"""Every exception birdbalance raises, in one tree.
+
+::
+
+    BirdbalanceError
+    ├── ServiceError                 raised by the service; rendered as MessageBird's errors body
+    │   ├── Unauthorized             401, code 2
+    │   ├── BadRequest               400, code 21
+    │   │   └── PayloadTooLarge      413, code 21
+    │   ├── NotFound                 404, code 20
+    │   ├── MethodNotAllowed         405, code 21
+    │   ├── MissingParameter         422, code 9
+    │   ├── InvalidParameter         422, code 10
+    │   │   └── IdempotencyConflict  409, code 10 (parameter Idempotency-Key)
+    │   ├── NotEnoughBalance         422, code 25
+    │   ├── ServiceUnavailable       503, code 99 (the database is busy or down; retry)
+    │   ├── SchemaOutOfDate          500, code 99
+    │   └── InternalError            500, code 99
+    └── ClientError                  raised by birdbalance.Client / AsyncClient
+        ├── TransportError           no answer (connection refused, reset, DNS) after retries
+        │   └── Timeout              no answer within the timeout after retries
+        ├── ResponseError            an answer that is not MessageBird's shape
+        └── APIError                 an answer carrying an errors body; .status_code, .errors
+            ├── AuthenticationError  401
+            ├── NotFoundError        404
+            ├── ConflictError        409
+            ├── ValidationError      422 (except code 25)
+            │   └── NotEnoughBalanceError  422 with code 25
+            └── ServerError          5xx
+
+Service errors carry their HTTP status and MessageBird error code as class attributes;
+one handler in the HTTP layer turns them into ``{"errors":[...]}`` bodies.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any, ClassVar
+
+
+class BirdbalanceError(Exception):
+    """Root of every birdbalance exception."""
+
+
+# --------------------------------------------------------------------------- service side
+
+
+class ServiceError(BirdbalanceError):
+    """An error with a MessageBird error ``code``, an HTTP status and an optional parameter."""
+
+    status_code: ClassVar[int] = 500
+    code: ClassVar[int] = 99
+    default_description: ClassVar[str] = "Internal error"
+
+    def __init__(self, description: str | None = None, parameter: str | None = None) -> None:
+        self.description = description or self.default_description
+        self.parameter = parameter
+        super().__init__(self.description)
+
+    def to_body(self) -> dict[str, Any]:
+        """The MessageBird errors body for this error."""
+        return {
+            "errors": [
+                {"code": self.code, "description": self.description, "parameter": self.parameter}
+            ]
+        }
+
+
+class Unauthorized(ServiceError):
+    status_code = 401
+    code = 2
+    default_description = "Request not allowed (incorrect access_key)"
+
+
+class BadRequest(ServiceError):
+    status_code = 400
+    code = 21
+    default_description = "Bad request"
+
+
+class PayloadTooLarge(BadRequest):
+    status_code = 413
+    default_description = "Request body too large"
+
+
+class NotFound(ServiceError):
+    status_code = 404
+    code = 20
+    default_description = "Not found"
+
+
+class MethodNotAllowed(ServiceError):
+    status_code = 405
+    code = 21
+    default_description = "Method not allowed"
+
+
+class MissingParameter(ServiceError):
+    status_code = 422
+    code = 9
+    default_description = "Missing parameter"
+
+
+class InvalidParameter(ServiceError):
+    status_code = 422
+    code = 10
+    default_description = "Invalid parameter"
+
+
+class IdempotencyConflict(InvalidParameter):
+    status_code = 409
+    default_description = "Idempotency-Key was already used with a different request"
+
+    def __init__(self, description: str | None = None, parameter: str | None = None) -> None:
+        super().__init__(description, parameter or "Idempotency-Key")
+
+
+class NotEnoughBalance(ServiceError):
+    status_code = 422
+    code = 25
+    default_description = "Not enough balance"
+
+
+class ServiceUnavailable(ServiceError):
+    status_code = 503
+    default_description = "Service temporarily unavailable, try again"
+
+
+class SchemaOutOfDate(ServiceError):
+    default_description = "Database schema is out of date: run `birdbalance migrate`"
+
+
+class InternalError(ServiceError):
+    pass
+
+
+# --------------------------------------------------------------------------- client side
+
+
+class ClientError(BirdbalanceError):
+    """Raised by :class:`birdbalance.Client` and :class:`birdbalance.AsyncClient`."""
+
+
+class TransportError(ClientError):
+    """The server could not be reached (after the configured retries)."""
+
+
+class Timeout(TransportError):
+    """The server did not answer within the timeout (after the configured retries)."""
+
+
+class ResponseError(ClientError):
+    """The server answered with something that is not MessageBird's JSON shape."""
+
+    def __init__(self, message: str, status_code: int) -> None:
+        super().__init__(message)
+        self.status_code = status_code
+
+
+@dataclass(frozen=True, slots=True)
+class ErrorDetail:
+    """One element of MessageBird's ``errors`` array."""
+
+    code: int
+    description: str
+    parameter: str | None
+
+
+class APIError(ClientError):
+    """The server answered with an ``errors`` body; ``.errors`` holds every element."""
+
+    def __init__(self, status_code: int, errors: tuple[ErrorDetail, ...]) -> None:
+        self.status_code = status_code
+        self.errors = errors
+        text = "; ".join(
+            f"{e.description} (code {e.code}"
+            + (f", parameter {e.parameter})" if e.parameter else ")")
+            for e in errors
+        )
+        super().__init__(f"HTTP {status_code}: {text}")
+
+
+class AuthenticationError(APIError):
+    """401: the access key is missing, unknown or revoked."""
+
+
+class NotFoundError(APIError):
+    """404."""
+
+
+class ConflictError(APIError):
+    """409, for example an ``Idempotency-Key`` reused with another request."""
+
+
+class ValidationError(APIError):
+    """422: a parameter is missing or invalid."""
+
+
+class NotEnoughBalanceError(ValidationError):
+    """422 with code 25: the balance (or credit limit) does not cover the request."""
+
+
+class ServerError(APIError):
+    """5xx."""

@@ -1,0 +1,171 @@
+"""The admin API under ``/v1/``: thin Starlette handlers around :class:`Service`.
+
+Authenticated by ``Authorization: Bearer <admin token>``, compared in constant time.
+Writes run on the app's single writer thread (SQLite has one writer anyway, and it keeps
+the event loop free during fsync); reads run inline, each one indexed and bounded.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import hmac
+from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
+from typing import Any, Final, TypeVar
+
+from starlette.requests import Request
+from starlette.routing import Route
+
+from birdbalance.errors import (
+    PayloadTooLarge,
+    ServiceUnavailable,
+    Unauthorized,
+)
+from birdbalance.ledger import EntryKind
+from birdbalance.service import Service
+from birdbalance.validation import parse_json_body
+
+from .responses import JSONBody
+
+T = TypeVar("T")
+
+#: Writes waiting for the writer thread beyond this are refused with 503.
+MAX_PENDING_WRITES: Final = 1024
+
+
+class AdminAPI:
+    """Request handlers of the admin API, bound to one service and writer thread."""
+
+    def __init__(self, service: Service, admin_token: str | None, max_body_bytes: int) -> None:
+        self.service = service
+        self._token = admin_token.encode("utf-8") if admin_token else None
+        self._max_body_bytes = max_body_bytes
+        self._writer = ThreadPoolExecutor(max_workers=1, thread_name_prefix="birdbalance-writer")
+        self._pending_writes = 0
+
+    def close(self) -> None:
+        self._writer.shutdown(wait=True)
+
+    # ------------------------------------------------------------------ plumbing
+
+    def _authorize(self, request: Request) -> None:
+        if self._token is None:
+            raise Unauthorized(
+                "The admin API is disabled: set BIRDBALANCE_ADMIN_TOKEN", "Authorization"
+            )
+        header = request.headers.get("authorization", "")
+        scheme, _, token = header.partition(" ")
+        supplied = token.strip().encode("utf-8", "replace")
+        if scheme.lower() != "bearer" or not hmac.compare_digest(supplied, self._token):
+            raise Unauthorized("Request not allowed (incorrect admin token)", "Authorization")
+
+    async def _body(self, request: Request) -> dict[str, Any]:
+        declared = request.headers.get("content-length")
+        if declared is not None and (
+            not declared.isdigit() or int(declared) > self._max_body_bytes
+        ):
+            raise PayloadTooLarge(f"the request body exceeds {self._max_body_bytes} bytes")
+        chunks = bytearray()
+        async for chunk in request.stream():
+            chunks += chunk
+            if len(chunks) > self._max_body_bytes:
+                raise PayloadTooLarge(f"the request body exceeds {self._max_body_bytes} bytes")
+        return parse_json_body(bytes(chunks))
+
+    async def _write(self, fn: Callable[[], T]) -> T:
+        if self._pending_writes >= MAX_PENDING_WRITES:
+            raise ServiceUnavailable("too many writes waiting, try again")
+        self._pending_writes += 1
+        try:
+            return await asyncio.get_running_loop().run_in_executor(self._writer, fn)
+        finally:
+            self._pending_writes -= 1
+
+    # ------------------------------------------------------------------ handlers
+
+    async def create_account(self, request: Request) -> JSONBody:
+        self._authorize(request)
+        body = await self._body(request)
+        idem = request.headers.get("idempotency-key")
+        result = await self._write(lambda: self.service.create_account(body, idem))
+        return JSONBody(result, status_code=201)
+
+    async def list_accounts(self, request: Request) -> JSONBody:
+        self._authorize(request)
+        q = request.query_params
+        return JSONBody(
+            self.service.list_accounts(
+                cursor=q.get("cursor"), limit=q.get("limit"), search=q.get("search")
+            )
+        )
+
+    async def get_account(self, request: Request) -> JSONBody:
+        self._authorize(request)
+        return JSONBody(self.service.get_account(request.path_params["account_id"]))
+
+    async def create_key(self, request: Request) -> JSONBody:
+        self._authorize(request)
+        body = await self._body(request)
+        idem = request.headers.get("idempotency-key")
+        account_id = request.path_params["account_id"]
+        result = await self._write(lambda: self.service.create_key(account_id, body, idem))
+        return JSONBody(result, status_code=201)
+
+    async def list_keys(self, request: Request) -> JSONBody:
+        self._authorize(request)
+        return JSONBody(self.service.list_keys(request.path_params["account_id"]))
+
+    async def revoke_key(self, request: Request) -> JSONBody:
+        self._authorize(request)
+        key_id = request.path_params["key_id"]
+        return JSONBody(await self._write(lambda: self.service.revoke_key(key_id)))
+
+    def entry_handler(self, kind: EntryKind) -> Callable[[Request], Any]:
+        async def post_entry(request: Request) -> JSONBody:
+            self._authorize(request)
+            body = await self._body(request)
+            idem = request.headers.get("idempotency-key")
+            account_id = request.path_params["account_id"]
+            result = await self._write(
+                lambda: self.service.post_entry(account_id, kind, body, idem)
+            )
+            return JSONBody(result, status_code=201)
+
+        return post_entry
+
+    async def list_entries(self, request: Request) -> JSONBody:
+        self._authorize(request)
+        q = request.query_params
+        return JSONBody(
+            self.service.list_entries(
+                request.path_params["account_id"],
+                mode=q.get("mode"),
+                cursor=q.get("cursor"),
+                limit=q.get("limit"),
+            )
+        )
+
+    def routes(self) -> list[Route]:
+        entry_paths = {
+            "topups": EntryKind.TOPUP,
+            "charges": EntryKind.CHARGE,
+            "refunds": EntryKind.REFUND,
+            "adjustments": EntryKind.ADJUSTMENT,
+        }
+        return [
+            Route("/v1/accounts", self.create_account, methods=["POST"]),
+            Route("/v1/accounts", self.list_accounts, methods=["GET"]),
+            Route("/v1/accounts/{account_id}", self.get_account, methods=["GET"]),
+            Route("/v1/accounts/{account_id}/keys", self.create_key, methods=["POST"]),
+            Route("/v1/accounts/{account_id}/keys", self.list_keys, methods=["GET"]),
+            Route("/v1/keys/{key_id}", self.revoke_key, methods=["DELETE"]),
+            Route("/v1/accounts/{account_id}/entries", self.list_entries, methods=["GET"]),
+            *(
+                Route(
+                    f"/v1/accounts/{{account_id}}/{path}",
+                    self.entry_handler(kind),
+                    methods=["POST"],
+                )
+                for path, kind in entry_paths.items()
+            ),
+        ]

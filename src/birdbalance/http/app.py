@@ -1,0 +1,145 @@
+"""The application factory: ``create_app(settings)`` builds one ASGI app, nothing global.
+
+Requests for ``/balance`` go straight to the raw :class:`BalanceEndpoint`; everything
+else (the admin API, ``/openapi.json``, ``/healthz``, unknown routes) goes to a Starlette
+app whose exception handlers answer in MessageBird's errors shape. The ``_method`` query
+parameter overrides the HTTP method for every route, as MessageBird documents.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+from collections.abc import AsyncIterator, Awaitable, Callable, MutableMapping
+from typing import Any, Final
+from urllib.parse import parse_qsl
+
+from starlette.applications import Starlette
+from starlette.exceptions import HTTPException
+from starlette.requests import Request
+from starlette.responses import Response
+from starlette.routing import Route
+
+from birdbalance.errors import (
+    BadRequest,
+    InternalError,
+    MethodNotAllowed,
+    NotFound,
+    SchemaOutOfDate,
+    ServiceError,
+)
+from birdbalance.service import Service
+from birdbalance.settings import Settings
+from birdbalance.storage import Store, open_store
+
+from .admin import AdminAPI
+from .balance import BALANCE_PATHS, BalanceEndpoint
+from .openapi import openapi_document
+from .responses import JSONBody, error_response
+
+Scope = MutableMapping[str, Any]
+Receive = Callable[[], Awaitable[MutableMapping[str, Any]]]
+Send = Callable[[MutableMapping[str, Any]], Awaitable[None]]
+
+_OVERRIDABLE_METHODS: Final = frozenset({"GET", "POST", "PUT", "PATCH", "DELETE", "HEAD"})
+
+logger = logging.getLogger("birdbalance.http")
+
+
+def _method_override(scope: Scope) -> Scope:
+    """Apply ``?_method=DELETE`` (MessageBird's alternative for limited clients)."""
+    try:
+        pairs = parse_qsl(scope["query_string"].decode("latin-1"))
+    except ValueError:
+        return scope
+    for name, value in pairs:
+        if name == "_method" and value.upper() in _OVERRIDABLE_METHODS:
+            return {**scope, "method": value.upper()}
+    return scope
+
+
+async def _service_error(request: Request, exc: Exception) -> Response:
+    assert isinstance(exc, ServiceError)
+    if exc.status_code >= 500:
+        logger.error("%s %s failed: %s", request.method, request.url.path, exc.description)
+    return error_response(exc)
+
+
+async def _http_error(request: Request, exc: Exception) -> Response:
+    assert isinstance(exc, HTTPException)
+    if exc.status_code == 404:
+        return error_response(NotFound(f"No route {request.url.path[:200]}"))
+    if exc.status_code == 405:
+        allow = (exc.headers or {}).get("Allow", "")
+        return error_response(
+            MethodNotAllowed(f"Method {request.method} not allowed here"), {"Allow": allow}
+        )
+    return error_response(BadRequest(str(exc.detail)[:200]))
+
+
+async def _unexpected_error(request: Request, exc: Exception) -> Response:
+    # The traceback goes to the server log, never to the client.
+    return error_response(InternalError())
+
+
+class BirdbalanceApp:
+    """The ASGI app. Build it with :func:`create_app`."""
+
+    def __init__(self, balance: BalanceEndpoint, rest: Starlette) -> None:
+        self._balance = balance
+        self._rest = rest
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] == "http":
+            if b"_method=" in scope["query_string"]:
+                scope = _method_override(scope)
+            if scope["path"] in BALANCE_PATHS:
+                await self._balance(scope, send)
+                return
+        await self._rest(scope, receive, send)
+
+
+def create_app(settings: Settings, store: Store | None = None) -> BirdbalanceApp:
+    """Build the ASGI app for ``settings`` (and ``store``, opened from settings if None).
+
+    Startup (ASGI lifespan) refuses an out-of-date schema; shutdown closes the store.
+    """
+    store = store if store is not None else open_store(settings)
+    service = Service(store)
+    admin = AdminAPI(service, settings.admin_token, settings.max_body_bytes)
+    document = openapi_document()
+
+    async def healthz(request: Request) -> JSONBody:
+        return JSONBody({"status": "ok"})
+
+    async def openapi(request: Request) -> JSONBody:
+        return JSONBody(document)
+
+    @contextlib.asynccontextmanager
+    async def lifespan(app: Starlette) -> AsyncIterator[None]:
+        current, latest = store.schema_version()
+        if current != latest:
+            raise SchemaOutOfDate(
+                f"database schema is at version {current}, this birdbalance needs {latest}:"
+                " run `birdbalance migrate`"
+            )
+        try:
+            yield
+        finally:
+            admin.close()
+            store.close()
+
+    rest = Starlette(
+        routes=[
+            Route("/healthz", healthz, methods=["GET"]),
+            Route("/openapi.json", openapi, methods=["GET"]),
+            *admin.routes(),
+        ],
+        exception_handlers={
+            ServiceError: _service_error,
+            HTTPException: _http_error,
+            Exception: _unexpected_error,
+        },
+        lifespan=lifespan,
+    )
+    return BirdbalanceApp(BalanceEndpoint(store.lookup_balance), rest)

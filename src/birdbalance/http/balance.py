@@ -1,0 +1,116 @@
+"""``GET /balance``: MessageBird's Balance API as a raw ASGI handler.
+
+This is the hot path, so it bypasses the framework: parse the key from the
+``Authorization`` header (or the legacy ``access_key`` query parameter), one indexed
+lookup by the key's digest, and a response assembled from bytes. Every failure is a JSON
+errors body; the 401 body is the same bytes whatever was wrong with the key.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Awaitable, Callable, MutableMapping
+from typing import Any, Final
+from urllib.parse import parse_qsl
+
+from birdbalance.errors import InternalError, MethodNotAllowed
+from birdbalance.keys import MAX_CREDENTIAL_CHARS, hash_key, is_well_formed, key_from_authorization
+from birdbalance.ledger import Payment
+from birdbalance.money import balance_type, format_amount
+from birdbalance.records import BalanceView
+
+from .responses import JSON_CONTENT_TYPE, UNAUTHORIZED_BODY, error_bytes
+
+Scope = MutableMapping[str, Any]
+Send = Callable[[MutableMapping[str, Any]], Awaitable[None]]
+
+BALANCE_PATHS: Final = frozenset({"/balance", "/balance/"})
+_ALLOWED_METHODS: Final = frozenset({"GET", "HEAD"})
+_METHOD_NOT_ALLOWED_BODY: Final = error_bytes(
+    MethodNotAllowed("Method not allowed: /balance supports GET")
+)
+_INTERNAL_ERROR_BODY: Final = error_bytes(InternalError())
+_MAX_QUERY_BYTES: Final = 2048
+
+logger = logging.getLogger("birdbalance.balance")
+
+
+def _headers(body: bytes, extra: tuple[tuple[bytes, bytes], ...] = ()) -> list[tuple[bytes, bytes]]:
+    return [
+        (b"content-type", JSON_CONTENT_TYPE),
+        (b"content-length", str(len(body)).encode("ascii")),
+        (b"cache-control", b"no-store"),
+        *extra,
+    ]
+
+
+def render_balance(view: BalanceView) -> bytes:
+    """The exact body MessageBird sends; ``amount`` is 0 for postpaid accounts."""
+    if view.payment is Payment.POSTPAID:
+        amount = "0"
+    else:
+        amount = format_amount(view.balance_minor, view.scale)
+    kind = balance_type(view.asset)
+    return b'{"payment":"%s","type":"%s","amount":%s}' % (
+        view.payment.value.encode("ascii"),
+        kind.encode("ascii"),
+        amount.encode("ascii"),
+    )
+
+
+def _key_from_query(query_string: bytes) -> str | None:
+    if b"access_key=" not in query_string or len(query_string) > _MAX_QUERY_BYTES:
+        return None
+    try:
+        pairs = parse_qsl(query_string.decode("latin-1"), errors="strict")
+    except (UnicodeDecodeError, ValueError):
+        return None
+    for name, value in pairs:
+        if name == "access_key":
+            if len(value) <= MAX_CREDENTIAL_CHARS and is_well_formed(value):
+                return value
+            return None
+    return None
+
+
+class BalanceEndpoint:
+    """The raw ASGI handler of ``/balance`` and ``/balance/``."""
+
+    def __init__(self, lookup: Callable[[bytes], BalanceView | None]) -> None:
+        self._lookup = lookup
+
+    async def __call__(self, scope: Scope, send: Send) -> None:
+        method = scope["method"]
+        if method not in _ALLOWED_METHODS:
+            await self._send(send, 405, _METHOD_NOT_ALLOWED_BODY, method, ((b"allow", b"GET"),))
+            return
+        key = None
+        for name, value in scope["headers"]:
+            if name == b"authorization":
+                key = key_from_authorization(value)
+                break
+        if key is None and scope["query_string"]:
+            key = _key_from_query(scope["query_string"])
+        try:
+            view = self._lookup(hash_key(key)) if key is not None else None
+        except Exception:
+            logger.exception("balance lookup failed")
+            await self._send(send, 500, _INTERNAL_ERROR_BODY, method)
+            return
+        if view is None:
+            await self._send(send, 401, UNAUTHORIZED_BODY, method)
+            return
+        await self._send(send, 200, render_balance(view), method)
+
+    @staticmethod
+    async def _send(
+        send: Send,
+        status: int,
+        body: bytes,
+        method: str,
+        extra: tuple[tuple[bytes, bytes], ...] = (),
+    ) -> None:
+        await send(
+            {"type": "http.response.start", "status": status, "headers": _headers(body, extra)}
+        )
+        await send({"type": "http.response.body", "body": b"" if method == "HEAD" else body})

@@ -1,0 +1,424 @@
+"""The OpenAPI 3.1 document served at ``/openapi.json``.
+
+``/balance`` is described as in MessageBird's own OpenAPI file (same operation id,
+security scheme and ``Balance`` schema), with the ``type`` values MessageBird's reference
+page lists and the error responses its SDKs handle. The admin API is documented beside it.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from birdbalance._version import __version__
+
+
+def _ref(name: str) -> dict[str, str]:
+    return {"$ref": f"#/components/schemas/{name}"}
+
+
+def _json(schema: dict[str, Any], description: str) -> dict[str, Any]:
+    return {"description": description, "content": {"application/json": {"schema": schema}}}
+
+
+def _errors(*statuses: int) -> dict[str, Any]:
+    text = {
+        400: "Bad request (malformed JSON)",
+        401: "Unauthorized",
+        404: "Not found",
+        405: "Method not allowed",
+        409: "Idempotency-Key reused with a different request",
+        413: "Request body too large",
+        422: "Missing or invalid parameter, or not enough balance (code 25)",
+        500: "Internal error (code 99)",
+        503: "Busy, try again",
+    }
+    return {str(s): _json(_ref("Errors"), text[s]) for s in statuses}
+
+
+_AMOUNT = {
+    "type": "string",
+    "pattern": r"^-?(0|[1-9][0-9]{0,17})(\.[0-9]{1,6})?$",
+    "description": "Exact decimal amount in major units, at most 6 decimals. "
+    "JSON numbers are accepted on input.",
+    "examples": ["9.2"],
+}
+_ID = {"type": "string", "pattern": "^[a-z]{3}_[0-9A-Z]{26}$"}
+_METADATA = {
+    "type": "object",
+    "maxProperties": 50,
+    "additionalProperties": {"type": "string", "maxLength": 500},
+}
+_MODE = {"type": "string", "enum": ["live", "test"], "default": "live"}
+_IDEMPOTENCY = {
+    "name": "Idempotency-Key",
+    "in": "header",
+    "schema": {"type": "string", "minLength": 1, "maxLength": 255},
+    "description": "Same key and same body returns the original result; a different body is 409.",
+}
+_ADMIN: list[dict[str, list[str]]] = [{"adminToken": []}]
+
+
+def _path_param(name: str) -> dict[str, Any]:
+    return {"name": name, "in": "path", "required": True, "schema": _ID}
+
+
+def _query(name: str, schema: dict[str, Any]) -> dict[str, Any]:
+    return {"name": name, "in": "query", "required": False, "schema": schema}
+
+
+def _entry_operation(kind: str, summary: str, extra: dict[str, Any]) -> dict[str, Any]:
+    properties = {
+        "amount": _AMOUNT,
+        "mode": _MODE,
+        "reference": {"type": "string", "minLength": 1, "maxLength": 255},
+        "metadata": _METADATA,
+        **extra,
+    }
+    required = ["amount", *(["charge"] if "charge" in extra else [])]
+    return {
+        "post": {
+            "operationId": f"create{kind.capitalize()}",
+            "summary": summary,
+            "tags": ["Ledger"],
+            "security": _ADMIN,
+            "parameters": [_path_param("account_id"), {**_IDEMPOTENCY, "required": True}],
+            "requestBody": {
+                "required": True,
+                "content": {
+                    "application/json": {
+                        "schema": {
+                            "type": "object",
+                            "properties": properties,
+                            "required": required,
+                            "additionalProperties": False,
+                        }
+                    }
+                },
+            },
+            "responses": {
+                "201": _json(_ref("PostedEntry"), "The entry and the resulting balance"),
+                **_errors(400, 401, 404, 409, 413, 422, 503),
+            },
+        }
+    }
+
+
+def openapi_document() -> dict[str, Any]:
+    """The whole document, built fresh (cheap; served from memory)."""
+    balance_get = {
+        "operationId": "getBalance",
+        "summary": "Get account balance",
+        "description": "Retrieves the current account balance, including the payment type,"
+        " available amount, and currency.",
+        "tags": ["Balance"],
+        "security": [{"accessKey": []}],
+        "responses": {
+            "200": _json(_ref("Balance"), "Account balance"),
+            **_errors(401, 405, 500),
+        },
+    }
+    return {
+        "openapi": "3.1.0",
+        "info": {
+            "title": "birdbalance: MessageBird Balance API and admin API",
+            "version": __version__,
+            "description": "GET /balance is wire-compatible with MessageBird's Balance API."
+            " The admin API under /v1/ manages accounts, access keys and the ledger.",
+        },
+        "servers": [{"url": "/"}],
+        "tags": [
+            {
+                "name": "Balance",
+                "description": "Operations for retrieving account balance information.",
+            },
+            {"name": "Accounts"},
+            {"name": "Keys"},
+            {"name": "Ledger"},
+        ],
+        "paths": {
+            "/balance": {"get": balance_get},
+            "/v1/accounts": {
+                "post": {
+                    "operationId": "createAccount",
+                    "summary": "Create an account (both ledgers start at 0)",
+                    "tags": ["Accounts"],
+                    "security": _ADMIN,
+                    "parameters": [_IDEMPOTENCY],
+                    "requestBody": {
+                        "required": True,
+                        "content": {"application/json": {"schema": _ref("NewAccount")}},
+                    },
+                    "responses": {
+                        "201": _json(_ref("Account"), "The account"),
+                        **_errors(400, 401, 409, 413, 422, 503),
+                    },
+                },
+                "get": {
+                    "operationId": "listAccounts",
+                    "summary": "List accounts in creation order",
+                    "tags": ["Accounts"],
+                    "security": _ADMIN,
+                    "parameters": [
+                        _query("limit", {"type": "integer", "minimum": 1, "maximum": 500}),
+                        _query("cursor", _ID),
+                        _query("search", {"type": "string", "maxLength": 255}),
+                    ],
+                    "responses": {
+                        "200": _json(_page("Account"), "A page of accounts"),
+                        **_errors(401, 404, 422),
+                    },
+                },
+            },
+            "/v1/accounts/{account_id}": {
+                "get": {
+                    "operationId": "getAccount",
+                    "summary": "Get an account with its live and test balances",
+                    "tags": ["Accounts"],
+                    "security": _ADMIN,
+                    "parameters": [_path_param("account_id")],
+                    "responses": {
+                        "200": _json(_ref("Account"), "The account"),
+                        **_errors(401, 404),
+                    },
+                }
+            },
+            "/v1/accounts/{account_id}/keys": {
+                "post": {
+                    "operationId": "createKey",
+                    "summary": "Create an access key; the secret is returned once",
+                    "tags": ["Keys"],
+                    "security": _ADMIN,
+                    "parameters": [_path_param("account_id"), _IDEMPOTENCY],
+                    "requestBody": {
+                        "required": False,
+                        "content": {
+                            "application/json": {
+                                "schema": {
+                                    "type": "object",
+                                    "properties": {"mode": _MODE},
+                                    "additionalProperties": False,
+                                }
+                            }
+                        },
+                    },
+                    "responses": {
+                        "201": _json(_ref("ApiKey"), "The key, with `key` (the secret) once"),
+                        **_errors(400, 401, 404, 409, 413, 422, 503),
+                    },
+                },
+                "get": {
+                    "operationId": "listKeys",
+                    "summary": "List an account's keys (never their secrets)",
+                    "tags": ["Keys"],
+                    "security": _ADMIN,
+                    "parameters": [_path_param("account_id")],
+                    "responses": {
+                        "200": _json(
+                            {
+                                "type": "object",
+                                "properties": {"data": {"type": "array", "items": _ref("ApiKey")}},
+                            },
+                            "The keys",
+                        ),
+                        **_errors(401, 404),
+                    },
+                },
+            },
+            "/v1/keys/{key_id}": {
+                "delete": {
+                    "operationId": "revokeKey",
+                    "summary": "Revoke a key (idempotent); it stops working at once",
+                    "tags": ["Keys"],
+                    "security": _ADMIN,
+                    "parameters": [_path_param("key_id")],
+                    "responses": {
+                        "200": _json(_ref("ApiKey"), "The revoked key"),
+                        **_errors(401, 404, 503),
+                    },
+                }
+            },
+            "/v1/accounts/{account_id}/entries": {
+                "get": {
+                    "operationId": "listEntries",
+                    "summary": "A ledger's entries, newest first",
+                    "tags": ["Ledger"],
+                    "security": _ADMIN,
+                    "parameters": [
+                        _path_param("account_id"),
+                        _query("mode", _MODE),
+                        _query("limit", {"type": "integer", "minimum": 1, "maximum": 500}),
+                        _query("cursor", {"type": "string", "pattern": "^[0-9]{1,18}$"}),
+                    ],
+                    "responses": {
+                        "200": _json(_page("Entry"), "A page of entries"),
+                        **_errors(401, 404, 422),
+                    },
+                }
+            },
+            "/v1/accounts/{account_id}/topups": _entry_operation(
+                "topup", "Add funds (prepaid) or record a payment (postpaid)", {}
+            ),
+            "/v1/accounts/{account_id}/charges": _entry_operation(
+                "charge", "Charge usage; prepaid refuses to go below zero (code 25)", {}
+            ),
+            "/v1/accounts/{account_id}/refunds": _entry_operation(
+                "refund", "Refund all or part of a charge", {"charge": _ID}
+            ),
+            "/v1/accounts/{account_id}/adjustments": _entry_operation(
+                "adjustment", "A signed correction (never an edit of an entry)", {}
+            ),
+        },
+        "components": {
+            "securitySchemes": {
+                "accessKey": {
+                    "type": "apiKey",
+                    "in": "header",
+                    "name": "Authorization",
+                    "description": "Access key authentication in the form of "
+                    "'AccessKey {accessKey}'.",
+                },
+                "adminToken": {"type": "http", "scheme": "bearer"},
+            },
+            "schemas": _schemas(),
+        },
+    }
+
+
+def _page(item: str) -> dict[str, Any]:
+    return {
+        "type": "object",
+        "required": ["data", "next_cursor", "has_more"],
+        "properties": {
+            "data": {"type": "array", "items": _ref(item)},
+            "next_cursor": {"type": ["string", "null"]},
+            "has_more": {"type": "boolean"},
+        },
+    }
+
+
+def _schemas() -> dict[str, Any]:
+    nullable_text = {"type": ["string", "null"]}
+    ledger = {
+        "type": "object",
+        "properties": {"amount": _AMOUNT, "entries": {"type": "integer"}},
+    }
+    entry = {
+        "type": "object",
+        "properties": {
+            "id": _ID,
+            "account_id": _ID,
+            "mode": _MODE,
+            "seq": {"type": "integer", "minimum": 1},
+            "kind": {"type": "string", "enum": ["topup", "charge", "refund", "adjustment"]},
+            "amount": _AMOUNT,
+            "balance_after": _AMOUNT,
+            "refund_of": nullable_text,
+            "reference": nullable_text,
+            "metadata": _METADATA,
+            "created_at": {"type": "string", "format": "date-time"},
+        },
+    }
+    return {
+        "Balance": {
+            "type": "object",
+            "properties": {
+                "payment": {
+                    "type": "string",
+                    "description": "The payment type for the account. Can be prepaid or postpaid.",
+                    "enum": ["prepaid", "postpaid"],
+                },
+                "type": {
+                    "type": "string",
+                    "description": "The type of balance: credits, euros, pounds, dollars, or "
+                    "the ISO-4217 code of any other currency.",
+                    "anyOf": [
+                        {"enum": ["credits", "euros", "pounds", "dollars"]},
+                        {"pattern": "^[A-Z]{3}$"},
+                    ],
+                },
+                "amount": {
+                    "type": "number",
+                    "format": "double",
+                    "description": "The available balance amount (0 when postpaid).",
+                },
+            },
+        },
+        "Errors": {
+            "type": "object",
+            "required": ["errors"],
+            "properties": {
+                "errors": {
+                    "type": "array",
+                    "items": {
+                        "type": "object",
+                        "required": ["code", "description", "parameter"],
+                        "properties": {
+                            "code": {"type": "integer"},
+                            "description": {"type": "string"},
+                            "parameter": nullable_text,
+                        },
+                    },
+                }
+            },
+        },
+        "NewAccount": {
+            "type": "object",
+            "required": ["payment", "type"],
+            "additionalProperties": False,
+            "properties": {
+                "payment": {"type": "string", "enum": ["prepaid", "postpaid"]},
+                "type": {
+                    "type": "string",
+                    "description": "credits, euros, pounds, dollars or an ISO-4217 code",
+                },
+                "name": {"type": "string", "minLength": 1, "maxLength": 255},
+                "credit_limit": {**_AMOUNT, "description": "Postpaid only."},
+                "metadata": _METADATA,
+            },
+        },
+        "Account": {
+            "type": "object",
+            "properties": {
+                "id": _ID,
+                "name": nullable_text,
+                "payment": {"type": "string", "enum": ["prepaid", "postpaid"]},
+                "type": {"type": "string"},
+                "scale": {"type": "integer"},
+                "credit_limit": nullable_text,
+                "metadata": _METADATA,
+                "created_at": {"type": "string", "format": "date-time"},
+                "balances": {
+                    "type": "object",
+                    "properties": {"live": ledger, "test": ledger},
+                },
+            },
+        },
+        "ApiKey": {
+            "type": "object",
+            "properties": {
+                "id": _ID,
+                "account_id": _ID,
+                "mode": _MODE,
+                "hint": {"type": "string"},
+                "key": {"type": "string", "description": "Only in the creating response."},
+                "created_at": {"type": "string", "format": "date-time"},
+                "revoked_at": nullable_text,
+            },
+        },
+        "Entry": entry,
+        "PostedEntry": {
+            "type": "object",
+            "properties": {
+                "entry": _ref("Entry"),
+                "balance": {
+                    "type": "object",
+                    "properties": {
+                        "mode": _MODE,
+                        "payment": {"type": "string"},
+                        "type": {"type": "string"},
+                        "amount": _AMOUNT,
+                    },
+                },
+            },
+        },
+    }

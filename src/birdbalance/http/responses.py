@@ -1,0 +1,37 @@
+"""JSON responses in MessageBird's shapes, for raw ASGI and Starlette alike."""
+
+from __future__ import annotations
+
+import json
+from typing import Any, Final
+
+from starlette.responses import Response
+
+from birdbalance.errors import ServiceError, Unauthorized
+
+JSON_CONTENT_TYPE: Final = b"application/json"
+
+
+def dumps(value: Any) -> bytes:
+    return json.dumps(value, separators=(",", ":"), ensure_ascii=False).encode("utf-8")
+
+
+def error_bytes(error: ServiceError) -> bytes:
+    return dumps(error.to_body())
+
+
+#: The one 401 body, byte-identical for a missing, malformed, unknown or revoked key.
+UNAUTHORIZED_BODY: Final = error_bytes(Unauthorized(parameter="access_key"))
+
+
+class JSONBody(Response):
+    """A Starlette response whose content is compact UTF-8 JSON."""
+
+    media_type = "application/json"
+
+    def render(self, content: Any) -> bytes:
+        return dumps(content)
+
+
+def error_response(error: ServiceError, headers: dict[str, str] | None = None) -> JSONBody:
+    return JSONBody(error.to_body(), status_code=error.status_code, headers=headers)

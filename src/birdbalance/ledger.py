@@ -1,0 +1,185 @@
+"""The ledger's rules, free of I/O.
+
+A ledger is the sequence of entries of one account in one mode (``live`` or
+``test``). Each entry has a signed ``amount_minor`` and records ``balance_after_minor``;
+the stored balance is the ``balance_after_minor`` of the last entry, and equals the sum of
+all amounts. Storage engines load a :class:`LedgerState` inside their write transaction,
+call :func:`next_balance`, and write the entry and the new balance in that same
+transaction, so the limit check and the write cannot race.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from dataclasses import dataclass
+from enum import StrEnum
+
+from birdbalance.errors import InvalidParameter, NotEnoughBalance
+from birdbalance.money import MAX_BALANCE_MINOR, MAX_ENTRY_MINOR, format_amount
+
+
+class Payment(StrEnum):
+    PREPAID = "prepaid"
+    POSTPAID = "postpaid"
+
+
+class Mode(StrEnum):
+    """Which ledger of an account: live keys read ``live``, ``test_`` keys read ``test``."""
+
+    LIVE = "live"
+    TEST = "test"
+
+
+class EntryKind(StrEnum):
+    TOPUP = "topup"
+    CHARGE = "charge"
+    REFUND = "refund"
+    ADJUSTMENT = "adjustment"
+
+
+@dataclass(frozen=True, slots=True)
+class LedgerState:
+    """What a write needs to know about a ledger, read inside the write's transaction."""
+
+    payment: Payment
+    balance_minor: int
+    credit_limit_minor: int | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class RefundTarget:
+    """The charge a refund names, and what has been refunded of it so far."""
+
+    kind: EntryKind
+    amount_minor: int
+    refunded_minor: int
+
+
+def signed_amount(kind: EntryKind, amount_minor: int) -> int:
+    """The signed amount an entry of ``kind`` adds to the balance.
+
+    Top-ups, charges and refunds are requested as positive magnitudes; adjustments are
+    requested signed and must not be zero.
+    """
+    assert abs(amount_minor) <= MAX_ENTRY_MINOR
+    if kind is EntryKind.ADJUSTMENT:
+        if amount_minor == 0:
+            raise InvalidParameter("an adjustment must not be zero", "amount")
+        return amount_minor
+    if amount_minor <= 0:
+        raise InvalidParameter("amount must be greater than zero", "amount")
+    return -amount_minor if kind is EntryKind.CHARGE else amount_minor
+
+
+def next_balance(
+    state: LedgerState,
+    kind: EntryKind,
+    amount_minor: int,
+    *,
+    refund_target: RefundTarget | None = None,
+) -> int:
+    """Return the balance after an entry, or raise if the rules refuse it.
+
+    - prepaid: no entry may take the balance below zero (code 25);
+    - postpaid: the balance may go negative (usage) down to ``-credit_limit_minor``
+      when a limit is set (code 25 past it);
+    - a refund must name a charge of the same ledger, and all refunds of a charge
+      together never exceed it;
+    - no balance may exceed :data:`MAX_BALANCE_MINOR` in magnitude.
+    """
+    delta = signed_amount(kind, amount_minor)
+    if kind is EntryKind.REFUND:
+        _check_refund(refund_target, delta)
+    else:
+        assert refund_target is None
+    after = state.balance_minor + delta
+    if after > MAX_BALANCE_MINOR:
+        raise InvalidParameter(
+            f"the balance would exceed {format_amount(MAX_BALANCE_MINOR)}", "amount"
+        )
+    if delta < 0:
+        _check_floor(state, after)
+    return after
+
+
+def _check_refund(target: RefundTarget | None, delta: int) -> None:
+    if target is None:
+        raise InvalidParameter("a refund must name the charge it refunds", "charge")
+    if target.kind is not EntryKind.CHARGE:
+        raise InvalidParameter("only a charge can be refunded", "charge")
+    charged = -target.amount_minor
+    assert charged > 0 and 0 <= target.refunded_minor <= charged
+    if target.refunded_minor + delta > charged:
+        left = charged - target.refunded_minor
+        raise InvalidParameter(
+            f"refunds would exceed the charge: {format_amount(left)} is left to refund",
+            "amount",
+        )
+
+
+def _check_floor(state: LedgerState, after: int) -> None:
+    if state.payment is Payment.PREPAID:
+        if after < 0:
+            raise NotEnoughBalance(
+                f"Not enough balance: {format_amount(state.balance_minor)} available"
+            )
+        return
+    limit = state.credit_limit_minor
+    if limit is not None and after < -limit:
+        raise NotEnoughBalance(
+            f"Credit limit reached: {format_amount(limit + state.balance_minor)} of "
+            f"{format_amount(limit)} left"
+        )
+    if after < -MAX_BALANCE_MINOR:
+        raise InvalidParameter(
+            f"the balance would go below -{format_amount(MAX_BALANCE_MINOR)}", "amount"
+        )
+
+
+@dataclass(frozen=True, slots=True)
+class EntryFact:
+    """The stored facts of one entry that :func:`audit_ledger` checks."""
+
+    seq: int
+    kind: EntryKind
+    amount_minor: int
+    balance_after_minor: int
+
+
+def audit_ledger(
+    entries: Iterable[EntryFact], stored_balance_minor: int, stored_seq: int, payment: Payment
+) -> list[str]:
+    """Check a ledger's entries (in ``seq`` order) against its stored balance.
+
+    Returns a list of human-readable problems, empty when the ledger is sound: sequence
+    numbers are 1..n without gaps, each ``balance_after_minor`` is the previous one plus
+    the amount, a prepaid ledger never went below zero, and the last running balance
+    (and the sum of amounts) equals the stored balance.
+    """
+    problems: list[str] = []
+    total = 0
+    last_after = 0
+    expected_seq = 1
+    for fact in entries:
+        if fact.seq != expected_seq:
+            problems.append(f"entry seq {fact.seq}: expected seq {expected_seq}")
+            expected_seq = fact.seq
+        total += fact.amount_minor
+        if fact.balance_after_minor != last_after + fact.amount_minor:
+            problems.append(
+                f"entry seq {fact.seq}: balance_after {fact.balance_after_minor} but the "
+                f"previous balance plus the amount is {last_after + fact.amount_minor}"
+            )
+        last_after = fact.balance_after_minor
+        if payment is Payment.PREPAID and fact.balance_after_minor < 0:
+            problems.append(f"entry seq {fact.seq}: prepaid balance went below zero")
+        expected_seq += 1
+    if expected_seq - 1 != stored_seq:
+        problems.append(f"stored seq {stored_seq} but the last entry has seq {expected_seq - 1}")
+    if last_after != stored_balance_minor:
+        problems.append(
+            f"stored balance {stored_balance_minor} but the last entry records {last_after}"
+        )
+    if total != stored_balance_minor:
+        problems.append(f"stored balance {stored_balance_minor} but the entries sum to {total}")
+    return problems

@@ -1,0 +1,120 @@
+"""The typed records that cross the storage seam, in both directions."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any, Generic, TypeVar
+
+from birdbalance.ledger import EntryKind, Mode, Payment
+
+T = TypeVar("T")
+
+
+@dataclass(frozen=True, slots=True)
+class BalanceView:
+    """What ``GET /balance`` needs: one row, found by key digest."""
+
+    payment: Payment
+    asset: str
+    scale: int
+    balance_minor: int
+
+
+@dataclass(frozen=True, slots=True)
+class LedgerTotals:
+    balance_minor: int
+    entry_count: int
+
+
+@dataclass(frozen=True, slots=True)
+class Account:
+    id: str
+    name: str | None
+    payment: Payment
+    asset: str
+    scale: int
+    credit_limit_minor: int | None
+    metadata: dict[str, Any]
+    created_at: str
+    live: LedgerTotals
+    test: LedgerTotals
+
+
+@dataclass(frozen=True, slots=True)
+class ApiKey:
+    id: str
+    account_id: str
+    mode: Mode
+    hint: str
+    created_at: str
+    revoked_at: str | None
+
+
+@dataclass(frozen=True, slots=True)
+class Entry:
+    id: str
+    account_id: str
+    mode: Mode
+    seq: int
+    kind: EntryKind
+    amount_minor: int
+    balance_after_minor: int
+    refund_of: str | None
+    reference: str | None
+    metadata: dict[str, Any]
+    created_at: str
+
+
+@dataclass(frozen=True, slots=True)
+class PostedEntry:
+    """The result of a ledger write: the entry and the account it moved."""
+
+    entry: Entry
+    payment: Payment
+    asset: str
+    scale: int
+    replayed: bool
+
+
+@dataclass(frozen=True, slots=True)
+class NewAccount:
+    name: str | None
+    payment: Payment
+    asset: str
+    scale: int
+    credit_limit_minor: int | None
+    metadata: dict[str, Any]
+
+
+@dataclass(frozen=True, slots=True)
+class NewKey:
+    account_id: str
+    mode: Mode
+    key_hash: bytes
+    hint: str
+
+
+@dataclass(frozen=True, slots=True)
+class NewEntry:
+    account_id: str
+    mode: Mode
+    kind: EntryKind
+    #: Positive magnitude for top-ups, charges and refunds; signed for adjustments.
+    amount_minor: int
+    refund_of: str | None
+    reference: str | None
+    metadata: dict[str, Any]
+
+
+@dataclass(frozen=True, slots=True)
+class Idempotency:
+    """A write's ``Idempotency-Key`` and the fingerprint of the request that carried it."""
+
+    key: str
+    fingerprint: str
+
+
+@dataclass(frozen=True, slots=True)
+class Page(Generic[T]):
+    items: list[T]
+    next_cursor: str | None

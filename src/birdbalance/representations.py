@@ -1,0 +1,84 @@
+"""The JSON shapes of the admin API (and of the CLI's ``--json``), in one place.
+
+Amounts are rendered as exact decimal strings; ``type`` is MessageBird's balance type.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from birdbalance.money import balance_type, format_amount
+from birdbalance.records import Account, ApiKey, Entry, LedgerTotals, Page, PostedEntry
+
+
+def _ledger(totals: LedgerTotals, scale: int) -> dict[str, Any]:
+    return {"amount": format_amount(totals.balance_minor, scale), "entries": totals.entry_count}
+
+
+def account_json(account: Account) -> dict[str, Any]:
+    limit = account.credit_limit_minor
+    return {
+        "id": account.id,
+        "name": account.name,
+        "payment": account.payment.value,
+        "type": balance_type(account.asset),
+        "scale": account.scale,
+        "credit_limit": None if limit is None else format_amount(limit, account.scale),
+        "metadata": account.metadata,
+        "created_at": account.created_at,
+        "balances": {
+            "live": _ledger(account.live, account.scale),
+            "test": _ledger(account.test, account.scale),
+        },
+    }
+
+
+def key_json(key: ApiKey, secret: str | None = None) -> dict[str, Any]:
+    body: dict[str, Any] = {
+        "id": key.id,
+        "account_id": key.account_id,
+        "mode": key.mode.value,
+        "hint": key.hint,
+        "created_at": key.created_at,
+        "revoked_at": key.revoked_at,
+    }
+    if secret is not None:
+        body["key"] = secret
+    return body
+
+
+def entry_json(entry: Entry, scale: int) -> dict[str, Any]:
+    return {
+        "id": entry.id,
+        "account_id": entry.account_id,
+        "mode": entry.mode.value,
+        "seq": entry.seq,
+        "kind": entry.kind.value,
+        "amount": format_amount(entry.amount_minor, scale),
+        "balance_after": format_amount(entry.balance_after_minor, scale),
+        "refund_of": entry.refund_of,
+        "reference": entry.reference,
+        "metadata": entry.metadata,
+        "created_at": entry.created_at,
+    }
+
+
+def posted_json(posted: PostedEntry) -> dict[str, Any]:
+    entry = posted.entry
+    return {
+        "entry": entry_json(entry, posted.scale),
+        "balance": {
+            "mode": entry.mode.value,
+            "payment": posted.payment.value,
+            "type": balance_type(posted.asset),
+            "amount": format_amount(entry.balance_after_minor, posted.scale),
+        },
+    }
+
+
+def page_json(page: Page[Any], items: list[dict[str, Any]]) -> dict[str, Any]:
+    return {
+        "data": items,
+        "next_cursor": page.next_cursor,
+        "has_more": page.next_cursor is not None,
+    }

@@ -1,0 +1,87 @@
+"""Running the service: schema check, first-start demo data, then granian.
+
+granian's worker processes each build their own app from the same :class:`Settings`
+(passed by value), so no worker shares a connection or a thread with another.
+"""
+
+from __future__ import annotations
+
+import secrets
+from dataclasses import dataclass
+from functools import partial
+
+from birdbalance.errors import SchemaOutOfDate
+from birdbalance.http.app import BirdbalanceApp, create_app
+from birdbalance.ledger import EntryKind
+from birdbalance.service import Service
+from birdbalance.settings import Settings
+from birdbalance.storage import Store
+
+DEMO_TOPUP = "103"
+
+
+def ensure_schema(store: Store) -> list[str]:
+    """Create the schema in a brand-new database; refuse an out-of-date one."""
+    current, latest = store.schema_version()
+    if current == 0:
+        return store.migrate()
+    if current < latest:
+        raise SchemaOutOfDate(
+            f"the database schema is at version {current} and this birdbalance needs {latest}:"
+            " run `birdbalance migrate` (back the database up first)"
+        )
+    if current > latest:
+        raise SchemaOutOfDate(
+            f"the database schema ({current}) is newer than this birdbalance ({latest}):"
+            " upgrade birdbalance"
+        )
+    return []
+
+
+@dataclass(frozen=True, slots=True)
+class Demo:
+    account_id: str
+    live_key: str
+    test_key: str
+
+
+def seed_demo(store: Store) -> Demo:
+    """A prepaid euro account with 103 on each ledger and one key per ledger."""
+    service = Service(store)
+    account = service.create_account({"payment": "prepaid", "type": "euros", "name": "Demo"}, None)
+    keys = {}
+    for mode in ("live", "test"):
+        service.post_entry(
+            account["id"],
+            EntryKind.TOPUP,
+            {"amount": DEMO_TOPUP, "mode": mode, "reference": "demo"},
+            f"demo-topup-{account['id']}-{mode}",
+        )
+        keys[mode] = service.create_key(account["id"], {"mode": mode}, None)["key"]
+    return Demo(account["id"], keys["live"], keys["test"])
+
+
+def generated_admin_token() -> str:
+    return secrets.token_urlsafe(24)
+
+
+def _load_app(settings: Settings, *_: object) -> BirdbalanceApp:
+    return create_app(settings)
+
+
+def run(settings: Settings) -> None:
+    """Serve until interrupted (SIGINT/SIGTERM finish in-flight requests first)."""
+    from granian.constants import Interfaces
+    from granian.server import Server
+
+    server = Server(
+        "birdbalance.http.app:create_app",
+        address=settings.host,
+        port=settings.port,
+        interface=Interfaces.ASGI,
+        workers=settings.workers,
+        # Access logs would record ?access_key=... query strings: keep them off.
+        log_access=False,
+        workers_kill_timeout=30,
+    )
+    server.serve(target_loader=partial(_load_app, settings))

@@ -1,0 +1,167 @@
+"""The operations of the admin API and the CLI, on a :class:`~birdbalance.storage.Store`.
+
+Each method takes untrusted input (a JSON object, query values, an ``Idempotency-Key``),
+validates it with :mod:`birdbalance.validation`, calls the store, and returns the JSON
+representation. The HTTP layer and the CLI are thin shells around it, so both behave
+identically. Methods are synchronous: the HTTP layer runs writes on its writer thread.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from collections.abc import Mapping
+from typing import Any, Final
+
+from birdbalance import keys as access_keys
+from birdbalance.errors import InvalidParameter, MissingParameter
+from birdbalance.ledger import EntryKind, Mode, Payment
+from birdbalance.money import AssetError, normalize_asset, scale_of
+from birdbalance.records import Idempotency, NewAccount, NewEntry, NewKey
+from birdbalance.representations import (
+    account_json,
+    entry_json,
+    key_json,
+    page_json,
+    posted_json,
+)
+from birdbalance.storage import MAX_PAGE_SIZE, Store
+from birdbalance.validation import (
+    MAX_NAME_CHARS,
+    MAX_REFERENCE_CHARS,
+    Fields,
+    idempotency_key,
+    page_limit,
+    resource_id,
+)
+
+DEFAULT_PAGE_SIZE: Final = 50
+
+
+def fingerprint(operation: str, target: str, body: Mapping[str, Any]) -> str:
+    """What makes two requests "the same" for an ``Idempotency-Key``.
+
+    The operation, its target and the body's canonical JSON; ``9.2`` and ``"9.2"`` are
+    the same amount and so the same request.
+    """
+    canonical = json.dumps([operation, target, body], sort_keys=True, separators=(",", ":"))
+    return hashlib.sha256(canonical.encode("utf-8")).hexdigest()
+
+
+class Service:
+    """Every admin operation; returns JSON-ready dicts, raises ``ServiceError``."""
+
+    def __init__(self, store: Store) -> None:
+        self.store = store
+
+    @staticmethod
+    def _idem(
+        key: str | None, operation: str, target: str, body: Mapping[str, Any], *, required: bool
+    ) -> Idempotency | None:
+        checked = idempotency_key(key, required=required)
+        if checked is None:
+            return None
+        return Idempotency(checked, fingerprint(operation, target, body))
+
+    # ------------------------------------------------------------------ accounts
+
+    def create_account(self, body: Mapping[str, Any], idem_key: str | None) -> dict[str, Any]:
+        idem = self._idem(idem_key, "create_account", "", body, required=False)
+        fields = Fields(body)
+        payment_text = fields.text("payment", required=True)
+        if payment_text not in (Payment.PREPAID.value, Payment.POSTPAID.value):
+            raise InvalidParameter("payment must be prepaid or postpaid", "payment")
+        payment = Payment(payment_text)
+        type_text = fields.text("type", required=True, max_chars=16)
+        assert type_text is not None
+        try:
+            asset = normalize_asset(type_text)
+        except AssetError as exc:
+            raise InvalidParameter(str(exc), "type") from None
+        name = fields.text("name", max_chars=MAX_NAME_CHARS)
+        credit_limit = fields.amount("credit_limit", required=False)
+        if credit_limit is not None and payment is Payment.PREPAID:
+            raise InvalidParameter("only postpaid accounts have a credit limit", "credit_limit")
+        metadata = fields.metadata()
+        fields.done()
+        new = NewAccount(name, payment, asset, scale_of(asset), credit_limit, metadata)
+        return account_json(self.store.create_account(new, idem))
+
+    def get_account(self, account_id: str) -> dict[str, Any]:
+        return account_json(self.store.get_account(resource_id(account_id, "account")))
+
+    def list_accounts(
+        self, *, cursor: str | None, limit: str | None, search: str | None = None
+    ) -> dict[str, Any]:
+        size = page_limit(limit, default=DEFAULT_PAGE_SIZE, maximum=MAX_PAGE_SIZE)
+        if cursor is not None:
+            resource_id(cursor, "cursor")
+        if search is not None and len(search) > MAX_NAME_CHARS:
+            raise InvalidParameter("search is too long", "search")
+        page = self.store.list_accounts(cursor, size, search or None)
+        return page_json(page, [account_json(a) for a in page.items])
+
+    # ------------------------------------------------------------------ keys
+
+    def create_key(
+        self, account_id: str, body: Mapping[str, Any], idem_key: str | None
+    ) -> dict[str, Any]:
+        """Create an access key; the secret is in the answer once and never again.
+
+        An idempotent replay answers with the same key's record, without the secret
+        (it is not stored anywhere).
+        """
+        account_id = resource_id(account_id, "account")
+        idem = self._idem(idem_key, "create_key", account_id, body, required=False)
+        fields = Fields(body)
+        mode = fields.mode()
+        fields.done()
+        secret = access_keys.generate_key(mode)
+        new = NewKey(account_id, mode, access_keys.hash_key(secret), access_keys.hint_of(secret))
+        record, replayed = self.store.create_key(new, idem)
+        return key_json(record, None if replayed else secret)
+
+    def list_keys(self, account_id: str) -> dict[str, Any]:
+        keys = self.store.list_keys(resource_id(account_id, "account"))
+        return {"data": [key_json(k) for k in keys]}
+
+    def revoke_key(self, key_id: str) -> dict[str, Any]:
+        return key_json(self.store.revoke_key(resource_id(key_id, "key")))
+
+    # ------------------------------------------------------------------ entries
+
+    def post_entry(
+        self, account_id: str, kind: EntryKind, body: Mapping[str, Any], idem_key: str | None
+    ) -> dict[str, Any]:
+        """Append a top-up, charge, refund or adjustment (``Idempotency-Key`` required)."""
+        account_id = resource_id(account_id, "account")
+        idem = self._idem(idem_key, f"post_{kind.value}", account_id, body, required=True)
+        assert idem is not None
+        fields = Fields(body)
+        amount = fields.amount("amount", allow_negative=kind is EntryKind.ADJUSTMENT)
+        assert amount is not None
+        refund_of = None
+        if kind is EntryKind.REFUND:
+            charge = fields.text("charge")
+            if charge is None:
+                raise MissingParameter("a refund must name the charge it refunds", "charge")
+            refund_of = resource_id(charge, "charge")
+        mode = fields.mode()
+        reference = fields.text("reference", max_chars=MAX_REFERENCE_CHARS)
+        metadata = fields.metadata()
+        fields.done()
+        new = NewEntry(account_id, mode, kind, amount, refund_of, reference, metadata)
+        return posted_json(self.store.post_entry(new, idem))
+
+    def list_entries(
+        self, account_id: str, *, mode: str | None, cursor: str | None, limit: str | None
+    ) -> dict[str, Any]:
+        account_id = resource_id(account_id, "account")
+        if mode not in (None, Mode.LIVE.value, Mode.TEST.value):
+            raise InvalidParameter("mode must be live or test", "mode")
+        if cursor is not None and not (cursor.isdigit() and len(cursor) <= 18):
+            raise InvalidParameter("cursor is not one this API gave out", "cursor")
+        size = page_limit(limit, default=DEFAULT_PAGE_SIZE, maximum=MAX_PAGE_SIZE)
+        account = self.store.get_account(account_id)
+        page = self.store.list_entries(account_id, Mode(mode or "live"), cursor, size)
+        return page_json(page, [entry_json(e, account.scale) for e in page.items])

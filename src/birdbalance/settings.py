@@ -1,0 +1,89 @@
+"""Settings, read once from the environment and passed down (never a global)."""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Mapping
+from dataclasses import dataclass, field, replace
+from pathlib import Path
+from typing import Final
+
+import platformdirs
+
+ENV_PREFIX: Final = "BIRDBALANCE_"
+
+
+def default_database_url() -> str:
+    """A SQLite file in the user's data directory (``~/.local/share/birdbalance`` on Linux)."""
+    path = Path(platformdirs.user_data_dir("birdbalance")) / "birdbalance.db"
+    return f"sqlite:///{path}"
+
+
+class SettingsError(ValueError):
+    """A setting has a value that cannot be used."""
+
+
+@dataclass(frozen=True, slots=True)
+class Settings:
+    """Everything the service needs to know, with safe defaults.
+
+    Every field can be set from ``BIRDBALANCE_<FIELD>`` (upper case); the CLI's flags
+    override the environment.
+    """
+
+    #: ``sqlite:///relative/path.db``, ``sqlite:////absolute/path.db``.
+    database_url: str = field(default_factory=default_database_url)
+    #: Bearer token of the admin API under ``/v1/``; None disables the admin API.
+    admin_token: str | None = None
+    host: str = "127.0.0.1"
+    port: int = 8000
+    workers: int = 1
+    #: SQLite ``synchronous``: FULL fsyncs every commit (durable even on power loss).
+    sqlite_synchronous: str = "FULL"
+    #: How long a write waits for SQLite's write lock before failing.
+    sqlite_busy_timeout_ms: int = 5000
+    #: Largest request body the admin API reads.
+    max_body_bytes: int = 64 * 1024
+    #: Whether the database URL came from the environment/flags (False: the embedded default).
+    database_url_explicit: bool = False
+
+    def __post_init__(self) -> None:
+        if self.sqlite_synchronous.upper() not in {"FULL", "EXTRA", "NORMAL"}:
+            raise SettingsError("sqlite_synchronous must be FULL, EXTRA or NORMAL")
+        if not 1 <= self.port <= 65535:
+            raise SettingsError("port must be 1..65535")
+        if not 1 <= self.workers <= 64:
+            raise SettingsError("workers must be 1..64")
+        if not 1024 <= self.max_body_bytes <= 16 * 1024 * 1024:
+            raise SettingsError("max_body_bytes must be 1 KiB..16 MiB")
+        if self.admin_token is not None and len(self.admin_token) < 16:
+            raise SettingsError("the admin token must have at least 16 characters")
+
+    @classmethod
+    def from_env(cls, environ: Mapping[str, str] | None = None) -> Settings:
+        """Build settings from ``BIRDBALANCE_*`` variables (``os.environ`` by default)."""
+        env = os.environ if environ is None else environ
+
+        def get(name: str) -> str | None:
+            value = env.get(ENV_PREFIX + name.upper())
+            return value if value not in (None, "") else None
+
+        values: dict[str, object] = {}
+        for name in ("database_url", "admin_token", "host", "sqlite_synchronous"):
+            if (value := get(name)) is not None:
+                values[name] = value
+        for name in ("port", "workers", "sqlite_busy_timeout_ms", "max_body_bytes"):
+            if (value := get(name)) is not None:
+                try:
+                    values[name] = int(value)
+                except ValueError:
+                    raise SettingsError(f"{ENV_PREFIX}{name.upper()} must be an integer") from None
+        values["database_url_explicit"] = "database_url" in values
+        return cls(**values)  # type: ignore[arg-type]
+
+    def with_overrides(self, **changes: object) -> Settings:
+        """A copy with the non-None ``changes`` applied (used for CLI flags)."""
+        applied = {k: v for k, v in changes.items() if v is not None}
+        if "database_url" in applied:
+            applied["database_url_explicit"] = True
+        return replace(self, **applied)  # type: ignore[arg-type]

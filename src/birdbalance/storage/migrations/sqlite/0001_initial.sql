@@ -1,0 +1,64 @@
+-- birdbalance schema v1 (SQLite).
+-- Amounts are INTEGER minor units; the scale is stored per account and never changes.
+
+CREATE TABLE accounts (
+    id                 TEXT PRIMARY KEY,
+    name               TEXT,
+    payment            TEXT NOT NULL CHECK (payment IN ('prepaid', 'postpaid')),
+    asset              TEXT NOT NULL,
+    scale              INTEGER NOT NULL CHECK (scale BETWEEN 0 AND 18),
+    credit_limit_minor INTEGER CHECK (credit_limit_minor IS NULL OR credit_limit_minor >= 0),
+    metadata           TEXT NOT NULL DEFAULT '{}',
+    created_at         TEXT NOT NULL
+) STRICT;
+
+-- One row per ledger (account x mode): the balance and the seq of its last entry.
+CREATE TABLE balances (
+    account_id    TEXT NOT NULL REFERENCES accounts (id),
+    mode          TEXT NOT NULL CHECK (mode IN ('live', 'test')),
+    balance_minor INTEGER NOT NULL,
+    seq           INTEGER NOT NULL CHECK (seq >= 0),
+    PRIMARY KEY (account_id, mode)
+) STRICT, WITHOUT ROWID;
+
+CREATE TABLE api_keys (
+    id         TEXT PRIMARY KEY,
+    account_id TEXT NOT NULL REFERENCES accounts (id),
+    mode       TEXT NOT NULL CHECK (mode IN ('live', 'test')),
+    key_hash   BLOB NOT NULL UNIQUE,
+    hint       TEXT NOT NULL,
+    created_at TEXT NOT NULL,
+    revoked_at TEXT
+) STRICT;
+CREATE INDEX api_keys_account ON api_keys (account_id, id);
+
+CREATE TABLE entries (
+    id                  TEXT PRIMARY KEY,
+    account_id          TEXT NOT NULL REFERENCES accounts (id),
+    mode                TEXT NOT NULL CHECK (mode IN ('live', 'test')),
+    seq                 INTEGER NOT NULL CHECK (seq >= 1),
+    kind                TEXT NOT NULL CHECK (kind IN ('topup', 'charge', 'refund', 'adjustment')),
+    amount_minor        INTEGER NOT NULL CHECK (amount_minor <> 0),
+    balance_after_minor INTEGER NOT NULL,
+    refund_of           TEXT REFERENCES entries (id),
+    reference           TEXT,
+    metadata            TEXT NOT NULL DEFAULT '{}',
+    created_at          TEXT NOT NULL,
+    UNIQUE (account_id, mode, seq)
+) STRICT;
+CREATE INDEX entries_refund_of ON entries (refund_of) WHERE refund_of IS NOT NULL;
+
+-- The ledger is append-only: corrections are new entries.
+CREATE TRIGGER entries_no_update BEFORE UPDATE ON entries
+BEGIN SELECT RAISE(ABORT, 'entries are append-only'); END;
+CREATE TRIGGER entries_no_delete BEFORE DELETE ON entries
+BEGIN SELECT RAISE(ABORT, 'entries are append-only'); END;
+
+-- A write's Idempotency-Key, the fingerprint of its request, and what it created.
+CREATE TABLE idempotency_keys (
+    key           TEXT PRIMARY KEY,
+    fingerprint   TEXT NOT NULL,
+    resource_type TEXT NOT NULL CHECK (resource_type IN ('account', 'key', 'entry')),
+    resource_id   TEXT NOT NULL,
+    created_at    TEXT NOT NULL
+) STRICT, WITHOUT ROWID;
