@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import hmac
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any, Final, TypeVar
 
@@ -28,6 +28,7 @@ from birdbalance.validation import parse_json_body
 from .responses import JSONBody
 
 T = TypeVar("T")
+Handler = Callable[[Request], Awaitable[JSONBody]]
 
 #: Writes waiting for the writer thread beyond this are refused with 503.
 MAX_PENDING_WRITES: Final = 1024
@@ -120,7 +121,7 @@ class AdminAPI:
         key_id = request.path_params["key_id"]
         return JSONBody(await self._write(lambda: self.service.revoke_key(key_id)))
 
-    def entry_handler(self, kind: EntryKind) -> Callable[[Request], Any]:
+    def entry_handler(self, kind: EntryKind) -> Handler:
         async def post_entry(request: Request) -> JSONBody:
             self._authorize(request)
             body = await self._body(request)
@@ -152,20 +153,27 @@ class AdminAPI:
             "refunds": EntryKind.REFUND,
             "adjustments": EntryKind.ADJUSTMENT,
         }
+        table: dict[str, dict[str, Handler]] = {
+            "/v1/accounts": {"POST": self.create_account, "GET": self.list_accounts},
+            "/v1/accounts/{account_id}": {"GET": self.get_account},
+            "/v1/accounts/{account_id}/keys": {"POST": self.create_key, "GET": self.list_keys},
+            "/v1/keys/{key_id}": {"DELETE": self.revoke_key},
+            "/v1/accounts/{account_id}/entries": {"GET": self.list_entries},
+        }
+        for path, kind in entry_paths.items():
+            table[f"/v1/accounts/{{account_id}}/{path}"] = {"POST": self.entry_handler(kind)}
         return [
-            Route("/v1/accounts", self.create_account, methods=["POST"]),
-            Route("/v1/accounts", self.list_accounts, methods=["GET"]),
-            Route("/v1/accounts/{account_id}", self.get_account, methods=["GET"]),
-            Route("/v1/accounts/{account_id}/keys", self.create_key, methods=["POST"]),
-            Route("/v1/accounts/{account_id}/keys", self.list_keys, methods=["GET"]),
-            Route("/v1/keys/{key_id}", self.revoke_key, methods=["DELETE"]),
-            Route("/v1/accounts/{account_id}/entries", self.list_entries, methods=["GET"]),
-            *(
-                Route(
-                    f"/v1/accounts/{{account_id}}/{path}",
-                    self.entry_handler(kind),
-                    methods=["POST"],
-                )
-                for path, kind in entry_paths.items()
-            ),
+            Route(path, _by_method(handlers), methods=list(handlers))
+            for path, handlers in table.items()
         ]
+
+
+def _by_method(handlers: dict[str, Handler]) -> Handler:
+    """One endpoint per path, so a 405 lists every method the path has in ``Allow``."""
+    if "GET" in handlers:
+        handlers = {**handlers, "HEAD": handlers["GET"]}
+
+    async def endpoint(request: Request) -> JSONBody:
+        return await handlers[request.method](request)
+
+    return endpoint

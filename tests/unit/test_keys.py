@@ -1,0 +1,50 @@
+from __future__ import annotations
+
+import math
+
+import pytest
+
+from birdbalance.keys import (
+    generate_key,
+    hash_key,
+    hint_of,
+    is_well_formed,
+    key_from_authorization,
+    mode_of,
+)
+from birdbalance.ledger import Mode
+
+
+def test_keys_look_like_messagebird_keys() -> None:
+    live, test = generate_key(Mode.LIVE), generate_key(Mode.TEST)
+    assert len(live) == 25 and live.isalnum()
+    assert test.startswith("test_") and len(test) == 30
+    assert mode_of(live) is Mode.LIVE and mode_of(test) is Mode.TEST
+    assert is_well_formed(live) and is_well_formed(test)
+    # 25 characters of 62 symbols carry more than 128 bits.
+    assert 25 * math.log2(62) > 128
+
+
+def test_keys_are_unique_and_hashed() -> None:
+    keys = {generate_key(Mode.LIVE) for _ in range(2000)}
+    assert len(keys) == 2000
+    key = keys.pop()
+    assert len(hash_key(key)) == 32 and key.encode() not in hash_key(key)
+    assert hint_of(key) == "…" + key[-4:]
+
+
+@pytest.mark.parametrize(
+    ("header", "expected"),
+    [
+        (b"AccessKey test_gshuPaZoeEG6ovbc8M79w0QyM", "test_gshuPaZoeEG6ovbc8M79w0QyM"),
+        (b"accesskey gshuPaZoeEG6ovbc8M79w0QyM", "gshuPaZoeEG6ovbc8M79w0QyM"),
+        (b"Bearer gshuPaZoeEG6ovbc8M79w0QyM", None),
+        (b"AccessKey", None),
+        (b"AccessKey short", None),
+        (b"AccessKey gshuPaZoeEG6ovbc8M79w0Qy\x00", None),
+        (b"AccessKey gshuPaZoeEG6ovbc8M79w0Qy\xff", None),
+        (b"AccessKey " + b"a" * 5000, None),
+    ],
+)
+def test_authorization_header(header: bytes, expected: str | None) -> None:
+    assert key_from_authorization(header) == expected
