@@ -26,7 +26,9 @@ def free_port() -> int:
 
 def clean_env(**extra: str) -> dict[str, str]:
     """The environment without any BIRDBALANCE_*/MESSAGEBIRD_* settings of the caller."""
-    env = {k: v for k, v in os.environ.items() if not k.startswith(("BIRDBALANCE_", "MESSAGEBIRD_"))}
+    env = {
+        k: v for k, v in os.environ.items() if not k.startswith(("BIRDBALANCE_", "MESSAGEBIRD_"))
+    }
     env.update(extra)
     return env
 
@@ -51,6 +53,8 @@ class Server:
     process: subprocess.Popen[bytes] | None = None
     extra_args: tuple[str, ...] = ("--no-demo",)
     env: dict[str, str] = field(default_factory=dict)
+    #: False: leave BIRDBALANCE_DATABASE_URL unset, as on a fresh machine (set XDG_DATA_HOME).
+    pass_database_url: bool = True
 
     @property
     def url(self) -> str:
@@ -62,12 +66,23 @@ class Server:
 
     def start(self) -> Server:
         env = clean_env(
-            BIRDBALANCE_DATABASE_URL=self.db_url, BIRDBALANCE_ADMIN_TOKEN=ADMIN_TOKEN, **self.env
+            **{"BIRDBALANCE_ADMIN_TOKEN": ADMIN_TOKEN, "PYTHONUNBUFFERED": "1", **self.env}
         )
+        if self.pass_database_url:
+            env["BIRDBALANCE_DATABASE_URL"] = self.db_url
         with self.log_path.open("ab") as log:
             self.process = subprocess.Popen(
-                [sys.executable, "-m", "birdbalance", "serve", "--host", "127.0.0.1",
-                 "--port", str(self.port), *self.extra_args],
+                [
+                    sys.executable,
+                    "-m",
+                    "birdbalance",
+                    "serve",
+                    "--host",
+                    "127.0.0.1",
+                    "--port",
+                    str(self.port),
+                    *self.extra_args,
+                ],
                 env=env,
                 stdout=log,
                 stderr=subprocess.STDOUT,
@@ -109,7 +124,9 @@ class Admin:
         self._n += 1
         return f"test-{time.time_ns()}-{self._n}"
 
-    def account(self, payment: str = "prepaid", type_: str = "euros", **body: Any) -> dict[str, Any]:
+    def account(
+        self, payment: str = "prepaid", type_: str = "euros", **body: Any
+    ) -> dict[str, Any]:
         r = self.http.post("/v1/accounts", json={"payment": payment, "type": type_, **body})
         assert r.status_code == 201, r.text
         return r.json()
@@ -119,7 +136,9 @@ class Admin:
         assert r.status_code == 201, r.text
         return r.json()
 
-    def post(self, account_id: str, kind: str, idem: str | None = None, **body: Any) -> httpx.Response:
+    def post(
+        self, account_id: str, kind: str, idem: str | None = None, **body: Any
+    ) -> httpx.Response:
         return self.http.post(
             f"/v1/accounts/{account_id}/{kind}",
             json=body,

@@ -16,19 +16,25 @@ def _error(r: httpx.Response) -> dict[str, object]:
 
 
 def test_admin_token_is_required(server: Server) -> None:
-    for headers in ({}, {"Authorization": "Bearer wrong-token-wrong-token"},
-                    {"Authorization": "AccessKey " + "a" * 25}):
+    for headers in (
+        {},
+        {"Authorization": "Bearer wrong-token-wrong-token"},
+        {"Authorization": "AccessKey " + "a" * 25},
+    ):
         r = httpx.get(server.url + "/v1/accounts", headers=headers)
         assert r.status_code == 401 and _error(r)["code"] == 2
 
 
 def test_account_lifecycle(admin: Admin) -> None:
-    created = admin.account("postpaid", "GBP", name="Reseller A", credit_limit="250.5",
-                            metadata={"crm": "42"})
+    created = admin.account(
+        "postpaid", "GBP", name="Reseller A", credit_limit="250.5", metadata={"crm": "42"}
+    )
     assert created["type"] == "pounds" and created["scale"] == 6
     assert created["credit_limit"] == "250.5" and created["metadata"] == {"crm": "42"}
-    assert created["balances"] == {"live": {"amount": "0", "entries": 0},
-                                   "test": {"amount": "0", "entries": 0}}
+    assert created["balances"] == {
+        "live": {"amount": "0", "entries": 0},
+        "test": {"amount": "0", "entries": 0},
+    }
     got = admin.http.get(f"/v1/accounts/{created['id']}")
     assert got.status_code == 200 and got.json() == created
     found = admin.http.get("/v1/accounts", params={"search": "Reseller A"}).json()
@@ -64,12 +70,16 @@ def test_account_pages_are_bounded_and_complete(admin: Admin) -> None:
         ({"payment": "prepaid", "type": "euros", "metadata": {"a": 1}}, 422, 10, "metadata"),
     ],
 )
-def test_bad_accounts(admin: Admin, body: dict[str, object], status: int, code: int,
-                      parameter: str) -> None:
+def test_bad_accounts(
+    admin: Admin, body: dict[str, object], status: int, code: int, parameter: str
+) -> None:
     r = admin.http.post("/v1/accounts", json=body)
     assert r.status_code == status
-    assert _error(r) | {"description": ""} == {"code": code, "parameter": parameter,
-                                                 "description": ""}
+    assert _error(r) | {"description": ""} == {
+        "code": code,
+        "parameter": parameter,
+        "description": "",
+    }
 
 
 def test_keys_are_shown_once_and_listed_without_secrets(admin: Admin) -> None:
@@ -90,10 +100,15 @@ def test_entries_move_the_balance_and_are_listed(admin: Admin) -> None:
     account = admin.account()
     aid = account["id"]
     topup = admin.topup(aid, "10")
-    assert topup["balance"] == {"mode": "live", "payment": "prepaid", "type": "euros",
-                                "amount": "10"}
-    charge = admin.post(aid, "charges", amount=0.0075, reference="msg-1",
-                        metadata={"recipient": "31600000000"}).json()
+    assert topup["balance"] == {
+        "mode": "live",
+        "payment": "prepaid",
+        "type": "euros",
+        "amount": "10",
+    }
+    charge = admin.post(
+        aid, "charges", amount=0.0075, reference="msg-1", metadata={"recipient": "31600000000"}
+    ).json()
     assert charge["entry"]["amount"] == "-0.0075"
     assert charge["entry"]["balance_after"] == "9.9925"
     assert charge["entry"]["reference"] == "msg-1"
@@ -104,8 +119,9 @@ def test_entries_move_the_balance_and_are_listed(admin: Admin) -> None:
     assert adjust["balance"]["amount"] == "9.5"
     page = admin.http.get(f"/v1/accounts/{aid}/entries", params={"limit": "3"}).json()
     assert [e["kind"] for e in page["data"]] == ["adjustment", "refund", "charge"]
-    rest = admin.http.get(f"/v1/accounts/{aid}/entries",
-                          params={"cursor": page["next_cursor"]}).json()
+    rest = admin.http.get(
+        f"/v1/accounts/{aid}/entries", params={"cursor": page["next_cursor"]}
+    ).json()
     assert [e["kind"] for e in rest["data"]] == ["topup"] and not rest["has_more"]
     sandbox = admin.http.get(f"/v1/accounts/{aid}/entries", params={"mode": "test"}).json()
     assert sandbox["data"] == []
@@ -154,8 +170,10 @@ def test_idempotency(admin: Admin) -> None:
     assert other_kind.status_code == 409
     r = admin.http.post(f"/v1/accounts/{aid}/topups", json={"amount": "1"})
     assert r.status_code == 422 and _error(r) == {
-        "code": 9, "description": "the Idempotency-Key header is required",
-        "parameter": "Idempotency-Key"}
+        "code": 9,
+        "description": "the Idempotency-Key header is required",
+        "parameter": "Idempotency-Key",
+    }
     assert admin.http.get(f"/v1/accounts/{aid}").json()["balances"]["live"]["amount"] == "3"
 
 
@@ -172,7 +190,8 @@ def test_account_and_key_creation_are_idempotent_too(admin: Admin) -> None:
 
 
 @pytest.mark.parametrize(
-    "amount", ["1.0000001", "-1", "0", "NaN", "1e3", "Infinity", " 1", "", True, None, [], {}],
+    "amount",
+    ["1.0000001", "-1", "0", "NaN", "1e3", "Infinity", " 1", "", True, None, [], {}],
 )
 def test_bad_amounts_are_422_and_change_nothing(admin: Admin, amount: object) -> None:
     aid = admin.account()["id"]
@@ -213,12 +232,23 @@ def test_openapi_document(server: Server) -> None:
     get = doc["paths"]["/balance"]["get"]
     assert get["operationId"] == "getBalance" and get["tags"] == ["Balance"]
     assert doc["components"]["securitySchemes"]["accessKey"] == {
-        "type": "apiKey", "in": "header", "name": "Authorization",
-        "description": "Access key authentication in the form of 'AccessKey {accessKey}'."}
+        "type": "apiKey",
+        "in": "header",
+        "name": "Authorization",
+        "description": "Access key authentication in the form of 'AccessKey {accessKey}'.",
+    }
     balance = doc["components"]["schemas"]["Balance"]["properties"]
     assert set(balance) == {"payment", "type", "amount"}
-    assert balance["amount"] == {"type": "number", "format": "double",
-                                 "description": "The available balance amount (0 when postpaid)."}
-    for path in ["/v1/accounts", "/v1/accounts/{account_id}/keys", "/v1/keys/{key_id}",
-                 "/v1/accounts/{account_id}/charges", "/v1/accounts/{account_id}/entries"]:
+    assert balance["amount"] == {
+        "type": "number",
+        "format": "double",
+        "description": "The available balance amount (0 when postpaid).",
+    }
+    for path in [
+        "/v1/accounts",
+        "/v1/accounts/{account_id}/keys",
+        "/v1/keys/{key_id}",
+        "/v1/accounts/{account_id}/charges",
+        "/v1/accounts/{account_id}/entries",
+    ]:
         assert path in doc["paths"]

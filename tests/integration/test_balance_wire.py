@@ -17,12 +17,15 @@ UNAUTHORIZED = (
 )
 
 
-def _get(server: Server, path: str = "/balance", key: str | None = None, **kw: object) -> httpx.Response:
+def _get(
+    server: Server, path: str = "/balance", key: str | None = None, **kw: object
+) -> httpx.Response:
     headers = dict(kw.pop("headers", {}))  # type: ignore[call-overload]
     if key is not None:
         headers["Authorization"] = f"AccessKey {key}"
-    return httpx.request(str(kw.pop("method", "GET")), server.url + path, headers=headers,
-                         timeout=10, **kw)  # type: ignore[arg-type]
+    return httpx.request(
+        str(kw.pop("method", "GET")), server.url + path, headers=headers, timeout=10, **kw
+    )  # type: ignore[arg-type]
 
 
 @pytest.fixture(scope="module")
@@ -60,8 +63,10 @@ def test_test_keys_read_the_sandbox_ledger(server: Server, euro_account: dict[st
 def test_clients_headers_are_accepted(server: Server, euro_account: dict[str, str]) -> None:
     # Node sends only Authorization and User-Agent; Python adds a JSON Content-Type on GET.
     node = {"User-Agent": "MessageBird/ApiClient/4.0.1 Node.js/v20.20.2", "Accept": ""}
-    python = {"Content-Type": "application/json; charset=UTF-8",
-              "User-Agent": "MessageBird/ApiClient/2.2.0 Python/3.11.7"}
+    python = {
+        "Content-Type": "application/json; charset=UTF-8",
+        "User-Agent": "MessageBird/ApiClient/2.2.0 Python/3.11.7",
+    }
     for headers in (node, python):
         assert _get(server, key=euro_account["live"], headers=headers).status_code == 200
 
@@ -130,7 +135,10 @@ def test_types_and_exact_amounts(
     admin.topup(account["id"], topup)
     r = _get(server, key=admin.key(account["id"])["key"])
     expected = b'{"payment":"%s","type":"%s","amount":%s}' % (
-        payment.encode(), expected_type.encode(), expected_amount)
+        payment.encode(),
+        expected_type.encode(),
+        expected_amount,
+    )
     assert r.content == expected
     assert json.loads(r.content)["type"] == expected_type
 
@@ -139,7 +147,10 @@ def test_postpaid_usage_still_reports_zero(server: Server, admin: Admin) -> None
     account = admin.account("postpaid", "euros", credit_limit="100")
     assert admin.post(account["id"], "charges", amount="42.5").status_code == 201
     assert _get(server, key=admin.key(account["id"])["key"]).json() == {
-        "payment": "postpaid", "type": "euros", "amount": 0}
+        "payment": "postpaid",
+        "type": "euros",
+        "amount": 0,
+    }
 
 
 def test_balance_follows_writes_immediately(server: Server, admin: Admin) -> None:
@@ -162,8 +173,9 @@ def test_unexpected_failure_is_500_code_99_without_a_trace(tmp_path: Path) -> No
         raw.close()
         r = _get(srv, key=key)
         assert r.status_code == 500
-        assert r.json() == {"errors": [{"code": 99, "description": "Internal error",
-                                        "parameter": None}]}
+        assert r.json() == {
+            "errors": [{"code": 99, "description": "Internal error", "parameter": None}]
+        }
         r = admin.http.get(f"/v1/accounts/{account['id']}")
         assert r.status_code == 500 and r.json()["errors"][0]["code"] == 99
         assert b"Traceback" not in r.content and b"sqlite" not in r.content.lower()

@@ -15,13 +15,19 @@ FUNDED_FOR = 23
 async def _charges(server: Server, account_id: str, keys: list[str]) -> list[httpx.Response]:
     headers = {"Authorization": f"Bearer {ADMIN_TOKEN}"}
     limits = httpx.Limits(max_connections=CLIENTS)
-    async with httpx.AsyncClient(base_url=server.url, headers=headers, limits=limits,
-                                 timeout=30) as client:
-        return await asyncio.gather(*(
-            client.post(f"/v1/accounts/{account_id}/charges", json={"amount": "1"},
-                        headers={"Idempotency-Key": key})
-            for key in keys
-        ))
+    async with httpx.AsyncClient(
+        base_url=server.url, headers=headers, limits=limits, timeout=30
+    ) as client:
+        return await asyncio.gather(
+            *(
+                client.post(
+                    f"/v1/accounts/{account_id}/charges",
+                    json={"amount": "1"},
+                    headers={"Idempotency-Key": key},
+                )
+                for key in keys
+            )
+        )
 
 
 def test_no_overdraft_under_concurrent_charges(server: Server, admin: Admin) -> None:

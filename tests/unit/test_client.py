@@ -43,8 +43,14 @@ class Script:
 
 
 def _client(script: Script, **kw: object) -> Client:
-    return Client("test_" + "a" * 25, "http://bb.test", transport=httpx.MockTransport(script),
-                  backoff_s=0.001, max_backoff_s=0.002, **kw)  # type: ignore[arg-type]
+    return Client(
+        "test_" + "a" * 25,
+        "http://bb.test",
+        transport=httpx.MockTransport(script),
+        backoff_s=0.001,
+        max_backoff_s=0.002,
+        **kw,
+    )  # type: ignore[arg-type]
 
 
 def test_balance_is_exact_and_frozen() -> None:
@@ -111,8 +117,11 @@ def test_async_twin() -> None:
 
     async def main() -> Balance:
         async with AsyncClient(
-            "k" * 25, "http://bb.test", transport=httpx.MockTransport(script),
-            backoff_s=0.001, max_backoff_s=0.002,
+            "k" * 25,
+            "http://bb.test",
+            transport=httpx.MockTransport(script),
+            backoff_s=0.001,
+            max_backoff_s=0.002,
         ) as client:
             return await client.balance()
 

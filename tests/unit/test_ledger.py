@@ -59,7 +59,7 @@ def test_refunds_never_exceed_the_charge() -> None:
     state = LedgerState(PREPAID, 0)
     charge = RefundTarget(EntryKind.CHARGE, amount_minor=-100, refunded_minor=60)
     assert next_balance(state, EntryKind.REFUND, 40, refund_target=charge) == 40
-    with pytest.raises(InvalidParameter, match="0.00004 is left"):
+    with pytest.raises(InvalidParameter, match=r"0\.00004 is left"):
         next_balance(state, EntryKind.REFUND, 41, refund_target=charge)
 
 

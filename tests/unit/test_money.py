@@ -33,8 +33,28 @@ def test_parse_amount(text: str, minor: int) -> None:
 
 @pytest.mark.parametrize(
     "text",
-    ["", " 1", "1 ", "+1", "1e3", "1E3", "NaN", "nan", "Infinity", "-inf", "0x10", "1.", ".5",
-     "01", "1.0000001", "1,5", "1_000", "١", "1000000000.000001", "9" * 40],
+    [
+        "",
+        " 1",
+        "1 ",
+        "+1",
+        "1e3",
+        "1E3",
+        "NaN",
+        "nan",
+        "Infinity",
+        "-inf",
+        "0x10",
+        "1.",
+        ".5",
+        "01",
+        "1.0000001",
+        "1,5",
+        "1_000",
+        "\u0661",
+        "1000000000.000001",
+        "9" * 40,
+    ],
 )
 def test_parse_amount_refuses(text: str) -> None:
     with pytest.raises(AmountError):

@@ -30,8 +30,9 @@ def _account(store: SQLiteStore, payment: Payment = Payment.PREPAID) -> str:
 
 
 def _post(store: SQLiteStore, account: str, kind: EntryKind, amount: int, key: str, **kw):  # type: ignore[no-untyped-def]
-    new = NewEntry(account, kw.pop("mode", Mode.LIVE), kind, amount, kw.pop("refund_of", None),
-                   None, {})
+    new = NewEntry(
+        account, kw.pop("mode", Mode.LIVE), kind, amount, kw.pop("refund_of", None), None, {}
+    )
     return store.post_entry(new, Idempotency(key, kw.pop("fp", "fp-" + key)))
 
 
@@ -101,7 +102,7 @@ def test_refund_must_name_a_charge_of_the_same_ledger(store: SQLiteStore) -> Non
     with pytest.raises(NotFound):
         _post(store, account, EntryKind.REFUND, 1, "r1", refund_of=charge.id, mode=Mode.TEST)
     _post(store, account, EntryKind.REFUND, 50, "r2", refund_of=charge.id)
-    with pytest.raises(Exception, match="0.00001 is left"):
+    with pytest.raises(Exception, match=r"0\.00001 is left"):
         _post(store, account, EntryKind.REFUND, 11, "r3", refund_of=charge.id)
     assert store.verify() == []
 
