@@ -149,8 +149,21 @@ def _balance_from(response: httpx.Response) -> Balance:
     return Balance(payment, kind, amount)
 
 
-def _retryable(response: httpx.Response) -> bool:
-    return response.status_code >= 500
+def _settle(
+    options: _Options, attempt: int, outcome: httpx.Response | httpx.TransportError
+) -> Balance | float:
+    """The balance of an attempt, or the seconds to wait before the next one.
+
+    Connection failures and 5xx answers are retried until ``max_retries`` is spent; then
+    (and for every other answer) this returns the balance or raises the client error.
+    """
+    last = attempt >= options.max_retries
+    if isinstance(outcome, httpx.TransportError):
+        if last:
+            raise _transport_error(outcome) from outcome
+    elif last or outcome.status_code < 500:
+        return _balance_from(outcome)
+    return _delay_s(options, attempt)
 
 
 class Client:
@@ -179,18 +192,15 @@ class Client:
 
     def balance(self) -> Balance:
         """``GET /balance``; raises :class:`birdbalance.ClientError` subclasses."""
-        attempt = 0
-        while True:
+        for attempt in range(self._options.max_retries + 1):
             try:
-                response = self._http.get("/balance")
+                outcome = _settle(self._options, attempt, self._http.get("/balance"))
             except _RETRYABLE_EXCEPTIONS as exc:
-                if attempt >= self._options.max_retries:
-                    raise _transport_error(exc) from exc
-            else:
-                if not _retryable(response) or attempt >= self._options.max_retries:
-                    return _balance_from(response)
-            time.sleep(_delay_s(self._options, attempt))
-            attempt += 1
+                outcome = _settle(self._options, attempt, exc)
+            if isinstance(outcome, Balance):
+                return outcome
+            time.sleep(outcome)
+        raise AssertionError("unreachable: the last attempt settles")
 
     def close(self) -> None:
         self._http.close()
@@ -233,18 +243,15 @@ class AsyncClient:
 
     async def balance(self) -> Balance:
         """``GET /balance``; raises :class:`birdbalance.ClientError` subclasses."""
-        attempt = 0
-        while True:
+        for attempt in range(self._options.max_retries + 1):
             try:
-                response = await self._http.get("/balance")
+                outcome = _settle(self._options, attempt, await self._http.get("/balance"))
             except _RETRYABLE_EXCEPTIONS as exc:
-                if attempt >= self._options.max_retries:
-                    raise _transport_error(exc) from exc
-            else:
-                if not _retryable(response) or attempt >= self._options.max_retries:
-                    return _balance_from(response)
-            await asyncio.sleep(_delay_s(self._options, attempt))
-            attempt += 1
+                outcome = _settle(self._options, attempt, exc)
+            if isinstance(outcome, Balance):
+                return outcome
+            await asyncio.sleep(outcome)
+        raise AssertionError("unreachable: the last attempt settles")
 
     async def aclose(self) -> None:
         await self._http.aclose()

@@ -21,21 +21,24 @@ def _json(result) -> dict:  # type: ignore[no-untyped-def,type-arg]
     return json.loads(result.stdout)  # type: ignore[no-any-return]
 
 
-def test_a_full_session(db_url: str) -> None:
-    account = _json(
+def _new_account(type_: str, db_url: str, *extra: str) -> dict:  # type: ignore[type-arg]
+    return _json(
         cli(
             "accounts",
             "create",
             "--payment",
             "prepaid",
             "--type",
-            "euros",
-            "--name",
-            "Shop",
+            type_,
+            *extra,
             "--json",
             db_url=db_url,
         )
     )
+
+
+def test_a_full_session(db_url: str) -> None:
+    account = _new_account("euros", db_url, "--name", "Shop")
     aid = account["id"]
     key = _json(cli("keys", "create", aid, "--test", "--json", db_url=db_url))
     assert key["key"].startswith("test_") and key["id"].startswith("key_")
@@ -76,18 +79,7 @@ def test_a_full_session(db_url: str) -> None:
 
 
 def test_errors_go_to_stderr_with_a_nonzero_exit(db_url: str) -> None:
-    aid = _json(
-        cli(
-            "accounts",
-            "create",
-            "--payment",
-            "prepaid",
-            "--type",
-            "credits",
-            "--json",
-            db_url=db_url,
-        )
-    )["id"]
+    aid = _new_account("credits", db_url)["id"]
     result = cli("charge", aid, "1", db_url=db_url)
     assert result.returncode == 1 and result.stdout == ""
     assert result.stderr.startswith("error: Not enough balance") and "code 25" in result.stderr

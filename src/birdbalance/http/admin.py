@@ -17,6 +17,7 @@ from starlette.requests import Request
 from starlette.routing import Route
 
 from birdbalance.errors import (
+    BadRequest,
     PayloadTooLarge,
     ServiceUnavailable,
     Unauthorized,
@@ -62,10 +63,11 @@ class AdminAPI:
 
     async def _body(self, request: Request) -> dict[str, Any]:
         declared = request.headers.get("content-length")
-        if declared is not None and (
-            not declared.isdigit() or int(declared) > self._max_body_bytes
-        ):
-            raise PayloadTooLarge(f"the request body exceeds {self._max_body_bytes} bytes")
+        if declared is not None:
+            if not declared.isdigit():
+                raise BadRequest("Content-Length is not a number")
+            if int(declared) > self._max_body_bytes:
+                raise PayloadTooLarge(f"the request body exceeds {self._max_body_bytes} bytes")
         chunks = bytearray()
         async for chunk in request.stream():
             chunks += chunk
