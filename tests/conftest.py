@@ -1,3 +1,5 @@
+"""Fixtures shared by every test folder: an engine, a fresh database, a server."""
+
 from __future__ import annotations
 
 from collections.abc import Iterator
@@ -5,14 +7,54 @@ from pathlib import Path
 
 import pytest
 
+from tests.databases import ADMIN_URL, ENGINES, SKIP_REASON, PostgresCluster, sqlite_url
 from tests.servers import Admin, Server
 
 
 @pytest.fixture(scope="session")
-def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Server]:
-    """One real server process on SQLite, shared by the tests that create their own accounts."""
-    folder: Path = tmp_path_factory.mktemp("server")
-    srv = Server(db_path=folder / "bb.db", log_path=folder / "server.log").start()
+def postgres() -> Iterator[PostgresCluster]:
+    """The PostgreSQL cluster of this run; skips (outside CI) when none is reachable."""
+    error = PostgresCluster.reach()
+    if error is not None:
+        reason = SKIP_REASON.format(url=ADMIN_URL, error=error)
+        from tests.databases import in_ci
+
+        if in_ci():
+            pytest.fail(reason + " -- but CI=true, so they must run", pytrace=False)
+        pytest.skip(reason)
+    cluster = PostgresCluster()
+    yield cluster
+    cluster.drop_all()
+
+
+def _new_url(engine: str, request: pytest.FixtureRequest, folder: Path) -> str:
+    if engine == "sqlite":
+        return sqlite_url(folder / "birdbalance.db")
+    cluster: PostgresCluster = request.getfixturevalue("postgres")
+    return cluster.new_database()
+
+
+@pytest.fixture(params=ENGINES)
+def engine(request: pytest.FixtureRequest) -> str:
+    """Each test that uses it runs once per database engine."""
+    return str(request.param)
+
+
+@pytest.fixture
+def database_url(engine: str, request: pytest.FixtureRequest, tmp_path: Path) -> str:
+    """A new, empty database of ``engine`` for one test."""
+    return _new_url(engine, request, tmp_path)
+
+
+@pytest.fixture(scope="session", params=ENGINES)
+def server(
+    request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory
+) -> Iterator[Server]:
+    """One real server process per engine, shared by the tests that make their own accounts."""
+    engine = str(request.param)
+    folder: Path = tmp_path_factory.mktemp(f"server-{engine}")
+    url = _new_url(engine, request, folder)
+    srv = Server(db_url=url, log_path=folder / "server.log").start()
     yield srv
     srv.stop()
 

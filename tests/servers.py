@@ -47,7 +47,7 @@ def cli(*args: str, db_url: str, env: dict[str, str] | None = None, timeout_s: f
 
 @dataclass
 class Server:
-    db_path: Path
+    db_url: str
     log_path: Path
     port: int = field(default_factory=free_port)
     process: subprocess.Popen[bytes] | None = None
@@ -61,8 +61,14 @@ class Server:
         return f"http://127.0.0.1:{self.port}"
 
     @property
-    def db_url(self) -> str:
-        return f"sqlite:///{self.db_path}"
+    def db_path(self) -> Path:
+        """The file of a SQLite database."""
+        assert self.db_url.startswith("sqlite:///"), self.db_url
+        return Path(self.db_url.removeprefix("sqlite:///"))
+
+    @property
+    def engine(self) -> str:
+        return "sqlite" if self.db_url.startswith("sqlite:") else "postgresql"
 
     def start(self) -> Server:
         env = clean_env(

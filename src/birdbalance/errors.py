@@ -11,7 +11,8 @@
     │   ├── MethodNotAllowed         405, code 21
     │   ├── MissingParameter         422, code 9
     │   ├── InvalidParameter         422, code 10
-    │   │   └── IdempotencyConflict  409, code 10 (parameter Idempotency-Key)
+    │   │   ├── IdempotencyConflict  409, code 10 (parameter Idempotency-Key)
+    │   │   └── StateConflict        409, code 10 (a hold that is no longer pending)
     │   ├── NotEnoughBalance         422, code 25
     │   ├── ServiceUnavailable       503, code 99 (the database is busy or down; retry)
     │   ├── SchemaOutOfDate          500, code 99
@@ -113,6 +114,13 @@ class IdempotencyConflict(InvalidParameter):
 
     def __init__(self, description: str | None = None, parameter: str | None = None) -> None:
         super().__init__(description, parameter or "Idempotency-Key")
+
+
+class StateConflict(InvalidParameter):
+    """The resource is no longer in a state that allows the request (a resolved hold)."""
+
+    status_code = 409
+    default_description = "The resource is not in a state that allows this request"
 
 
 class NotEnoughBalance(ServiceError):

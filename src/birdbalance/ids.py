@@ -11,6 +11,8 @@ import time
 from datetime import UTC, datetime
 from typing import Final
 
+from birdbalance.timestamps import format_timestamp
+
 _CROCKFORD: Final = "0123456789ABCDEFGHJKMNPQRSTVWXYZ"
 
 
@@ -26,4 +28,4 @@ def new_id(prefix: str) -> str:
 
 def utc_timestamp() -> str:
     """Now, as RFC 3339 UTC with microseconds (sorts as text)."""
-    return datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
+    return format_timestamp(datetime.now(UTC))

@@ -37,6 +37,15 @@ class EntryKind(StrEnum):
     ADJUSTMENT = "adjustment"
 
 
+class HoldStatus(StrEnum):
+    """A hold is ``pending`` until it is captured, voided or expires; then it is final."""
+
+    PENDING = "pending"
+    CAPTURED = "captured"
+    VOIDED = "voided"
+    EXPIRED = "expired"
+
+
 @dataclass(frozen=True, slots=True)
 class LedgerState:
     """What a write needs to know about a ledger, read inside the write's transaction."""
@@ -44,6 +53,13 @@ class LedgerState:
     payment: Payment
     balance_minor: int
     credit_limit_minor: int | None = None
+    #: Reserved by pending holds: spendable by their captures only.
+    held_minor: int = 0
+
+    @property
+    def available_minor(self) -> int:
+        """The balance less what pending holds reserve."""
+        return self.balance_minor - self.held_minor
 
 
 @dataclass(frozen=True, slots=True)
@@ -118,22 +134,54 @@ def _check_refund(target: RefundTarget | None, delta: int) -> None:
 
 
 def _check_floor(state: LedgerState, after: int) -> None:
+    """Refuse a debit that takes what is available (balance less holds) below the floor."""
+    available_after = after - state.held_minor
     if state.payment is Payment.PREPAID:
-        if after < 0:
+        if available_after < 0:
             raise NotEnoughBalance(
-                f"Not enough balance: {format_amount(state.balance_minor)} available"
+                f"Not enough balance: {format_amount(max(state.available_minor, 0))} available"
             )
         return
     limit = state.credit_limit_minor
-    if limit is not None and after < -limit:
+    if limit is not None and available_after < -limit:
         raise NotEnoughBalance(
-            f"Credit limit reached: {format_amount(limit + state.balance_minor)} of "
+            f"Credit limit reached: {format_amount(max(limit + state.available_minor, 0))} of "
             f"{format_amount(limit)} left"
         )
     if after < -MAX_BALANCE_MINOR:
         raise InvalidParameter(
             f"the balance would go below -{format_amount(MAX_BALANCE_MINOR)}", "amount"
         )
+
+
+def reserve(state: LedgerState, amount_minor: int) -> int:
+    """Return the ledger's held amount after a new hold of ``amount_minor``, or refuse.
+
+    A hold moves no money: it sets ``amount_minor`` aside so that nothing else can spend
+    it. What is available (balance less holds) must stay above the same floor as for a
+    charge, so no overdraft is reachable through holds either.
+    """
+    assert abs(amount_minor) <= MAX_ENTRY_MINOR
+    if amount_minor <= 0:
+        raise InvalidParameter("amount must be greater than zero", "amount")
+    _check_floor(state, state.balance_minor - amount_minor)
+    return state.held_minor + amount_minor
+
+
+def capture_amount(hold_amount_minor: int, requested_minor: int | None) -> int:
+    """What a capture charges: all of the hold by default, or part of it, never more."""
+    assert hold_amount_minor > 0
+    if requested_minor is None:
+        return hold_amount_minor
+    if requested_minor <= 0:
+        raise InvalidParameter(
+            "a capture must be greater than zero (void the hold to release it)", "amount"
+        )
+    if requested_minor > hold_amount_minor:
+        raise InvalidParameter(
+            f"a capture cannot exceed its hold ({format_amount(hold_amount_minor)})", "amount"
+        )
+    return requested_minor
 
 
 @dataclass(frozen=True, slots=True)

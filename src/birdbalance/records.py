@@ -5,7 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any, Generic, TypeVar
 
-from birdbalance.ledger import EntryKind, Mode, Payment
+from birdbalance.ledger import EntryKind, HoldStatus, Mode, Payment
 
 T = TypeVar("T")
 
@@ -24,6 +24,8 @@ class BalanceView:
 class LedgerTotals:
     balance_minor: int
     entry_count: int
+    #: Reserved by pending holds; ``balance_minor - held_minor`` is available.
+    held_minor: int = 0
 
 
 @dataclass(frozen=True, slots=True)
@@ -63,6 +65,43 @@ class Entry:
     reference: str | None
     metadata: dict[str, Any]
     created_at: str
+    #: The hold a capture's charge settles.
+    hold_id: str | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class Hold:
+    """An amount set aside on a ledger until it is captured, voided or expires."""
+
+    id: str
+    account_id: str
+    mode: Mode
+    amount_minor: int
+    status: HoldStatus
+    captured_minor: int
+    expires_at: str
+    reference: str | None
+    metadata: dict[str, Any]
+    created_at: str
+    resolved_at: str | None
+
+
+@dataclass(frozen=True, slots=True)
+class HoldResult:
+    """A hold as it is after a write on it, and the charge its capture posted, if any."""
+
+    hold: Hold
+    capture: PostedEntry | None
+    replayed: bool
+
+
+@dataclass(frozen=True, slots=True)
+class BalanceAt:
+    """A ledger's balance at a point in time: that of its last entry at or before it."""
+
+    balance_minor: int
+    seq: int
+    entry_at: str | None
 
 
 @dataclass(frozen=True, slots=True)
@@ -102,6 +141,16 @@ class NewEntry:
     #: Positive magnitude for top-ups, charges and refunds; signed for adjustments.
     amount_minor: int
     refund_of: str | None
+    reference: str | None
+    metadata: dict[str, Any]
+
+
+@dataclass(frozen=True, slots=True)
+class NewHold:
+    account_id: str
+    mode: Mode
+    amount_minor: int
+    expires_at: str
     reference: str | None
     metadata: dict[str, Any]
 

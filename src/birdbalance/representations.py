@@ -8,11 +8,27 @@ from __future__ import annotations
 from typing import Any
 
 from birdbalance.money import balance_type, format_amount
-from birdbalance.records import Account, ApiKey, Entry, LedgerTotals, Page, PostedEntry
+from birdbalance.records import (
+    Account,
+    ApiKey,
+    Entry,
+    Hold,
+    HoldResult,
+    LedgerTotals,
+    Page,
+    PostedEntry,
+)
 
 
 def _ledger(totals: LedgerTotals, scale: int) -> dict[str, Any]:
-    return {"amount": format_amount(totals.balance_minor, scale), "entries": totals.entry_count}
+    """``amount`` is the ledger's balance; ``pending`` what holds reserve of it;
+    ``available`` the rest, which is what ``GET /balance`` shows for a prepaid account."""
+    return {
+        "amount": format_amount(totals.balance_minor, scale),
+        "pending": format_amount(totals.held_minor, scale),
+        "available": format_amount(totals.balance_minor - totals.held_minor, scale),
+        "entries": totals.entry_count,
+    }
 
 
 def account_json(account: Account) -> dict[str, Any]:
@@ -60,6 +76,7 @@ def entry_json(entry: Entry, scale: int) -> dict[str, Any]:
         "reference": entry.reference,
         "metadata": entry.metadata,
         "created_at": entry.created_at,
+        "hold": entry.hold_id,
     }
 
 
@@ -82,3 +99,27 @@ def page_json(page: Page[Any], items: list[dict[str, Any]]) -> dict[str, Any]:
         "next_cursor": page.next_cursor,
         "has_more": page.next_cursor is not None,
     }
+
+
+def hold_json(hold: Hold, scale: int) -> dict[str, Any]:
+    return {
+        "id": hold.id,
+        "account_id": hold.account_id,
+        "mode": hold.mode.value,
+        "amount": format_amount(hold.amount_minor, scale),
+        "status": hold.status.value,
+        "captured": format_amount(hold.captured_minor, scale),
+        "expires_at": hold.expires_at,
+        "reference": hold.reference,
+        "metadata": hold.metadata,
+        "created_at": hold.created_at,
+        "resolved_at": hold.resolved_at,
+    }
+
+
+def hold_result_json(result: HoldResult, scale: int) -> dict[str, Any]:
+    """A hold; after a capture, also the charge it posted and the balance after it."""
+    body: dict[str, Any] = {"hold": hold_json(result.hold, scale)}
+    if result.capture is not None:
+        body.update(posted_json(result.capture))
+    return body

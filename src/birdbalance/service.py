@@ -15,17 +15,20 @@ from typing import Any, Final
 
 from birdbalance import keys as access_keys
 from birdbalance.errors import InvalidParameter, MissingParameter
-from birdbalance.ledger import EntryKind, Mode, Payment
-from birdbalance.money import AssetError, normalize_asset, scale_of
-from birdbalance.records import Idempotency, NewAccount, NewEntry, NewKey
+from birdbalance.ledger import EntryKind, HoldStatus, Mode, Payment
+from birdbalance.money import AssetError, format_amount, normalize_asset, scale_of
+from birdbalance.records import Idempotency, NewAccount, NewEntry, NewHold, NewKey
 from birdbalance.representations import (
     account_json,
     entry_json,
+    hold_json,
+    hold_result_json,
     key_json,
     page_json,
     posted_json,
 )
 from birdbalance.storage import MAX_PAGE_SIZE, Store
+from birdbalance.timestamps import TimestampError, parse_timestamp, timestamp_after
 from birdbalance.validation import (
     MAX_NAME_CHARS,
     MAX_REFERENCE_CHARS,
@@ -36,6 +39,9 @@ from birdbalance.validation import (
 )
 
 DEFAULT_PAGE_SIZE: Final = 50
+#: How long a hold lives unless the request says otherwise (delivery reports can be slow).
+DEFAULT_HOLD_EXPIRY_S: Final = 24 * 3600
+MAX_HOLD_EXPIRY_S: Final = 30 * 24 * 3600
 
 
 def fingerprint(operation: str, target: str, body: Mapping[str, Any]) -> str:
@@ -157,11 +163,125 @@ class Service:
         self, account_id: str, *, mode: str | None, cursor: str | None, limit: str | None
     ) -> dict[str, Any]:
         account_id = resource_id(account_id, "account")
-        if mode not in (None, Mode.LIVE.value, Mode.TEST.value):
-            raise InvalidParameter("mode must be live or test", "mode")
+        ledger_mode = _mode(mode)
         if cursor is not None and not (cursor.isdigit() and len(cursor) <= 18):
             raise InvalidParameter("cursor is not one this API gave out", "cursor")
         size = page_limit(limit, default=DEFAULT_PAGE_SIZE, maximum=MAX_PAGE_SIZE)
         account = self.store.get_account(account_id)
-        page = self.store.list_entries(account_id, Mode(mode or "live"), cursor, size)
+        page = self.store.list_entries(account_id, ledger_mode, cursor, size)
         return page_json(page, [entry_json(e, account.scale) for e in page.items])
+
+    def balance_at(self, account_id: str, *, at: str | None, mode: str | None) -> dict[str, Any]:
+        """A ledger's balance at a past moment, from the running balances of its entries."""
+        account_id = resource_id(account_id, "account")
+        ledger_mode = _mode(mode)
+        if at is None:
+            raise MissingParameter("at is required (an RFC 3339 time)", "at")
+        try:
+            moment = parse_timestamp(at)
+        except TimestampError as exc:
+            raise InvalidParameter(f"at {exc}", "at") from None
+        account = self.store.get_account(account_id)
+        found = self.store.balance_at(account_id, ledger_mode, moment)
+        return {
+            "account_id": account_id,
+            "mode": ledger_mode.value,
+            "at": moment,
+            "payment": account.payment.value,
+            "type": account_json(account)["type"],
+            "amount": format_amount(found.balance_minor, account.scale),
+            "seq": found.seq,
+            "entry_at": found.entry_at,
+        }
+
+    # ------------------------------------------------------------------ holds
+
+    def create_hold(
+        self, account_id: str, body: Mapping[str, Any], idem_key: str | None
+    ) -> dict[str, Any]:
+        """Reserve an amount until it is captured, voided or expires (key required)."""
+        account_id = resource_id(account_id, "account")
+        idem = self._idem(idem_key, "create_hold", account_id, body, required=True)
+        assert idem is not None
+        fields = Fields(body)
+        amount = fields.amount("amount")
+        assert amount is not None
+        expires_in = fields.take("expires_in")
+        if expires_in is None:
+            expires_in_s = DEFAULT_HOLD_EXPIRY_S
+        elif (
+            isinstance(expires_in, str)
+            and expires_in.isdigit()
+            and 1 <= int(expires_in) <= MAX_HOLD_EXPIRY_S
+        ):
+            expires_in_s = int(expires_in)
+        else:
+            raise InvalidParameter(
+                f"expires_in must be a whole number of seconds, 1 to {MAX_HOLD_EXPIRY_S}",
+                "expires_in",
+            )
+        mode = fields.mode()
+        reference = fields.text("reference", max_chars=MAX_REFERENCE_CHARS)
+        metadata = fields.metadata()
+        fields.done()
+        new = NewHold(account_id, mode, amount, timestamp_after(expires_in_s), reference, metadata)
+        result = self.store.create_hold(new, idem)
+        return hold_result_json(result, self.store.get_account(account_id).scale)
+
+    def capture_hold(
+        self, hold_id: str, body: Mapping[str, Any], idem_key: str | None
+    ) -> dict[str, Any]:
+        """Charge all of a hold (no ``amount``) or part of it; the rest is released."""
+        hold_id = resource_id(hold_id, "hold")
+        idem = self._idem(idem_key, "capture_hold", hold_id, body, required=True)
+        assert idem is not None
+        fields = Fields(body)
+        amount = fields.amount("amount", required=False)
+        reference = fields.text("reference", max_chars=MAX_REFERENCE_CHARS)
+        metadata = fields.metadata()
+        fields.done()
+        result = self.store.capture_hold(hold_id, amount, reference, metadata, idem)
+        return hold_result_json(result, self.store.get_account(result.hold.account_id).scale)
+
+    def void_hold(
+        self, hold_id: str, body: Mapping[str, Any], idem_key: str | None
+    ) -> dict[str, Any]:
+        """Release a pending hold without charging anything."""
+        hold_id = resource_id(hold_id, "hold")
+        idem = self._idem(idem_key, "void_hold", hold_id, body, required=True)
+        assert idem is not None
+        Fields(body).done()
+        result = self.store.void_hold(hold_id, idem)
+        return hold_result_json(result, self.store.get_account(result.hold.account_id).scale)
+
+    def get_hold(self, hold_id: str) -> dict[str, Any]:
+        hold = self.store.get_hold(resource_id(hold_id, "hold"))
+        return hold_json(hold, self.store.get_account(hold.account_id).scale)
+
+    def list_holds(
+        self,
+        account_id: str,
+        *,
+        mode: str | None,
+        status: str | None,
+        cursor: str | None,
+        limit: str | None,
+    ) -> dict[str, Any]:
+        account_id = resource_id(account_id, "account")
+        ledger_mode = _mode(mode)
+        if status is not None and status not in {s.value for s in HoldStatus}:
+            raise InvalidParameter("status must be pending, captured, voided or expired", "status")
+        if cursor is not None:
+            resource_id(cursor, "cursor")
+        size = page_limit(limit, default=DEFAULT_PAGE_SIZE, maximum=MAX_PAGE_SIZE)
+        account = self.store.get_account(account_id)
+        page = self.store.list_holds(
+            account_id, ledger_mode, HoldStatus(status) if status else None, cursor, size
+        )
+        return page_json(page, [hold_json(h, account.scale) for h in page.items])
+
+
+def _mode(value: str | None) -> Mode:
+    if value not in (None, Mode.LIVE.value, Mode.TEST.value):
+        raise InvalidParameter("mode must be live or test", "mode")
+    return Mode(value or "live")

@@ -31,8 +31,15 @@ class Settings:
     override the environment.
     """
 
-    #: ``sqlite:///relative/path.db``, ``sqlite:////absolute/path.db``.
+    #: ``sqlite:///relative/path.db``, ``sqlite:////absolute/path.db`` or
+    #: ``postgresql://user:password@host:5432/dbname``.
     database_url: str = field(default_factory=default_database_url)
+    #: PostgreSQL: connections per process (half of them may write at once).
+    database_pool_size: int = 10
+    #: PostgreSQL: the longest wait for a connection, a lock or a statement before 503.
+    database_timeout_s: float = 5.0
+    #: How often each process expires holds that are due.
+    hold_sweep_interval_s: float = 1.0
     #: Bearer token of the admin API under ``/v1/``; None disables the admin API.
     admin_token: str | None = None
     host: str = "127.0.0.1"
@@ -56,6 +63,12 @@ class Settings:
             raise SettingsError("workers must be 1..64")
         if not 1024 <= self.max_body_bytes <= 16 * 1024 * 1024:
             raise SettingsError("max_body_bytes must be 1 KiB..16 MiB")
+        if not 2 <= self.database_pool_size <= 200:
+            raise SettingsError("database_pool_size must be 2..200")
+        if not 0.1 <= self.database_timeout_s <= 300:
+            raise SettingsError("database_timeout_s must be 0.1..300")
+        if not 0.05 <= self.hold_sweep_interval_s <= 3600:
+            raise SettingsError("hold_sweep_interval_s must be 0.05..3600")
         if self.admin_token is not None and len(self.admin_token) < 16:
             raise SettingsError("the admin token must have at least 16 characters")
 
@@ -72,12 +85,24 @@ class Settings:
         for name in ("database_url", "admin_token", "host", "sqlite_synchronous"):
             if (value := get(name)) is not None:
                 values[name] = value
-        for name in ("port", "workers", "sqlite_busy_timeout_ms", "max_body_bytes"):
+        for name in (
+            "port",
+            "workers",
+            "sqlite_busy_timeout_ms",
+            "max_body_bytes",
+            "database_pool_size",
+        ):
             if (value := get(name)) is not None:
                 try:
                     values[name] = int(value)
                 except ValueError:
                     raise SettingsError(f"{ENV_PREFIX}{name.upper()} must be an integer") from None
+        for name in ("database_timeout_s", "hold_sweep_interval_s"):
+            if (value := get(name)) is not None:
+                try:
+                    values[name] = float(value)
+                except ValueError:
+                    raise SettingsError(f"{ENV_PREFIX}{name.upper()} must be a number") from None
         values["database_url_explicit"] = "database_url" in values
         return cls(**values)  # type: ignore[arg-type]
 

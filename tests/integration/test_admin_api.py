@@ -32,8 +32,8 @@ def test_account_lifecycle(admin: Admin) -> None:
     assert created["type"] == "pounds" and created["scale"] == 6
     assert created["credit_limit"] == "250.5" and created["metadata"] == {"crm": "42"}
     assert created["balances"] == {
-        "live": {"amount": "0", "entries": 0},
-        "test": {"amount": "0", "entries": 0},
+        "live": {"amount": "0", "pending": "0", "available": "0", "entries": 0},
+        "test": {"amount": "0", "pending": "0", "available": "0", "entries": 0},
     }
     got = admin.http.get(f"/v1/accounts/{created['id']}")
     assert got.status_code == 200 and got.json() == created
@@ -133,7 +133,12 @@ def test_not_enough_balance_changes_nothing(admin: Admin) -> None:
     r = admin.post(aid, "charges", amount="1.000001")
     assert r.status_code == 422 and _error(r)["code"] == 25
     account = admin.http.get(f"/v1/accounts/{aid}").json()
-    assert account["balances"]["live"] == {"amount": "1", "entries": 1}
+    assert account["balances"]["live"] == {
+        "amount": "1",
+        "pending": "0",
+        "available": "1",
+        "entries": 1,
+    }
 
 
 def test_postpaid_credit_limit(admin: Admin) -> None:

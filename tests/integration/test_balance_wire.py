@@ -9,6 +9,7 @@ from pathlib import Path
 import httpx
 import pytest
 
+from tests.databases import sqlite_url
 from tests.servers import Admin, Server
 
 UNAUTHORIZED = (
@@ -162,7 +163,7 @@ def test_balance_follows_writes_immediately(server: Server, admin: Admin) -> Non
 
 
 def test_unexpected_failure_is_500_code_99_without_a_trace(tmp_path: Path) -> None:
-    srv = Server(db_path=tmp_path / "broken.db", log_path=tmp_path / "log").start()
+    srv = Server(db_url=sqlite_url(tmp_path / "broken.db"), log_path=tmp_path / "log").start()
     try:
         admin = Admin(srv.url)
         account = admin.account()

@@ -41,7 +41,12 @@ def test_no_overdraft_under_concurrent_charges(server: Server, admin: Admin) -> 
     after = sorted(int(r.json()["balance"]["amount"]) for r in ok)
     assert after == list(range(FUNDED_FOR))  # every intermediate balance once, none below 0
     account = admin.http.get(f"/v1/accounts/{aid}").json()
-    assert account["balances"]["live"] == {"amount": "0", "entries": FUNDED_FOR + 1}
+    assert account["balances"]["live"] == {
+        "amount": "0",
+        "pending": "0",
+        "available": "0",
+        "entries": FUNDED_FOR + 1,
+    }
 
 
 def test_one_idempotency_key_from_16_clients_writes_once(server: Server, admin: Admin) -> None:
@@ -51,4 +56,9 @@ def test_one_idempotency_key_from_16_clients_writes_once(server: Server, admin: 
     assert {r.status_code for r in answers} == {201}
     assert len({r.content for r in answers}) == 1
     account = admin.http.get(f"/v1/accounts/{aid}").json()
-    assert account["balances"]["live"] == {"amount": "99", "entries": 2}
+    assert account["balances"]["live"] == {
+        "amount": "99",
+        "pending": "0",
+        "available": "99",
+        "entries": 2,
+    }

@@ -8,13 +8,14 @@ from pathlib import Path
 
 import httpx
 
+from tests.databases import sqlite_url
 from tests.servers import Server
 
 
 def _fresh_machine_server(data_home: Path, log: Path) -> Server:
     # No database URL and no --no-demo: the embedded default in the user's data directory.
     return Server(
-        db_path=data_home / "birdbalance" / "birdbalance.db",
+        db_url=sqlite_url(data_home / "birdbalance" / "birdbalance.db"),
         log_path=log,
         extra_args=(),
         env={"XDG_DATA_HOME": str(data_home)},
@@ -54,7 +55,7 @@ def test_first_start_creates_a_demo_and_prints_a_working_curl(tmp_path: Path) ->
 
 def test_generated_admin_token_is_printed_and_works(tmp_path: Path) -> None:
     srv = Server(
-        db_path=tmp_path / "t.db",
+        db_url=sqlite_url(tmp_path / "t.db"),
         log_path=tmp_path / "out.log",
         env={"BIRDBALANCE_ADMIN_TOKEN": ""},
     ).start()

@@ -1,8 +1,10 @@
 """The admin API under ``/v1/``: thin Starlette handlers around :class:`Service`.
 
 Authenticated by ``Authorization: Bearer <admin token>``, compared in constant time.
-Writes run on the app's single writer thread (SQLite has one writer anyway, and it keeps
-the event loop free during fsync); reads run inline, each one indexed and bounded.
+Writes run on the app's writer threads, as many as the store can run at once (one for
+SQLite, which has one writer anyway; half the pool for PostgreSQL), so the event loop
+stays free during fsync and lock waits. Reads are indexed and bounded; on SQLite they run
+inline, on a networked database on reader threads.
 """
 
 from __future__ import annotations
@@ -42,11 +44,26 @@ class AdminAPI:
         self.service = service
         self._token = admin_token.encode("utf-8") if admin_token else None
         self._max_body_bytes = max_body_bytes
-        self._writer = ThreadPoolExecutor(max_workers=1, thread_name_prefix="birdbalance-writer")
+        writers = service.store.max_concurrent_writes
+        assert 1 <= writers <= 100
+        self._writer = ThreadPoolExecutor(
+            max_workers=writers, thread_name_prefix="birdbalance-writer"
+        )
+        self._reader = (
+            None
+            if service.store.engine == "sqlite"
+            else ThreadPoolExecutor(max_workers=writers, thread_name_prefix="birdbalance-reader")
+        )
         self._pending_writes = 0
 
     def close(self) -> None:
         self._writer.shutdown(wait=True)
+        if self._reader is not None:
+            self._reader.shutdown(wait=True)
+
+    async def background_write(self, fn: Callable[[], T]) -> T:
+        """Run a write of the server's own (expiring holds) on a writer thread."""
+        return await asyncio.get_running_loop().run_in_executor(self._writer, fn)
 
     # ------------------------------------------------------------------ plumbing
 
@@ -84,6 +101,11 @@ class AdminAPI:
         finally:
             self._pending_writes -= 1
 
+    async def _read(self, fn: Callable[[], T]) -> T:
+        if self._reader is None:
+            return fn()
+        return await asyncio.get_running_loop().run_in_executor(self._reader, fn)
+
     # ------------------------------------------------------------------ handlers
 
     async def create_account(self, request: Request) -> JSONBody:
@@ -97,14 +119,17 @@ class AdminAPI:
         self._authorize(request)
         q = request.query_params
         return JSONBody(
-            self.service.list_accounts(
-                cursor=q.get("cursor"), limit=q.get("limit"), search=q.get("search")
+            await self._read(
+                lambda: self.service.list_accounts(
+                    cursor=q.get("cursor"), limit=q.get("limit"), search=q.get("search")
+                )
             )
         )
 
     async def get_account(self, request: Request) -> JSONBody:
         self._authorize(request)
-        return JSONBody(self.service.get_account(request.path_params["account_id"]))
+        account_id = request.path_params["account_id"]
+        return JSONBody(await self._read(lambda: self.service.get_account(account_id)))
 
     async def create_key(self, request: Request) -> JSONBody:
         self._authorize(request)
@@ -116,7 +141,8 @@ class AdminAPI:
 
     async def list_keys(self, request: Request) -> JSONBody:
         self._authorize(request)
-        return JSONBody(self.service.list_keys(request.path_params["account_id"]))
+        account_id = request.path_params["account_id"]
+        return JSONBody(await self._read(lambda: self.service.list_keys(account_id)))
 
     async def revoke_key(self, request: Request) -> JSONBody:
         self._authorize(request)
@@ -139,14 +165,67 @@ class AdminAPI:
     async def list_entries(self, request: Request) -> JSONBody:
         self._authorize(request)
         q = request.query_params
+        account_id = request.path_params["account_id"]
         return JSONBody(
-            self.service.list_entries(
-                request.path_params["account_id"],
-                mode=q.get("mode"),
-                cursor=q.get("cursor"),
-                limit=q.get("limit"),
+            await self._read(
+                lambda: self.service.list_entries(
+                    account_id, mode=q.get("mode"), cursor=q.get("cursor"), limit=q.get("limit")
+                )
             )
         )
+
+    async def balance_at(self, request: Request) -> JSONBody:
+        self._authorize(request)
+        q = request.query_params
+        account_id = request.path_params["account_id"]
+        return JSONBody(
+            await self._read(
+                lambda: self.service.balance_at(account_id, at=q.get("at"), mode=q.get("mode"))
+            )
+        )
+
+    async def create_hold(self, request: Request) -> JSONBody:
+        self._authorize(request)
+        body = await self._body(request)
+        idem = request.headers.get("idempotency-key")
+        account_id = request.path_params["account_id"]
+        result = await self._write(lambda: self.service.create_hold(account_id, body, idem))
+        return JSONBody(result, status_code=201)
+
+    async def list_holds(self, request: Request) -> JSONBody:
+        self._authorize(request)
+        q = request.query_params
+        account_id = request.path_params["account_id"]
+        return JSONBody(
+            await self._read(
+                lambda: self.service.list_holds(
+                    account_id,
+                    mode=q.get("mode"),
+                    status=q.get("status"),
+                    cursor=q.get("cursor"),
+                    limit=q.get("limit"),
+                )
+            )
+        )
+
+    async def get_hold(self, request: Request) -> JSONBody:
+        self._authorize(request)
+        hold_id = request.path_params["hold_id"]
+        return JSONBody(await self._read(lambda: self.service.get_hold(hold_id)))
+
+    async def capture_hold(self, request: Request) -> JSONBody:
+        self._authorize(request)
+        body = await self._body(request)
+        idem = request.headers.get("idempotency-key")
+        hold_id = request.path_params["hold_id"]
+        return JSONBody(await self._write(lambda: self.service.capture_hold(hold_id, body, idem)))
+
+    async def void_hold(self, request: Request) -> JSONBody:
+        self._authorize(request)
+        body = await self._body(request)
+        idem = request.headers.get("idempotency-key")
+        hold_id = request.path_params["hold_id"]
+        return JSONBody(await self._write(lambda: self.service.void_hold(hold_id, body, idem)))
 
     def routes(self) -> list[Route]:
         entry_paths = {
@@ -161,6 +240,11 @@ class AdminAPI:
             "/v1/accounts/{account_id}/keys": {"POST": self.create_key, "GET": self.list_keys},
             "/v1/keys/{key_id}": {"DELETE": self.revoke_key},
             "/v1/accounts/{account_id}/entries": {"GET": self.list_entries},
+            "/v1/accounts/{account_id}/balance": {"GET": self.balance_at},
+            "/v1/accounts/{account_id}/holds": {"POST": self.create_hold, "GET": self.list_holds},
+            "/v1/holds/{hold_id}": {"GET": self.get_hold},
+            "/v1/holds/{hold_id}/capture": {"POST": self.capture_hold},
+            "/v1/holds/{hold_id}/void": {"POST": self.void_hold},
         }
         for path, kind in entry_paths.items():
             table[f"/v1/accounts/{{account_id}}/{path}"] = {"POST": self.entry_handler(kind)}

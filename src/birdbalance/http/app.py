@@ -8,6 +8,7 @@ parameter overrides the HTTP method for every route, as MessageBird documents.
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import logging
 from collections.abc import AsyncIterator, Awaitable, Callable, MutableMapping
@@ -15,6 +16,7 @@ from typing import Any, Final
 from urllib.parse import parse_qsl
 
 from starlette.applications import Starlette
+from starlette.concurrency import run_in_threadpool
 from starlette.exceptions import HTTPException
 from starlette.requests import Request
 from starlette.responses import Response
@@ -27,6 +29,7 @@ from birdbalance.errors import (
     NotFound,
     SchemaOutOfDate,
     ServiceError,
+    ServiceUnavailable,
 )
 from birdbalance.service import Service
 from birdbalance.settings import Settings
@@ -110,7 +113,36 @@ def create_app(settings: Settings, store: Store | None = None) -> BirdbalanceApp
     document = openapi_document()
 
     async def healthz(request: Request) -> JSONBody:
+        """The process is up and serving; says nothing about the database."""
         return JSONBody({"status": "ok"})
+
+    async def readyz(request: Request) -> Response:
+        """Ready for traffic: the database answers and its schema is this version's."""
+        try:
+            current, latest = await asyncio.wait_for(
+                run_in_threadpool(store.schema_version), timeout=settings.database_timeout_s + 1
+            )
+        except Exception as exc:  # noqa: BLE001 -- any failure at all means "not ready"
+            logger.warning("readiness check failed: %s", type(exc).__name__)
+            return error_response(ServiceUnavailable("the database is unreachable"))
+        if current != latest:
+            return error_response(
+                ServiceUnavailable(
+                    f"the database schema is at version {current}, this birdbalance needs"
+                    f" {latest}: run `birdbalance migrate`"
+                )
+            )
+        return JSONBody({"status": "ready", "database": store.engine, "schema_version": current})
+
+    async def sweep_holds() -> None:
+        """Expire due holds, so ``/balance`` shows them available again within an interval."""
+        while True:
+            await asyncio.sleep(settings.hold_sweep_interval_s)
+            try:
+                await admin.background_write(store.expire_holds)
+            except Exception as exc:  # noqa: BLE001 -- a sweep must never end the loop
+                # The next sweep (or the ledger's next write) retries; keep serving.
+                logger.warning("expiring holds failed: %s", exc)
 
     async def openapi(request: Request) -> JSONBody:
         return JSONBody(document)
@@ -123,15 +155,20 @@ def create_app(settings: Settings, store: Store | None = None) -> BirdbalanceApp
                 f"database schema is at version {current}, this birdbalance needs {latest}:"
                 " run `birdbalance migrate`"
             )
+        sweeper = asyncio.create_task(sweep_holds(), name="birdbalance-hold-sweeper")
         try:
             yield
         finally:
+            sweeper.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await sweeper
             admin.close()
             store.close()
 
     rest = Starlette(
         routes=[
             Route("/healthz", healthz, methods=["GET"]),
+            Route("/readyz", readyz, methods=["GET"]),
             Route("/openapi.json", openapi, methods=["GET"]),
             *admin.routes(),
         ],

@@ -1,7 +1,8 @@
 """Storage behind a small protocol, one implementation per engine.
 
 :class:`Store` is everything the service asks of a database. Each engine lives in its
-own module (``storage/sqlite.py``; PostgreSQL joins it later) and raises only
+own module (``storage/sqlite.py``, ``storage/postgres.py``) on the SQL they share in
+``storage/sql.py``, and raises only
 :mod:`birdbalance.errors` service errors (``NotFound``, ``IdempotencyConflict``,
 ``NotEnoughBalance``...), never engine exceptions, for expected outcomes.
 
@@ -13,17 +14,21 @@ entry (an outbox of events) add their rows inside that same transaction.
 
 from __future__ import annotations
 
-from typing import Protocol
+from typing import Any, Protocol
 
-from birdbalance.ledger import Mode
+from birdbalance.ledger import HoldStatus, Mode
 from birdbalance.records import (
     Account,
     ApiKey,
+    BalanceAt,
     BalanceView,
     Entry,
+    Hold,
+    HoldResult,
     Idempotency,
     NewAccount,
     NewEntry,
+    NewHold,
     NewKey,
     Page,
     PostedEntry,
@@ -37,11 +42,19 @@ MAX_PAGE_SIZE = 500
 class Store(Protocol):
     """What birdbalance needs from a database engine."""
 
+    @property
+    def engine(self) -> str:
+        """Engine name, which is also the folder of its migrations."""
+
+    @property
+    def max_concurrent_writes(self) -> int:
+        """How many writes one process may run at once on this store."""
+
     def schema_version(self) -> tuple[int, int]:
         """``(current, latest)`` schema versions; current is 0 on an empty database."""
 
-    def migrate(self) -> list[str]:
-        """Apply pending migrations; return the names of those applied."""
+    def migrate(self, target: int | None = None) -> list[str]:
+        """Apply pending migrations (up to ``target``); return the names of those applied."""
 
     def lookup_balance(self, key_hash: bytes) -> BalanceView | None:
         """The ledger a live (not revoked) key reads, by one indexed lookup."""
@@ -75,6 +88,41 @@ class Store(Protocol):
         An unknown account has no entries; callers check the account first.
         """
 
+    def balance_at(self, account_id: str, mode: Mode, at: str) -> BalanceAt:
+        """The balance after the ledger's last entry at or before ``at``; one index seek."""
+
+    def create_hold(self, new: NewHold, idem: Idempotency) -> HoldResult:
+        """Reserve an amount under the ledger rules, atomically and idempotently."""
+
+    def capture_hold(
+        self,
+        hold_id: str,
+        amount_minor: int | None,
+        reference: str | None,
+        metadata: dict[str, Any],
+        idem: Idempotency,
+    ) -> HoldResult:
+        """Charge all (None) or part of a pending hold and release the rest."""
+
+    def void_hold(self, hold_id: str, idem: Idempotency) -> HoldResult:
+        """Release a pending hold without charging."""
+
+    def expire_holds(self, limit: int = ...) -> int:
+        """Expire due holds; return how many expired."""
+
+    def get_hold(self, hold_id: str) -> Hold:
+        """Raises ``NotFound``."""
+
+    def list_holds(
+        self,
+        account_id: str,
+        mode: Mode,
+        status: HoldStatus | None,
+        cursor: str | None,
+        limit: int,
+    ) -> Page[Hold]:
+        """A ledger's holds, newest first."""
+
     def verify(self) -> list[str]:
         """Recompute every ledger from its entries; return the problems found."""
 
@@ -93,5 +141,13 @@ def open_store(settings: Settings) -> Store:
             busy_timeout_ms=settings.sqlite_busy_timeout_ms,
         )
     if url.startswith(("postgresql:", "postgres:")):
-        raise SettingsError("PostgreSQL is not supported yet; use a sqlite:/// URL")
+        from birdbalance.storage.postgres import PostgresStore
+
+        return PostgresStore(
+            url,
+            pool_size=settings.database_pool_size,
+            pool_timeout_s=settings.database_timeout_s,
+            connect_timeout_s=settings.database_timeout_s,
+            statement_timeout_ms=round(settings.database_timeout_s * 1000),
+        )
     raise SettingsError(f"unsupported database URL scheme in {url.split(':', 1)[0]!r}")

@@ -1,0 +1,195 @@
+"""The PostgreSQL engine: psycopg 3 and a bounded connection pool.
+
+Several birdbalance processes (and nodes) can share one PostgreSQL database: writes
+serialize per ledger on the ledger's ``balances`` row (``SELECT ... FOR UPDATE``) and per
+``Idempotency-Key`` on a transaction-scoped advisory lock, so limits hold and a key is
+used once across all of them (see :mod:`birdbalance.storage.sql`). Timestamps are
+``timestamptz`` and metadata ``jsonb`` in the database; the loaders below hand them to
+the shared code in the same text forms SQLite stores, so both engines answer alike.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import re
+import threading
+from collections.abc import Iterator
+from contextlib import contextmanager
+from functools import lru_cache
+from typing import Any, ClassVar, Final
+
+import psycopg
+from psycopg.adapt import Buffer, Loader
+from psycopg_pool import ConnectionPool, PoolTimeout, TooManyRequests
+
+from birdbalance.errors import ServiceUnavailable
+from birdbalance.ids import utc_timestamp
+
+from .sql import SQLStore, migrations
+
+#: Requests that may wait for a pooled connection at once; more are refused with 503.
+MAX_POOL_WAITING: Final = 1024
+#: The advisory-lock pair that serializes migrations across processes.
+_MIGRATION_LOCK: Final = (0x62697264, 1)
+_TIMESTAMP: Final = re.compile(r"(\d{4}-\d\d-\d\d) (\d\d:\d\d:\d\d)(?:\.(\d{1,6}))?\+00$")
+
+
+class _TimestampLoader(Loader):
+    """``timestamptz`` as RFC 3339 UTC text with microseconds, the form SQLite stores."""
+
+    def load(self, data: Buffer) -> str:
+        text = bytes(data).decode("ascii")
+        match = _TIMESTAMP.match(text)
+        assert match is not None, f"unexpected timestamp {text!r} (TimeZone must be UTC)"
+        return f"{match[1]}T{match[2]}.{(match[3] or '').ljust(6, '0')}Z"
+
+
+class _JSONTextLoader(Loader):
+    """``jsonb`` as its text; the shared code parses it."""
+
+    def load(self, data: Buffer) -> str:
+        return bytes(data).decode("utf-8")
+
+
+def _configure(conn: psycopg.Connection[Any]) -> None:
+    conn.adapters.register_loader("timestamptz", _TimestampLoader)
+    conn.adapters.register_loader("jsonb", _JSONTextLoader)
+
+
+@lru_cache(maxsize=512)
+def _placeholders(sql: str) -> str:
+    assert "%" not in sql, "a literal % in shared SQL"
+    return sql.replace("?", "%s")
+
+
+def _key_lock_id(key: str) -> int:
+    """A signed 64-bit advisory lock id for an ``Idempotency-Key``."""
+    digest = hashlib.blake2b(key.encode("utf-8"), digest_size=8).digest()
+    return int.from_bytes(digest, "big", signed=True)
+
+
+class PostgresStore(SQLStore):
+    """:class:`birdbalance.storage.Store` on PostgreSQL."""
+
+    engine: ClassVar[str] = "postgresql"
+    for_update: ClassVar[str] = " FOR UPDATE OF b"
+
+    def __init__(
+        self,
+        url: str,
+        *,
+        pool_size: int = 10,
+        pool_timeout_s: float = 5.0,
+        connect_timeout_s: float = 5.0,
+        statement_timeout_ms: int = 5000,
+    ) -> None:
+        assert 2 <= pool_size <= 200
+        self.url = url
+        # Writers get half the pool, so reads (GET /balance) always find a connection.
+        self.max_concurrent_writes = max(1, pool_size // 2)
+        self._pool = ConnectionPool(
+            url,
+            min_size=1,
+            max_size=pool_size,
+            timeout=pool_timeout_s,
+            max_waiting=MAX_POOL_WAITING,
+            reconnect_timeout=max(pool_timeout_s, 1.0),
+            open=False,
+            configure=_configure,
+            check=ConnectionPool.check_connection,
+            kwargs={
+                "autocommit": True,
+                "connect_timeout": max(1, round(connect_timeout_s)),
+                "options": f"-c TimeZone=UTC -c statement_timeout={int(statement_timeout_ms)}"
+                f" -c lock_timeout={int(statement_timeout_ms)}",
+                "application_name": "birdbalance",
+            },
+            name="birdbalance",
+        )
+        self._opened = False
+        self._open_lock = threading.Lock()
+
+    # ------------------------------------------------------------------ connections
+
+    @contextmanager
+    def _connection(self) -> Iterator[psycopg.Connection[Any]]:
+        if not self._opened:
+            with self._open_lock:
+                if not self._opened:
+                    self._pool.open(wait=False)
+                    self._opened = True
+        try:
+            with self._pool.connection() as conn:
+                yield conn
+        except (PoolTimeout, TooManyRequests) as exc:
+            raise ServiceUnavailable("no database connection is free, try again") from exc
+        except (psycopg.OperationalError, psycopg.errors.QueryCanceled) as exc:
+            raise ServiceUnavailable(f"the database is unavailable, try again ({exc})") from exc
+
+    @contextmanager
+    def _read(self) -> Iterator[psycopg.Connection[Any]]:
+        with self._connection() as conn:
+            yield conn
+
+    @contextmanager
+    def _write(self) -> Iterator[psycopg.Connection[Any]]:
+        with self._connection() as conn, conn.transaction():
+            yield conn
+
+    @contextmanager
+    def _snapshot(self) -> Iterator[psycopg.Connection[Any]]:
+        with self._connection() as conn, conn.transaction():
+            conn.execute("SET TRANSACTION ISOLATION LEVEL REPEATABLE READ READ ONLY")
+            yield conn
+
+    def _x(self, conn: Any, sql: str, args: tuple[Any, ...] | list[Any] = ()) -> Any:
+        return conn.execute(_placeholders(sql), args)
+
+    def _lock_key(self, conn: Any, key: str) -> None:
+        conn.execute("SELECT pg_advisory_xact_lock(%s)", (_key_lock_id(key),))
+
+    def close(self) -> None:
+        with self._open_lock:
+            if self._opened:
+                self._pool.close(timeout=5)
+                self._opened = False
+
+    # ------------------------------------------------------------------ schema
+
+    def schema_version(self) -> tuple[int, int]:
+        with self._read() as conn:
+            return self._current_version(conn), self.latest_version()
+
+    @staticmethod
+    def _current_version(conn: psycopg.Connection[Any]) -> int:
+        row = conn.execute("SELECT to_regclass('schema_migrations') IS NOT NULL").fetchone()
+        if row is None or not row[0]:
+            return 0
+        found = conn.execute("SELECT COALESCE(MAX(version), 0) FROM schema_migrations").fetchone()
+        assert found is not None
+        return int(found[0])
+
+    def migrate(self, target: int | None = None) -> list[str]:
+        """Apply pending migrations (up to ``target``) in one transaction.
+
+        An advisory lock makes nodes that start together apply them once.
+        """
+        applied = []
+        with self._write() as conn:
+            conn.execute("SELECT pg_advisory_xact_lock(%s, %s)", _MIGRATION_LOCK)
+            conn.execute(
+                "CREATE TABLE IF NOT EXISTS schema_migrations (version INTEGER PRIMARY KEY,"
+                " name TEXT NOT NULL, applied_at TIMESTAMPTZ NOT NULL)"
+            )
+            current = self._current_version(conn)
+            for version, name, script in migrations(self.engine):
+                if version <= current or (target is not None and version > target):
+                    continue
+                # No parameters: psycopg sends the script as one simple query.
+                conn.execute(script.encode("utf-8"))
+                conn.execute(
+                    "INSERT INTO schema_migrations VALUES (%s, %s, %s)",
+                    (version, name, utc_timestamp()),
+                )
+                applied.append(name)
+        return applied

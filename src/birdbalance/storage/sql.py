@@ -1,0 +1,775 @@
+"""The ledger in SQL, shared by the engines: every query and every write path.
+
+Each engine (``sqlite.py``, ``postgres.py``) subclasses :class:`SQLStore` and supplies
+only what differs between engines: how connections and transactions are made, how a
+write serializes against other writes of the same ledger, and how migrations run. The
+SQL here is written once, with ``?`` placeholders, in the subset both engines share.
+
+Concurrency, engine by engine:
+
+- SQLite: a write transaction takes the database's single write lock up front
+  (``BEGIN IMMEDIATE``), so nothing else writes until it commits.
+- PostgreSQL (READ COMMITTED): a write first takes a transaction-scoped advisory lock on
+  its ``Idempotency-Key`` (so two requests with one key run one after the other), then
+  locks its ledger's ``balances`` row ``FOR UPDATE``. Every change to a ledger, its
+  entries and its holds happens under that row lock, so the state read after taking it
+  cannot change before the commit. Locks are always taken in that order (key, ledger,
+  nothing else), so writes cannot deadlock.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterator
+from contextlib import AbstractContextManager
+from dataclasses import dataclass, replace
+from importlib import resources
+from typing import Any, ClassVar, Final
+
+from birdbalance.errors import (
+    IdempotencyConflict,
+    InvalidParameter,
+    NotFound,
+    StateConflict,
+)
+from birdbalance.ids import new_id, utc_timestamp
+from birdbalance.ledger import (
+    EntryFact,
+    EntryKind,
+    HoldStatus,
+    LedgerState,
+    Mode,
+    Payment,
+    RefundTarget,
+    audit_ledger,
+    capture_amount,
+    next_balance,
+    reserve,
+)
+from birdbalance.records import (
+    Account,
+    ApiKey,
+    BalanceAt,
+    BalanceView,
+    Entry,
+    Hold,
+    HoldResult,
+    Idempotency,
+    LedgerTotals,
+    NewAccount,
+    NewEntry,
+    NewHold,
+    NewKey,
+    Page,
+    PostedEntry,
+)
+
+#: How many due holds one sweep expires at most.
+MAX_EXPIRE_BATCH: Final = 500
+
+LOOKUP_SQL: Final = (
+    "SELECT a.payment, a.asset, a.scale, b.balance_minor - b.held_minor FROM api_keys k"
+    " JOIN balances b ON b.account_id = k.account_id AND b.mode = k.mode"
+    " JOIN accounts a ON a.id = k.account_id"
+    " WHERE k.key_hash = ? AND k.revoked_at IS NULL"
+)
+_ACCOUNT_SQL: Final = (
+    "SELECT a.id, a.name, a.payment, a.asset, a.scale, a.credit_limit_minor, a.metadata,"
+    " a.created_at, l.balance_minor, l.seq, l.held_minor, t.balance_minor, t.seq,"
+    " t.held_minor FROM accounts a"
+    " JOIN balances l ON l.account_id = a.id AND l.mode = 'live'"
+    " JOIN balances t ON t.account_id = a.id AND t.mode = 'test'"
+)
+_ENTRY_SQL: Final = (
+    "SELECT id, account_id, mode, seq, kind, amount_minor, balance_after_minor, refund_of,"
+    " reference, metadata, created_at, hold_id FROM entries"
+)
+_KEY_SQL: Final = "SELECT id, account_id, mode, hint, created_at, revoked_at FROM api_keys"
+_HOLD_SQL: Final = (
+    "SELECT id, account_id, mode, amount_minor, status, captured_minor, expires_at,"
+    " reference, metadata, created_at, resolved_at FROM holds"
+)
+_LEDGER_SQL: Final = (
+    "SELECT a.payment, a.asset, a.scale, a.credit_limit_minor, b.balance_minor, b.seq,"
+    " b.held_minor, b.last_entry_at FROM accounts a"
+    " JOIN balances b ON b.account_id = a.id AND b.mode = ? WHERE a.id = ?"
+)
+
+
+def dumps(value: dict[str, Any]) -> str:
+    """Metadata as stored: compact JSON with sorted keys."""
+    return json.dumps(value, separators=(",", ":"), sort_keys=True, ensure_ascii=False)
+
+
+def migrations(engine: str) -> list[tuple[int, str, str]]:
+    """``(version, file name, script)`` of an engine's migrations, in order, gap-free."""
+    folder = resources.files("birdbalance.storage") / "migrations" / engine
+    found = []
+    for item in folder.iterdir():
+        if item.name.endswith(".sql"):
+            found.append((int(item.name.split("_", 1)[0]), item.name, item.read_text("utf-8")))
+    found.sort()
+    assert [v for v, _, _ in found] == list(range(1, len(found) + 1)), "migration gap"
+    return found
+
+
+@dataclass(frozen=True, slots=True)
+class _Ledger:
+    """A ledger's row, read under the write lock."""
+
+    account_id: str
+    mode: Mode
+    payment: Payment
+    asset: str
+    scale: int
+    credit_limit_minor: int | None
+    balance_minor: int
+    seq: int
+    held_minor: int
+    last_entry_at: str | None
+
+    @property
+    def state(self) -> LedgerState:
+        return LedgerState(
+            self.payment, self.balance_minor, self.credit_limit_minor, self.held_minor
+        )
+
+
+class SQLStore:
+    """:class:`birdbalance.storage.Store` in SQL; engines subclass it.
+
+    Subclasses provide :meth:`_read`, :meth:`_snapshot`, :meth:`_write`, :meth:`_x`,
+    :meth:`_lock_key`, :meth:`schema_version`, :meth:`migrate` and :meth:`close`.
+    """
+
+    #: Folder of this engine's migrations under ``storage/migrations``.
+    engine: ClassVar[str]
+    #: Appended to the ledger read of a write: the row lock, where the engine has one.
+    for_update: ClassVar[str] = ""
+    #: How many writes may run at once in one process.
+    max_concurrent_writes: int = 1
+
+    # ------------------------------------------------------------------ engine hooks
+
+    def _read(self) -> AbstractContextManager[Any]:
+        """A connection for one or more independent reads."""
+        raise NotImplementedError
+
+    def _snapshot(self) -> AbstractContextManager[Any]:
+        """A connection in a read transaction: every statement sees the same state."""
+        raise NotImplementedError
+
+    def _write(self) -> AbstractContextManager[Any]:
+        """A connection in a write transaction, committed on success."""
+        raise NotImplementedError
+
+    def _x(self, conn: Any, sql: str, args: tuple[Any, ...] | list[Any] = ()) -> Any:
+        """Execute ``sql`` (with ``?`` placeholders) and return the cursor."""
+        raise NotImplementedError
+
+    def _lock_key(self, conn: Any, key: str) -> None:
+        """Serialize writes that carry the same ``Idempotency-Key``, where needed."""
+
+    def schema_version(self) -> tuple[int, int]:
+        raise NotImplementedError
+
+    def latest_version(self) -> int:
+        return len(migrations(self.engine))
+
+    def close(self) -> None:
+        raise NotImplementedError
+
+    # ------------------------------------------------------------------ hot path
+
+    def lookup_balance(self, key_hash: bytes) -> BalanceView | None:
+        with self._read() as conn:
+            row = self._x(conn, LOOKUP_SQL, (key_hash,)).fetchone()
+        return None if row is None else BalanceView(Payment(row[0]), row[1], row[2], row[3])
+
+    # ------------------------------------------------------------------ idempotency
+
+    def _replayed_id(self, conn: Any, idem: Idempotency | None, kind: str) -> str | None:
+        if idem is None:
+            return None
+        self._lock_key(conn, idem.key)
+        row = self._x(
+            conn,
+            "SELECT fingerprint, resource_type, resource_id FROM idempotency_keys WHERE key = ?",
+            (idem.key,),
+        ).fetchone()
+        if row is None:
+            return None
+        if row[0] != idem.fingerprint or row[1] != kind:
+            raise IdempotencyConflict()
+        return str(row[2])
+
+    def _remember(self, conn: Any, idem: Idempotency | None, kind: str, resource_id: str) -> None:
+        if idem is not None:
+            self._x(
+                conn,
+                "INSERT INTO idempotency_keys VALUES (?, ?, ?, ?, ?)",
+                (idem.key, idem.fingerprint, kind, resource_id, utc_timestamp()),
+            )
+
+    # ------------------------------------------------------------------ accounts
+
+    def create_account(self, new: NewAccount, idem: Idempotency | None) -> Account:
+        with self._write() as conn:
+            replayed = self._replayed_id(conn, idem, "account")
+            if replayed is not None:
+                return self._account(conn, replayed)
+            account_id = new_id("acc")
+            self._x(
+                conn,
+                "INSERT INTO accounts VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
+                (
+                    account_id,
+                    new.name,
+                    new.payment.value,
+                    new.asset,
+                    new.scale,
+                    new.credit_limit_minor,
+                    dumps(new.metadata),
+                    utc_timestamp(),
+                ),
+            )
+            for mode in Mode:
+                self._x(
+                    conn,
+                    "INSERT INTO balances (account_id, mode, balance_minor, seq, held_minor)"
+                    " VALUES (?, ?, 0, 0, 0)",
+                    (account_id, mode.value),
+                )
+            self._remember(conn, idem, "account", account_id)
+            return self._account(conn, account_id)
+
+    def get_account(self, account_id: str) -> Account:
+        with self._read() as conn:
+            return self._account(conn, account_id)
+
+    def _account(self, conn: Any, account_id: str) -> Account:
+        row = self._x(conn, _ACCOUNT_SQL + " WHERE a.id = ?", (account_id,)).fetchone()
+        if row is None:
+            raise NotFound(f"no account {account_id}", "account")
+        return _account_from_row(row)
+
+    def list_accounts(self, cursor: str | None, limit: int, search: str | None) -> Page[Account]:
+        sql = _ACCOUNT_SQL + " WHERE a.id > ?"
+        args: list[Any] = [cursor or ""]
+        if search:
+            escaped = search.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_")
+            # lower() on both sides: SQLite's LIKE ignores ASCII case, PostgreSQL's does not.
+            sql += " AND (a.id = ? OR lower(a.name) LIKE ? ESCAPE '\\')"
+            args += [search, f"%{escaped.lower()}%"]
+        sql += " ORDER BY a.id LIMIT ?"
+        with self._read() as conn:
+            rows = self._x(conn, sql, [*args, limit + 1]).fetchall()
+        items = [_account_from_row(r) for r in rows[:limit]]
+        return Page(items, items[-1].id if len(rows) > limit else None)
+
+    def count_accounts(self) -> int:
+        with self._read() as conn:
+            return int(self._x(conn, "SELECT COUNT(*) FROM accounts").fetchone()[0])
+
+    # ------------------------------------------------------------------ keys
+
+    def create_key(self, new: NewKey, idem: Idempotency | None) -> tuple[ApiKey, bool]:
+        with self._write() as conn:
+            replayed = self._replayed_id(conn, idem, "key")
+            if replayed is not None:
+                return self._key(conn, replayed), True
+            self._account(conn, new.account_id)
+            key_id = new_id("key")
+            self._x(
+                conn,
+                "INSERT INTO api_keys VALUES (?, ?, ?, ?, ?, ?, NULL)",
+                (key_id, new.account_id, new.mode.value, new.key_hash, new.hint, utc_timestamp()),
+            )
+            self._remember(conn, idem, "key", key_id)
+            return self._key(conn, key_id), False
+
+    def _key(self, conn: Any, key_id: str) -> ApiKey:
+        row = self._x(conn, _KEY_SQL + " WHERE id = ?", (key_id,)).fetchone()
+        if row is None:
+            raise NotFound(f"no key {key_id}", "key")
+        return _key_from_row(row)
+
+    def list_keys(self, account_id: str) -> list[ApiKey]:
+        with self._read() as conn:
+            self._account(conn, account_id)
+            rows = self._x(conn, _KEY_SQL + " WHERE account_id = ? ORDER BY id", (account_id,))
+            return [_key_from_row(r) for r in rows.fetchall()]
+
+    def revoke_key(self, key_id: str) -> ApiKey:
+        with self._write() as conn:
+            self._x(
+                conn,
+                "UPDATE api_keys SET revoked_at = ? WHERE id = ? AND revoked_at IS NULL",
+                (utc_timestamp(), key_id),
+            )
+            return self._key(conn, key_id)
+
+    # ------------------------------------------------------------------ ledger writes
+
+    def _lock_ledger(self, conn: Any, account_id: str, mode: Mode, now: str) -> _Ledger:
+        """Read (and, on engines with row locks, lock) a ledger; expire its due holds."""
+        row = self._x(conn, _LEDGER_SQL + self.for_update, (mode.value, account_id)).fetchone()
+        if row is None:
+            raise NotFound(f"no account {account_id}", "account")
+        ledger = _Ledger(account_id, mode, Payment(row[0]), *row[1:])
+        if ledger.held_minor:
+            ledger, _ = self._expire_due(conn, ledger, now)
+        return ledger
+
+    def _expire_due(self, conn: Any, ledger: _Ledger, now: str) -> tuple[_Ledger, int]:
+        """Expire the ledger's holds that are due at ``now``; the ledger after, and how many."""
+        amounts = [
+            r[0]
+            for r in self._x(
+                conn,
+                "UPDATE holds SET status = 'expired', resolved_at = ? WHERE account_id = ?"
+                " AND mode = ? AND status = 'pending' AND expires_at <= ? RETURNING amount_minor",
+                (now, ledger.account_id, ledger.mode.value, now),
+            ).fetchall()
+        ]
+        if not amounts:
+            return ledger, 0
+        held = ledger.held_minor - sum(amounts)
+        assert held >= 0, "holds released more than the ledger held"
+        self._set_held(conn, ledger, held)
+        return replace(ledger, held_minor=held), len(amounts)
+
+    def _set_held(self, conn: Any, ledger: _Ledger, held_minor: int) -> None:
+        moved = self._x(
+            conn,
+            "UPDATE balances SET held_minor = ? WHERE account_id = ? AND mode = ? AND seq = ?",
+            (held_minor, ledger.account_id, ledger.mode.value, ledger.seq),
+        ).rowcount
+        assert moved == 1, "ledger moved under its write lock"
+
+    def _append(
+        self,
+        conn: Any,
+        ledger: _Ledger,
+        new: NewEntry,
+        after_minor: int,
+        now: str,
+        *,
+        held_after_minor: int,
+        hold_id: str | None = None,
+    ) -> Entry:
+        """Append one entry and move the ledger's row to it (balance, seq, holds, time)."""
+        # Entry times never go backwards within a ledger, whatever the clocks of the
+        # nodes that wrote them, so "the balance at T" is one index seek.
+        created_at = max(now, ledger.last_entry_at or now)
+        entry = Entry(
+            id=new_id("ent"),
+            account_id=ledger.account_id,
+            mode=ledger.mode,
+            seq=ledger.seq + 1,
+            kind=new.kind,
+            amount_minor=after_minor - ledger.balance_minor,
+            balance_after_minor=after_minor,
+            refund_of=new.refund_of,
+            reference=new.reference,
+            metadata=new.metadata,
+            created_at=created_at,
+            hold_id=hold_id,
+        )
+        self._x(
+            conn,
+            "INSERT INTO entries (id, account_id, mode, seq, kind, amount_minor,"
+            " balance_after_minor, refund_of, reference, metadata, created_at, hold_id)"
+            " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+            (
+                entry.id,
+                entry.account_id,
+                entry.mode.value,
+                entry.seq,
+                entry.kind.value,
+                entry.amount_minor,
+                entry.balance_after_minor,
+                entry.refund_of,
+                entry.reference,
+                dumps(entry.metadata),
+                entry.created_at,
+                entry.hold_id,
+            ),
+        )
+        moved = self._x(
+            conn,
+            "UPDATE balances SET balance_minor = ?, seq = ?, held_minor = ?, last_entry_at = ?"
+            " WHERE account_id = ? AND mode = ? AND seq = ?",
+            (
+                after_minor,
+                entry.seq,
+                held_after_minor,
+                created_at,
+                ledger.account_id,
+                ledger.mode.value,
+                ledger.seq,
+            ),
+        ).rowcount
+        assert moved == 1, "ledger moved under its write lock"
+        return entry
+
+    def post_entry(self, new: NewEntry, idem: Idempotency) -> PostedEntry:
+        now = utc_timestamp()
+        with self._write() as conn:
+            replayed = self._replayed_id(conn, idem, "entry")
+            if replayed is not None:
+                return self._posted(conn, self._entry(conn, replayed), replayed=True)
+            ledger = self._lock_ledger(conn, new.account_id, new.mode, now)
+            target = self._refund_target(conn, new)
+            after = next_balance(ledger.state, new.kind, new.amount_minor, refund_target=target)
+            entry = self._append(conn, ledger, new, after, now, held_after_minor=ledger.held_minor)
+            self._remember(conn, idem, "entry", entry.id)
+            return PostedEntry(entry, ledger.payment, ledger.asset, ledger.scale, False)
+
+    def _posted(self, conn: Any, entry: Entry, *, replayed: bool) -> PostedEntry:
+        account = self._account(conn, entry.account_id)
+        return PostedEntry(entry, account.payment, account.asset, account.scale, replayed)
+
+    def _refund_target(self, conn: Any, new: NewEntry) -> RefundTarget | None:
+        if new.kind is not EntryKind.REFUND:
+            if new.refund_of is not None:
+                raise InvalidParameter("only a refund names a charge", "charge")
+            return None
+        if new.refund_of is None:
+            return None
+        row = self._x(
+            conn,
+            "SELECT kind, amount_minor FROM entries WHERE id = ? AND account_id = ? AND mode = ?",
+            (new.refund_of, new.account_id, new.mode.value),
+        ).fetchone()
+        if row is None:
+            raise NotFound(
+                f"no entry {new.refund_of} in this account's {new.mode} ledger", "charge"
+            )
+        refunded = self._x(
+            conn,
+            "SELECT COALESCE(SUM(amount_minor), 0) FROM entries WHERE refund_of = ?",
+            (new.refund_of,),
+        ).fetchone()[0]
+        return RefundTarget(EntryKind(row[0]), row[1], int(refunded))
+
+    def _entry(self, conn: Any, entry_id: str) -> Entry:
+        row = self._x(conn, _ENTRY_SQL + " WHERE id = ?", (entry_id,)).fetchone()
+        assert row is not None, entry_id
+        return _entry_from_row(row)
+
+    def list_entries(
+        self, account_id: str, mode: Mode, cursor: str | None, limit: int
+    ) -> Page[Entry]:
+        before = int(cursor) if cursor else 2**62
+        with self._read() as conn:
+            rows = self._x(
+                conn,
+                _ENTRY_SQL
+                + " WHERE account_id = ? AND mode = ? AND seq < ? ORDER BY seq DESC LIMIT ?",
+                (account_id, mode.value, before, limit + 1),
+            ).fetchall()
+        items = [_entry_from_row(r) for r in rows[:limit]]
+        return Page(items, str(items[-1].seq) if len(rows) > limit else None)
+
+    def balance_at(self, account_id: str, mode: Mode, at: str) -> BalanceAt:
+        """The balance after the ledger's last entry at or before ``at`` (one index seek)."""
+        with self._read() as conn:
+            self._account(conn, account_id)
+            row = self._x(conn, BALANCE_AT_SQL, (account_id, mode.value, at)).fetchone()
+        if row is None:
+            return BalanceAt(0, 0, None)
+        return BalanceAt(row[0], row[1], row[2])
+
+    # ------------------------------------------------------------------ holds
+
+    def create_hold(self, new: NewHold, idem: Idempotency) -> HoldResult:
+        now = utc_timestamp()
+        with self._write() as conn:
+            replayed = self._replayed_id(conn, idem, "hold")
+            if replayed is not None:
+                return HoldResult(self._hold(conn, replayed), None, True)
+            ledger = self._lock_ledger(conn, new.account_id, new.mode, now)
+            held = reserve(ledger.state, new.amount_minor)
+            hold_id = new_id("hld")
+            self._x(
+                conn,
+                "INSERT INTO holds (id, account_id, mode, amount_minor, status, captured_minor,"
+                " expires_at, reference, metadata, created_at, resolved_at)"
+                " VALUES (?, ?, ?, ?, 'pending', 0, ?, ?, ?, ?, NULL)",
+                (
+                    hold_id,
+                    new.account_id,
+                    new.mode.value,
+                    new.amount_minor,
+                    new.expires_at,
+                    new.reference,
+                    dumps(new.metadata),
+                    now,
+                ),
+            )
+            self._set_held(conn, ledger, held)
+            self._remember(conn, idem, "hold", hold_id)
+            return HoldResult(self._hold(conn, hold_id), None, False)
+
+    def _pending_hold(self, conn: Any, hold_id: str, now: str) -> tuple[_Ledger, Hold]:
+        """Lock a hold's ledger, then read the hold, which must still be pending."""
+        hold = self._hold(conn, hold_id)
+        ledger = self._lock_ledger(conn, hold.account_id, hold.mode, now)
+        # Re-read under the ledger lock: every change to a hold takes that lock first.
+        hold = self._hold(conn, hold_id)
+        if hold.status is not HoldStatus.PENDING:
+            raise StateConflict(f"hold {hold_id} is {hold.status}, not pending", "hold")
+        return ledger, hold
+
+    def capture_hold(
+        self,
+        hold_id: str,
+        amount_minor: int | None,
+        reference: str | None,
+        metadata: dict[str, Any],
+        idem: Idempotency,
+    ) -> HoldResult:
+        now = utc_timestamp()
+        with self._write() as conn:
+            replayed = self._replayed_id(conn, idem, "entry")
+            if replayed is not None:
+                entry = self._entry(conn, replayed)
+                assert entry.hold_id is not None
+                posted = self._posted(conn, entry, replayed=True)
+                return HoldResult(self._hold(conn, entry.hold_id), posted, True)
+            ledger, hold = self._pending_hold(conn, hold_id, now)
+            captured = capture_amount(hold.amount_minor, amount_minor)
+            released = replace(ledger, held_minor=ledger.held_minor - hold.amount_minor)
+            after = next_balance(released.state, EntryKind.CHARGE, captured)
+            self._x(
+                conn,
+                "UPDATE holds SET status = 'captured', captured_minor = ?, resolved_at = ?"
+                " WHERE id = ? AND status = 'pending'",
+                (captured, now, hold_id),
+            )
+            new = NewEntry(
+                hold.account_id,
+                hold.mode,
+                EntryKind.CHARGE,
+                captured,
+                None,
+                reference if reference is not None else hold.reference,
+                metadata or hold.metadata,
+            )
+            entry = self._append(
+                conn, ledger, new, after, now, held_after_minor=released.held_minor, hold_id=hold_id
+            )
+            self._remember(conn, idem, "entry", entry.id)
+            posted = PostedEntry(entry, ledger.payment, ledger.asset, ledger.scale, False)
+            return HoldResult(self._hold(conn, hold_id), posted, False)
+
+    def void_hold(self, hold_id: str, idem: Idempotency) -> HoldResult:
+        now = utc_timestamp()
+        with self._write() as conn:
+            replayed = self._replayed_id(conn, idem, "hold")
+            if replayed is not None:
+                return HoldResult(self._hold(conn, replayed), None, True)
+            ledger, hold = self._pending_hold(conn, hold_id, now)
+            self._x(
+                conn,
+                "UPDATE holds SET status = 'voided', resolved_at = ?"
+                " WHERE id = ? AND status = 'pending'",
+                (now, hold_id),
+            )
+            self._set_held(conn, ledger, ledger.held_minor - hold.amount_minor)
+            self._remember(conn, idem, "hold", hold_id)
+            return HoldResult(self._hold(conn, hold_id), None, False)
+
+    def expire_holds(self, limit: int = MAX_EXPIRE_BATCH) -> int:
+        """Expire the due holds of up to ``limit`` ledgers, one short transaction each."""
+        assert 1 <= limit <= MAX_EXPIRE_BATCH
+        now = utc_timestamp()
+        with self._read() as conn:
+            due = self._x(
+                conn,
+                "SELECT DISTINCT account_id, mode FROM (SELECT account_id, mode FROM holds"
+                " WHERE status = 'pending' AND expires_at <= ? ORDER BY expires_at LIMIT ?) d",
+                (now, limit),
+            ).fetchall()
+        expired = 0
+        for account_id, mode in due:
+            with self._write() as conn:
+                row = self._x(conn, _LEDGER_SQL + self.for_update, (mode, account_id)).fetchone()
+                ledger = _Ledger(account_id, Mode(mode), Payment(row[0]), *row[1:])
+                expired += self._expire_due(conn, ledger, now)[1]
+        return expired
+
+    def get_hold(self, hold_id: str) -> Hold:
+        with self._read() as conn:
+            return self._hold(conn, hold_id)
+
+    def _hold(self, conn: Any, hold_id: str) -> Hold:
+        row = self._x(conn, _HOLD_SQL + " WHERE id = ?", (hold_id,)).fetchone()
+        if row is None:
+            raise NotFound(f"no hold {hold_id}", "hold")
+        return _hold_from_row(row)
+
+    def list_holds(
+        self,
+        account_id: str,
+        mode: Mode,
+        status: HoldStatus | None,
+        cursor: str | None,
+        limit: int,
+    ) -> Page[Hold]:
+        sql = _HOLD_SQL + " WHERE account_id = ? AND mode = ? AND id < ?"
+        args: list[Any] = [account_id, mode.value, cursor or "~"]
+        if status is not None:
+            sql += " AND status = ?"
+            args.append(status.value)
+        sql += " ORDER BY id DESC LIMIT ?"
+        with self._read() as conn:
+            rows = self._x(conn, sql, [*args, limit + 1]).fetchall()
+        items = [_hold_from_row(r) for r in rows[:limit]]
+        return Page(items, items[-1].id if len(rows) > limit else None)
+
+    # ------------------------------------------------------------------ verify
+
+    def verify(self) -> list[str]:
+        problems: list[str] = []
+        with self._snapshot() as conn:
+            ledgers = self._x(
+                conn,
+                "SELECT b.account_id, b.mode, b.balance_minor, b.seq, a.payment, b.held_minor,"
+                " (SELECT COALESCE(SUM(h.amount_minor), 0) FROM holds h"
+                "  WHERE h.account_id = b.account_id AND h.mode = b.mode"
+                "  AND h.status = 'pending')"
+                " FROM balances b JOIN accounts a ON a.id = b.account_id"
+                " ORDER BY b.account_id, b.mode",
+            ).fetchall()
+            for account_id, mode, balance, seq, payment, held, pending in ledgers:
+                facts = (
+                    EntryFact(r[0], EntryKind(r[1]), r[2], r[3])
+                    for r in self._x(
+                        conn,
+                        "SELECT seq, kind, amount_minor, balance_after_minor FROM entries"
+                        " WHERE account_id = ? AND mode = ? ORDER BY seq",
+                        (account_id, mode),
+                    ).fetchall()
+                )
+                found = audit_ledger(facts, balance, seq, Payment(payment))
+                if held != pending:
+                    found.append(f"holds reserve {held} but pending holds sum to {pending}")
+                problems += [f"{account_id} {mode}: {p}" for p in found]
+            problems += self._verify_links(conn)
+        return problems
+
+    def _verify_links(self, conn: Any) -> list[str]:
+        """Cross-row checks: orphans, refunds, captures, entry times."""
+        problems: list[str] = []
+        orphans = self._x(
+            conn,
+            "SELECT COUNT(*) FROM entries e LEFT JOIN balances b"
+            " ON b.account_id = e.account_id AND b.mode = e.mode WHERE b.account_id IS NULL",
+        ).fetchone()[0]
+        if orphans:
+            problems.append(f"{orphans} entries belong to no ledger")
+        for refund_of, kind, charged, refunded, strangers in self._x(
+            conn,
+            "SELECT r.refund_of, MIN(c.kind), -MIN(c.amount_minor), SUM(r.amount_minor),"
+            " SUM(CASE WHEN r.account_id = c.account_id AND r.mode = c.mode THEN 0 ELSE 1 END)"
+            " FROM entries r JOIN entries c ON c.id = r.refund_of"
+            " WHERE r.refund_of IS NOT NULL GROUP BY r.refund_of",
+        ).fetchall():
+            if kind != EntryKind.CHARGE.value or strangers:
+                problems.append(f"refunds of {refund_of} do not refund a charge of their ledger")
+            elif refunded > charged:
+                problems.append(f"refunds of {refund_of} ({refunded}) exceed it ({charged})")
+        for hold_id, status, captured, charged in self._x(
+            conn,
+            "SELECT h.id, h.status, h.captured_minor, -e.amount_minor FROM holds h"
+            " LEFT JOIN entries e ON e.hold_id = h.id"
+            " WHERE (h.status = 'captured') <> (e.id IS NOT NULL)"
+            " OR (e.id IS NOT NULL AND (e.kind <> 'charge' OR e.account_id <> h.account_id"
+            " OR e.mode <> h.mode OR -e.amount_minor <> h.captured_minor))",
+        ).fetchall():
+            problems.append(
+                f"hold {hold_id} ({status}, captured {captured}) does not match its charge"
+                f" ({charged})"
+            )
+        backwards = self._x(
+            conn,
+            "SELECT COUNT(*) FROM (SELECT created_at, LAG(created_at) OVER"
+            " (PARTITION BY account_id, mode ORDER BY seq) AS previous FROM entries) t"
+            " WHERE previous > created_at",
+        ).fetchone()[0]
+        if backwards:
+            problems.append(f"{backwards} entries are older than the entry before them")
+        return problems
+
+
+#: The point-in-time lookup: one seek on ``entries_at`` (account, mode, created_at, seq).
+BALANCE_AT_SQL: Final = (
+    "SELECT balance_after_minor, seq, created_at FROM entries"
+    " WHERE account_id = ? AND mode = ? AND created_at <= ?"
+    " ORDER BY created_at DESC, seq DESC LIMIT 1"
+)
+
+
+def statements(script: str, complete: Any) -> Iterator[str]:
+    """Split a migration script into statements with the engine's completeness test."""
+    buffer = ""
+    for line in script.splitlines(keepends=True):
+        buffer += line
+        if complete(buffer):
+            yield buffer
+            buffer = ""
+    assert not buffer.strip() or buffer.strip().startswith("--"), "unterminated statement"
+
+
+def _account_from_row(row: Any) -> Account:
+    return Account(
+        id=row[0],
+        name=row[1],
+        payment=Payment(row[2]),
+        asset=row[3],
+        scale=row[4],
+        credit_limit_minor=row[5],
+        metadata=json.loads(row[6]),
+        created_at=row[7],
+        live=LedgerTotals(row[8], row[9], row[10]),
+        test=LedgerTotals(row[11], row[12], row[13]),
+    )
+
+
+def _key_from_row(row: Any) -> ApiKey:
+    return ApiKey(row[0], row[1], Mode(row[2]), row[3], row[4], row[5])
+
+
+def _entry_from_row(row: Any) -> Entry:
+    return Entry(
+        id=row[0],
+        account_id=row[1],
+        mode=Mode(row[2]),
+        seq=row[3],
+        kind=EntryKind(row[4]),
+        amount_minor=row[5],
+        balance_after_minor=row[6],
+        refund_of=row[7],
+        reference=row[8],
+        metadata=json.loads(row[9]),
+        created_at=row[10],
+        hold_id=row[11],
+    )
+
+
+def _hold_from_row(row: Any) -> Hold:
+    return Hold(
+        id=row[0],
+        account_id=row[1],
+        mode=Mode(row[2]),
+        amount_minor=row[3],
+        status=HoldStatus(row[4]),
+        captured_minor=row[5],
+        expires_at=row[6],
+        reference=row[7],
+        metadata=json.loads(row[8]),
+        created_at=row[9],
+        resolved_at=row[10],
+    )

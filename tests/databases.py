@@ -1,0 +1,113 @@
+"""Databases for tests: SQLite files and throwaway PostgreSQL databases.
+
+Every PostgreSQL database a test run creates is named ``bbtest_<run>_<n>`` and dropped
+when the run ends. In CI (``CI=true``) PostgreSQL is started if it is down and its tests
+must run; elsewhere, without a reachable server, they skip with one line saying how to
+enable them.
+"""
+
+from __future__ import annotations
+
+import os
+import secrets
+import subprocess
+import time
+from pathlib import Path
+
+import psycopg
+
+#: The server and maintenance database test databases are created from.
+ADMIN_URL = os.environ.get(
+    "BIRDBALANCE_TEST_POSTGRES_URL", "postgresql://postgres@127.0.0.1:5432/postgres"
+)
+ENGINES = ("sqlite", "postgresql")
+SKIP_REASON = (
+    "PostgreSQL tests skipped: no server at {url} ({error}); start PostgreSQL or set "
+    "BIRDBALANCE_TEST_POSTGRES_URL (they always run, and start it, when CI=true)"
+)
+START_COMMAND = "pg_ctlcluster --skip-systemctl-redirect $(ls /etc/postgresql) main start"
+
+
+def in_ci() -> bool:
+    return os.environ.get("CI", "").lower() in {"1", "true", "yes"}
+
+
+def sqlite_url(path: Path) -> str:
+    return f"sqlite:///{path}"
+
+
+def _url_for(database: str) -> str:
+    base, _, _ = ADMIN_URL.rpartition("/")
+    return f"{base}/{database}"
+
+
+def _connect() -> psycopg.Connection[tuple[object, ...]]:
+    return psycopg.connect(ADMIN_URL, autocommit=True, connect_timeout=3)
+
+
+class PostgresCluster:
+    """Creates and drops this run's throwaway databases."""
+
+    def __init__(self) -> None:
+        self.run = f"bbtest_{os.getpid()}_{secrets.token_hex(3)}"
+        self._count = 0
+
+    @staticmethod
+    def reach() -> str | None:
+        """None when the server answers; otherwise why not (after starting it in CI)."""
+        try:
+            _connect().close()
+            return None
+        except psycopg.OperationalError as exc:
+            error = str(exc).strip().splitlines()[0]
+        if not in_ci():
+            return error
+        subprocess.run(["bash", "-c", START_COMMAND], check=False, capture_output=True)
+        deadline = time.monotonic() + 30
+        while time.monotonic() < deadline:
+            try:
+                _connect().close()
+                return None
+            except psycopg.OperationalError as exc:
+                error = str(exc).strip().splitlines()[0]
+                time.sleep(0.5)
+        return error
+
+    def new_database(self) -> str:
+        self._count += 1
+        name = f"{self.run}_{self._count}"
+        with _connect() as conn:
+            conn.execute(f'CREATE DATABASE "{name}"')
+        return _url_for(name)
+
+    def drop_all(self) -> None:
+        with _connect() as conn:
+            names = [
+                row[0]
+                for row in conn.execute(
+                    "SELECT datname FROM pg_database WHERE datname LIKE %s",
+                    (self.run.replace("_", "\\_") + "\\_%",),
+                )
+            ]
+            for name in names:
+                conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+
+
+def raw_execute(database_url: str, sql: str) -> None:
+    """Run ``sql`` behind birdbalance's back (to tamper, or to prove it cannot)."""
+    if database_url.startswith("sqlite:"):
+        import sqlite3
+
+        conn = sqlite3.connect(database_url.removeprefix("sqlite:///"))
+        try:
+            conn.execute(sql)
+            conn.commit()
+        finally:
+            conn.close()
+        return
+    with psycopg.connect(database_url, autocommit=True) as pg:
+        pg.execute(sql.encode("utf-8"))
+
+
+#: What :func:`raw_execute` raises when a trigger refuses the statement.
+REFUSED = (psycopg.errors.RaiseException, __import__("sqlite3").IntegrityError)

@@ -1,0 +1,286 @@
+"""Each store on a real database: atomicity, append-only, idempotency, verify, holds."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+
+import pytest
+
+from birdbalance.errors import IdempotencyConflict, NotEnoughBalance, NotFound
+from birdbalance.keys import hash_key
+from birdbalance.ledger import EntryKind, Mode, Payment
+from birdbalance.records import Idempotency, NewAccount, NewEntry, NewKey
+from birdbalance.settings import Settings
+from birdbalance.storage import Store, open_store
+from tests.databases import REFUSED, raw_execute
+
+MIGRATIONS = ["0001_initial.sql", "0002_holds.sql"]
+
+
+@pytest.fixture
+def store(database_url: str) -> Iterator[Store]:
+    s = open_store(Settings(database_url=database_url))
+    assert s.schema_version() == (0, len(MIGRATIONS))
+    assert s.migrate() == MIGRATIONS
+    assert s.migrate() == []
+    assert s.schema_version() == (len(MIGRATIONS), len(MIGRATIONS))
+    yield s
+    s.close()
+
+
+def _account(store: Store, payment: Payment = Payment.PREPAID) -> str:
+    return store.create_account(NewAccount(None, payment, "EUR", 6, None, {}), None).id
+
+
+def _post(store: Store, account: str, kind: EntryKind, amount: int, key: str, **kw):  # type: ignore[no-untyped-def]
+    new = NewEntry(
+        account, kw.pop("mode", Mode.LIVE), kind, amount, kw.pop("refund_of", None), None, {}
+    )
+    return store.post_entry(new, Idempotency(key, kw.pop("fp", "fp-" + key)))
+
+
+def test_entries_cannot_be_updated_or_deleted(store: Store, database_url: str) -> None:
+    account = _account(store)
+    _post(store, account, EntryKind.TOPUP, 100, "a")
+    with pytest.raises(REFUSED, match="append-only"):
+        raw_execute(database_url, "UPDATE entries SET amount_minor = 1")
+    with pytest.raises(REFUSED, match="append-only"):
+        raw_execute(database_url, "DELETE FROM entries")
+    assert store.verify() == []
+
+
+def test_a_refused_write_changes_nothing(store: Store) -> None:
+    account = _account(store)
+    _post(store, account, EntryKind.TOPUP, 100, "a")
+    with pytest.raises(NotEnoughBalance):
+        _post(store, account, EntryKind.CHARGE, 101, "b")
+    got = store.get_account(account)
+    assert got.live.balance_minor == 100 and got.live.entry_count == 1
+    # The refused key was not consumed: it can carry a request that succeeds.
+    assert _post(store, account, EntryKind.CHARGE, 100, "b").entry.balance_after_minor == 0
+
+
+def test_idempotent_replay_and_conflict(store: Store) -> None:
+    account = _account(store)
+    first = _post(store, account, EntryKind.TOPUP, 100, "same")
+    again = _post(store, account, EntryKind.TOPUP, 100, "same")
+    assert again.replayed and again.entry == first.entry
+    with pytest.raises(IdempotencyConflict):
+        _post(store, account, EntryKind.TOPUP, 100, "same", fp="another request")
+    assert store.get_account(account).live.entry_count == 1
+
+
+def test_live_and_test_ledgers_never_mix(store: Store) -> None:
+    account = _account(store)
+    _post(store, account, EntryKind.TOPUP, 100, "live")
+    _post(store, account, EntryKind.TOPUP, 7, "test", mode=Mode.TEST)
+    got = store.get_account(account)
+    assert (got.live.balance_minor, got.test.balance_minor) == (100, 7)
+    live_key = NewKey(account, Mode.LIVE, hash_key("L" * 25), "…LLLL")
+    test_key = NewKey(account, Mode.TEST, hash_key("test_" + "T" * 25), "test_…TTTT")
+    store.create_key(live_key, None)
+    store.create_key(test_key, None)
+    live_view = store.lookup_balance(hash_key("L" * 25))
+    test_view = store.lookup_balance(hash_key("test_" + "T" * 25))
+    assert live_view is not None and test_view is not None
+    assert (live_view.balance_minor, test_view.balance_minor) == (100, 7)
+
+
+def test_revoked_keys_find_nothing(store: Store) -> None:
+    account = _account(store)
+    key, _ = store.create_key(NewKey(account, Mode.LIVE, hash_key("K" * 25), "…KKKK"), None)
+    assert store.lookup_balance(hash_key("K" * 25)) is not None
+    store.revoke_key(key.id)
+    assert store.lookup_balance(hash_key("K" * 25)) is None
+    assert store.revoke_key(key.id).revoked_at is not None
+
+
+def test_refund_must_name_a_charge_of_the_same_ledger(store: Store) -> None:
+    account, other = _account(store), _account(store)
+    _post(store, account, EntryKind.TOPUP, 100, "t")
+    charge = _post(store, account, EntryKind.CHARGE, 60, "c").entry
+    with pytest.raises(NotFound):
+        _post(store, other, EntryKind.REFUND, 1, "r0", refund_of=charge.id)
+    with pytest.raises(NotFound):
+        _post(store, account, EntryKind.REFUND, 1, "r1", refund_of=charge.id, mode=Mode.TEST)
+    _post(store, account, EntryKind.REFUND, 50, "r2", refund_of=charge.id)
+    with pytest.raises(Exception, match=r"0\.00001 is left"):
+        _post(store, account, EntryKind.REFUND, 11, "r3", refund_of=charge.id)
+    assert store.verify() == []
+
+
+def test_verify_finds_a_tampered_balance(store: Store, database_url: str) -> None:
+    account = _account(store)
+    _post(store, account, EntryKind.TOPUP, 100, "a")
+    assert store.verify() == []
+    raw_execute(database_url, "UPDATE balances SET balance_minor = 101 WHERE mode = 'live'")
+    problems = store.verify()
+    assert any("entries sum to 100" in p for p in problems), problems
+
+
+def test_pages_are_bounded_and_complete(store: Store) -> None:
+    account = _account(store)
+    for i in range(7):
+        _post(store, account, EntryKind.TOPUP, 1, f"k{i}")
+    seen, cursor = [], None
+    while True:
+        page = store.list_entries(account, Mode.LIVE, cursor, 3)
+        assert len(page.items) <= 3
+        seen += [e.seq for e in page.items]
+        if page.next_cursor is None:
+            break
+        cursor = page.next_cursor
+    assert seen == [7, 6, 5, 4, 3, 2, 1]
+
+
+# --------------------------------------------------------------------------- holds
+
+
+def _hold(store: Store, account: str, amount: int, key: str, expires_at: str = "2999-01-01"):  # type: ignore[no-untyped-def]
+    from birdbalance.records import NewHold
+
+    new = NewHold(account, Mode.LIVE, amount, expires_at + "T00:00:00.000000Z", None, {})
+    return store.create_hold(new, Idempotency(key, "fp-" + key)).hold
+
+
+def test_holds_reserve_capture_and_void(store: Store) -> None:
+    from birdbalance.errors import StateConflict
+    from birdbalance.ledger import HoldStatus
+
+    account = _account(store)
+    _post(store, account, EntryKind.TOPUP, 100, "t")
+    first = _hold(store, account, 60, "h1")
+    got = store.get_account(account).live
+    assert (got.balance_minor, got.held_minor) == (100, 60)
+    with pytest.raises(NotEnoughBalance):
+        _hold(store, account, 41, "h2")
+    with pytest.raises(NotEnoughBalance):
+        _post(store, account, EntryKind.CHARGE, 41, "c-too-much")
+    second = _hold(store, account, 40, "h2")
+    # Capture part of the first: the rest is released, the charge names the hold.
+    captured = store.capture_hold(first.id, 25, None, {}, Idempotency("cap", "fp-cap"))
+    assert captured.hold.status is HoldStatus.CAPTURED and captured.hold.captured_minor == 25
+    assert captured.capture is not None and captured.capture.entry.hold_id == first.id
+    assert captured.capture.entry.amount_minor == -25
+    again = store.capture_hold(first.id, 25, None, {}, Idempotency("cap", "fp-cap"))
+    assert again.replayed and again.capture is not None
+    assert again.capture.entry == captured.capture.entry
+    with pytest.raises(StateConflict):
+        store.capture_hold(first.id, 1, None, {}, Idempotency("cap2", "fp-cap2"))
+    voided = store.void_hold(second.id, Idempotency("void", "fp-void"))
+    assert voided.hold.status is HoldStatus.VOIDED
+    with pytest.raises(StateConflict):
+        store.capture_hold(second.id, None, None, {}, Idempotency("cap3", "fp-cap3"))
+    got = store.get_account(account).live
+    assert (got.balance_minor, got.held_minor, got.entry_count) == (75, 0, 2)
+    assert store.verify() == []
+    assert [h.id for h in store.list_holds(account, Mode.LIVE, None, None, 10).items] == [
+        second.id,
+        first.id,
+    ]
+
+
+def test_holds_expire_and_stop_reserving(store: Store) -> None:
+    from birdbalance.errors import StateConflict
+    from birdbalance.ledger import HoldStatus
+
+    account = _account(store)
+    _post(store, account, EntryKind.TOPUP, 100, "t")
+    store.create_key(NewKey(account, Mode.LIVE, hash_key("E" * 25), "…EEEE"), None)
+    past = _hold(store, account, 70, "h-past", expires_at="2000-01-01")
+    view = store.lookup_balance(hash_key("E" * 25))
+    assert view is not None and view.balance_minor == 30  # /balance shows what is available
+    assert store.expire_holds() == 1
+    assert store.get_hold(past.id).status is HoldStatus.EXPIRED
+    view = store.lookup_balance(hash_key("E" * 25))
+    assert view is not None and view.balance_minor == 100
+    with pytest.raises(StateConflict):
+        store.void_hold(past.id, Idempotency("v", "fp-v"))
+    # A write also expires its ledger's due holds first, without waiting for a sweep.
+    _hold(store, account, 90, "h-past-2", expires_at="2000-01-01")
+    assert _post(store, account, EntryKind.CHARGE, 100, "all").entry.balance_after_minor == 0
+    assert store.get_account(account).live.held_minor == 0
+    assert store.verify() == []
+
+
+def test_verify_finds_held_amounts_that_do_not_add_up(store: Store, database_url: str) -> None:
+    account = _account(store)
+    _post(store, account, EntryKind.TOPUP, 100, "t")
+    _hold(store, account, 10, "h")
+    assert store.verify() == []
+    raw_execute(database_url, "UPDATE balances SET held_minor = 0")
+    assert any("pending holds sum to 10" in p for p in store.verify())
+
+
+def test_a_resolved_hold_never_changes(store: Store, database_url: str) -> None:
+    account = _account(store)
+    _post(store, account, EntryKind.TOPUP, 100, "t")
+    hold = _hold(store, account, 10, "h")
+    with pytest.raises(REFUSED):
+        raw_execute(database_url, f"UPDATE holds SET amount_minor = 5 WHERE id = '{hold.id}'")
+    store.void_hold(hold.id, Idempotency("v", "fp-v"))
+    with pytest.raises(REFUSED):
+        raw_execute(database_url, f"UPDATE holds SET status = 'pending' WHERE id = '{hold.id}'")
+    with pytest.raises(REFUSED):
+        raw_execute(database_url, "DELETE FROM holds")
+
+
+# --------------------------------------------------------------------------- point in time
+
+
+def test_balance_at_a_point_in_time(store: Store) -> None:
+    account = _account(store)
+    assert store.balance_at(account, Mode.LIVE, "2999-01-01T00:00:00.000000Z").balance_minor == 0
+    times = []
+    for i, amount in enumerate((5, 7, 11)):
+        times.append(_post(store, account, EntryKind.TOPUP, amount, f"p{i}").entry.created_at)
+    assert store.balance_at(account, Mode.LIVE, "2000-01-01T00:00:00.000000Z").seq == 0
+    for seq, (at, expected) in enumerate(zip(times, (5, 12, 23), strict=True), start=1):
+        found = store.balance_at(account, Mode.LIVE, at)
+        assert (found.balance_minor, found.seq) >= (expected, seq)
+    assert store.balance_at(account, Mode.LIVE, times[-1]).balance_minor == 23
+    with pytest.raises(NotFound):
+        store.balance_at("acc_00000000000000000000000000", Mode.LIVE, times[0])
+
+
+def test_entry_times_never_go_backwards(store: Store, database_url: str) -> None:
+    """A node whose clock is behind still writes entries no older than the last one."""
+    account = _account(store)
+    _post(store, account, EntryKind.TOPUP, 5, "a")
+    future = "2999-01-01T00:00:00.000000Z"
+    raw_execute(database_url, f"UPDATE balances SET last_entry_at = '{future}'")
+    assert _post(store, account, EntryKind.TOPUP, 5, "b").entry.created_at == future
+    assert store.verify() == []
+
+
+# --------------------------------------------------------------------------- migrations
+
+
+def test_migrating_from_v1_keeps_every_row(database_url: str) -> None:
+    s = open_store(Settings(database_url=database_url))
+    try:
+        assert s.migrate(target=1) == ["0001_initial.sql"]
+        acc = "acc_01JD3Z8Q6W6B7Y2M0N4R5T8V9X"
+        now = "2026-01-02T03:04:05.000006Z"
+        for sql in (
+            f"INSERT INTO accounts VALUES ('{acc}', 'Old', 'prepaid', 'EUR', 6, NULL, '{{}}',"
+            f" '{now}')",
+            f"INSERT INTO balances VALUES ('{acc}', 'live', 7000000, 1)",
+            f"INSERT INTO balances VALUES ('{acc}', 'test', 0, 0)",
+            f"INSERT INTO entries VALUES ('ent_01JD3Z8Q6W6B7Y2M0N4R5T8V9X', '{acc}', 'live', 1,"
+            f" 'topup', 7000000, 7000000, NULL, 'r', '{{}}', '{now}')",
+            f"INSERT INTO idempotency_keys VALUES ('old-key', 'fp', 'entry',"
+            f" 'ent_01JD3Z8Q6W6B7Y2M0N4R5T8V9X', '{now}')",
+        ):
+            raw_execute(database_url, sql)
+        assert s.schema_version() == (1, len(MIGRATIONS))
+        assert s.migrate() == MIGRATIONS[1:]
+        got = s.get_account(acc)
+        assert (got.name, got.live.balance_minor, got.live.entry_count) == ("Old", 7000000, 1)
+        assert s.balance_at(acc, Mode.LIVE, now).balance_minor == 7000000
+        # The old idempotency key still answers for its entry.
+        replay = _post(s, acc, EntryKind.TOPUP, 7000000, "old-key", fp="fp")
+        assert replay.replayed and replay.entry.reference == "r"
+        assert s.verify() == []
+    finally:
+        s.close()
