@@ -15,6 +15,7 @@ import sys
 import uuid
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
+from pathlib import Path
 from typing import Any, TypeVar
 
 import click
@@ -23,7 +24,7 @@ from birdbalance.client import DEFAULT_BASE_URL, Client
 from birdbalance.errors import APIError, ClientError, ServiceError
 from birdbalance.ledger import EntryKind
 from birdbalance.service import Service
-from birdbalance.settings import Settings, SettingsError
+from birdbalance.settings import Settings, SettingsError, redacted_url
 from birdbalance.storage import Store, open_store
 
 F = TypeVar("F", bound=Callable[..., Any])
@@ -115,7 +116,8 @@ def json_option(fn: F) -> F:
 @click.option(
     "--database-url",
     envvar="BIRDBALANCE_DATABASE_URL",
-    help="sqlite:///path.db (default: a file in the user's data directory).",
+    help="sqlite:///path.db (default: a file in the user's data directory) or"
+    " postgresql://user@host/db.",
 )
 @click.version_option(package_name="birdbalance")
 @click.pass_context
@@ -163,7 +165,8 @@ def serve(
             "BIRDBALANCE_ADMIN_TOKEN is not set; the admin API uses this token until you stop:"
         )
         click.echo(f"  {settings.admin_token}")
-    click.echo(f"birdbalance serving {base} (database {settings.database_url})", err=False)
+    shown_url = redacted_url(settings.database_url)
+    click.echo(f"birdbalance serving {base} (database {shown_url})", err=False)
     sys.stdout.flush()
     run(settings)
 
@@ -469,6 +472,217 @@ def history(
     _table(_ENTRY_HEADERS, [_entry_row(e) for e in page["data"]])
     if page["next_cursor"]:
         click.echo(f"more: --cursor {page['next_cursor']}")
+
+
+@main.command("balance-at")
+@click.argument("account_id")
+@click.argument("at")
+@click.option("--test", is_flag=True, help="The sandbox ledger.")
+@json_option
+@click.pass_context
+def balance_at(ctx: click.Context, account_id: str, at: str, test: bool, as_json: bool) -> None:
+    """An account's balance at the RFC 3339 time AT (e.g. 2026-11-01T00:00:00Z)."""
+    with _store(ctx) as store, _errors():
+        found = Service(store).balance_at(account_id, at=at, mode="test" if test else "live")
+    if as_json:
+        _print_json(found)
+    else:
+        click.echo(f"{found['amount']} {found['type']} at {found['at']} (after seq {found['seq']})")
+
+
+# --------------------------------------------------------------------------- holds
+
+
+@main.group()
+def holds() -> None:
+    """Reserve amounts, then capture, void or let them expire."""
+
+
+_HOLD_HEADERS = ["id", "status", "amount", "captured", "expires at", "reference", "created at"]
+
+
+def _hold_row(h: dict[str, Any]) -> list[Any]:
+    return [
+        h["id"],
+        h["status"],
+        h["amount"],
+        h["captured"],
+        h["expires_at"],
+        h["reference"],
+        h["created_at"],
+    ]
+
+
+def _show_hold_result(result: dict[str, Any], as_json: bool) -> None:
+    if as_json:
+        _print_json(result)
+        return
+    _table(_HOLD_HEADERS, [_hold_row(result["hold"])])
+    if "entry" in result:
+        _table(_ENTRY_HEADERS, [_entry_row(result["entry"])])
+        balance = result["balance"]
+        click.echo(f"balance ({balance['mode']}): {balance['amount']} {balance['type']}")
+
+
+_IDEMPOTENCY_HELP = "Makes a retry safe: the same key never writes twice (default: a new UUID)."
+
+
+@holds.command("create")
+@click.argument("account_id")
+@click.argument("amount")
+@click.option("--expires-in", "expires_in_s", type=int, help="Seconds (default 86400).")
+@click.option("--reference")
+@click.option("--idempotency-key", help=_IDEMPOTENCY_HELP)
+@click.option("--test", is_flag=True, help="Hold on the sandbox ledger.")
+@json_option
+@click.pass_context
+def holds_create(
+    ctx: click.Context,
+    account_id: str,
+    amount: str,
+    expires_in_s: int | None,
+    reference: str | None,
+    idempotency_key: str | None,
+    test: bool,
+    as_json: bool,
+) -> None:
+    """Reserve AMOUNT: it is no longer available until captured, voided or expired."""
+    body: dict[str, Any] = {"amount": amount, "mode": "test" if test else "live"}
+    if expires_in_s is not None:
+        body["expires_in"] = str(expires_in_s)
+    if reference is not None:
+        body["reference"] = reference
+    with _store(ctx) as store, _errors():
+        result = Service(store).create_hold(account_id, body, idempotency_key or str(uuid.uuid4()))
+    _show_hold_result(result, as_json)
+
+
+@holds.command("capture")
+@click.argument("hold_id")
+@click.argument("amount", required=False)
+@click.option("--reference")
+@click.option("--idempotency-key", help=_IDEMPOTENCY_HELP)
+@json_option
+@click.pass_context
+def holds_capture(
+    ctx: click.Context,
+    hold_id: str,
+    amount: str | None,
+    reference: str | None,
+    idempotency_key: str | None,
+    as_json: bool,
+) -> None:
+    """Charge AMOUNT of a hold (all of it by default); the rest is released."""
+    body: dict[str, Any] = {}
+    if amount is not None:
+        body["amount"] = amount
+    if reference is not None:
+        body["reference"] = reference
+    with _store(ctx) as store, _errors():
+        result = Service(store).capture_hold(hold_id, body, idempotency_key or str(uuid.uuid4()))
+    _show_hold_result(result, as_json)
+
+
+@holds.command("void")
+@click.argument("hold_id")
+@click.option("--idempotency-key", help=_IDEMPOTENCY_HELP)
+@json_option
+@click.pass_context
+def holds_void(
+    ctx: click.Context, hold_id: str, idempotency_key: str | None, as_json: bool
+) -> None:
+    """Release a hold without charging anything."""
+    with _store(ctx) as store, _errors():
+        result = Service(store).void_hold(hold_id, {}, idempotency_key or str(uuid.uuid4()))
+    _show_hold_result(result, as_json)
+
+
+@holds.command("show")
+@click.argument("hold_id")
+@json_option
+@click.pass_context
+def holds_show(ctx: click.Context, hold_id: str, as_json: bool) -> None:
+    """One hold."""
+    with _store(ctx) as store, _errors():
+        hold = Service(store).get_hold(hold_id)
+    _show_hold_result({"hold": hold}, as_json)
+
+
+@holds.command("list")
+@click.argument("account_id")
+@click.option("--test", is_flag=True, help="The sandbox ledger.")
+@click.option("--status", type=click.Choice(["pending", "captured", "voided", "expired"]))
+@click.option("--limit", default="50", show_default=True)
+@click.option("--cursor")
+@json_option
+@click.pass_context
+def holds_list(
+    ctx: click.Context,
+    account_id: str,
+    test: bool,
+    status: str | None,
+    limit: str,
+    cursor: str | None,
+    as_json: bool,
+) -> None:
+    """An account's holds, newest first."""
+    with _store(ctx) as store, _errors():
+        page = Service(store).list_holds(
+            account_id,
+            mode="test" if test else "live",
+            status=status,
+            cursor=cursor,
+            limit=limit,
+        )
+    if as_json:
+        _print_json(page)
+        return
+    _table(_HOLD_HEADERS, [_hold_row(h) for h in page["data"]])
+    if page["next_cursor"]:
+        click.echo(f"more: --cursor {page['next_cursor']}")
+
+
+@holds.command("expire")
+@click.pass_context
+def holds_expire(ctx: click.Context) -> None:
+    """Expire every hold that is due now (servers also do this every second)."""
+    with _store(ctx) as store, _errors():
+        count = 0
+        while True:
+            batch = store.expire_holds()
+            count += batch
+            if batch == 0:
+                break
+    click.echo(f"expired {count} holds")
+
+
+# --------------------------------------------------------------------------- operations
+
+
+@main.command()
+@click.argument("file", type=click.Path(dir_okay=False, path_type=Path))
+@click.option("--force", is_flag=True, help="Overwrite FILE if it exists.")
+@click.pass_context
+def backup(ctx: click.Context, file: Path, force: bool) -> None:
+    """Copy the SQLite database to FILE while it serves (a consistent snapshot)."""
+    from birdbalance.backup import backup_sqlite
+
+    with _errors():
+        report = backup_sqlite(_settings(ctx), file, overwrite=force)
+    click.echo(report)
+
+
+@main.command()
+@click.argument("file", type=click.Path(exists=True, dir_okay=False, path_type=Path))
+@click.option("--force", is_flag=True, help="Replace a database that already has accounts.")
+@click.pass_context
+def restore(ctx: click.Context, file: Path, force: bool) -> None:
+    """Replace the SQLite database with the backup FILE (stop the servers first)."""
+    from birdbalance.backup import restore_sqlite
+
+    with _errors():
+        report = restore_sqlite(_settings(ctx), file, replace_data=force)
+    click.echo(report)
 
 
 # --------------------------------------------------------------------------- client

@@ -19,6 +19,16 @@ def default_database_url() -> str:
     return f"sqlite:///{path}"
 
 
+def redacted_url(url: str) -> str:
+    """``url`` without its password, for logs and messages."""
+    scheme, sep, rest = url.partition("://")
+    credentials, at, host = rest.rpartition("@")
+    if not sep or not at or ":" not in credentials:
+        return url
+    user = credentials.split(":", 1)[0]
+    return f"{scheme}://{user}:***@{host}"
+
+
 class SettingsError(ValueError):
     """A setting has a value that cannot be used."""
 

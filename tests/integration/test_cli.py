@@ -1,19 +1,20 @@
-"""The birdbalance CLI as a user runs it: separate processes on a real SQLite file."""
+"""The birdbalance CLI as a user runs it: separate processes on SQLite and PostgreSQL."""
 
 from __future__ import annotations
 
 import json
-import sqlite3
 from pathlib import Path
 
 import pytest
 
+from tests.databases import raw_execute, sqlite_url
 from tests.servers import Server, cli
 
 
 @pytest.fixture
-def db_url(tmp_path: Path) -> str:
-    return f"sqlite:///{tmp_path / 'cli.db'}"
+def db_url(database_url: str) -> str:
+    """A new database of each engine."""
+    return database_url
 
 
 def _json(result) -> dict:  # type: ignore[no-untyped-def,type-arg]
@@ -93,33 +94,105 @@ def test_errors_go_to_stderr_with_a_nonzero_exit(db_url: str) -> None:
     assert result.returncode == 2 and result.stderr.startswith("error: unsupported database")
 
 
-def test_verify_catches_tampering(db_url: str, tmp_path: Path) -> None:
+def test_verify_catches_tampering(db_url: str) -> None:
     aid = _json(
         cli(
             "accounts", "create", "--payment", "prepaid", "--type", "euros", "--json", db_url=db_url
         )
     )["id"]
     _json(cli("topup", aid, "5", "--json", db_url=db_url))
-    raw = sqlite3.connect(tmp_path / "cli.db")
-    raw.execute("UPDATE balances SET balance_minor = balance_minor + 1 WHERE mode = 'live'")
-    raw.commit()
-    raw.close()
+    raw_execute(db_url, "UPDATE balances SET balance_minor = balance_minor + 1 WHERE mode = 'live'")
     result = cli("verify", db_url=db_url)
     assert result.returncode == 1 and "MISMATCH" in result.stderr
     report = json.loads(cli("verify", "--json", db_url=db_url).stdout)
     assert report["ok"] is False and report["problems"]
 
 
-def test_migrate_and_out_of_date_schema(db_url: str, tmp_path: Path) -> None:
+def test_migrate_and_out_of_date_schema(db_url: str) -> None:
     first = cli("migrate", db_url=db_url)
-    assert first.returncode == 0 and "applied 0001_initial.sql" in first.stdout
-    assert "up to date" in cli("migrate", db_url=db_url).stdout
-    raw = sqlite3.connect(tmp_path / "cli.db")
-    raw.execute("INSERT INTO schema_migrations VALUES (99, 'future', 'now')")
-    raw.commit()
-    raw.close()
+    assert first.returncode == 0, first.stderr
+    assert "applied 0001_initial.sql, 0002_holds.sql; schema version 2" in first.stdout
+    assert "up to date (version 2)" in cli("migrate", db_url=db_url).stdout
+    raw_execute(db_url, "INSERT INTO schema_migrations VALUES (99, 'future', '2030-01-01')")
     result = cli("accounts", "list", db_url=db_url)
     assert result.returncode == 1 and "newer than this birdbalance" in result.stderr
+
+
+def test_serve_refuses_an_out_of_date_schema_and_names_the_fix(db_url: str, tmp_path: Path) -> None:
+    from birdbalance.settings import Settings
+    from birdbalance.storage import open_store
+
+    store = open_store(Settings(database_url=db_url))
+    store.migrate(target=1)
+    store.close()
+    srv = Server(db_url=db_url, log_path=tmp_path / "serve.log")
+    with pytest.raises(RuntimeError, match="run `birdbalance migrate`"):
+        srv.start()
+    assert "applied 0002_holds.sql" in cli("migrate", db_url=db_url).stdout
+    srv.start().stop()
+
+
+def test_holds_and_point_in_time(db_url: str) -> None:
+    aid = _new_account("credits", db_url)["id"]
+    top = _json(cli("topup", aid, "10", "--json", db_url=db_url))
+    hold = _json(cli("holds", "create", aid, "4", "--reference", "msg-1", "--json", db_url=db_url))
+    assert hold["hold"]["status"] == "pending" and hold["hold"]["reference"] == "msg-1"
+    shown = _json(cli("accounts", "show", aid, "--json", db_url=db_url))
+    assert shown["balances"]["live"]["pending"] == "4"
+    assert shown["balances"]["live"]["available"] == "6"
+    result = cli("charge", aid, "7", db_url=db_url)
+    assert result.returncode == 1 and "code 25" in result.stderr
+    hid = hold["hold"]["id"]
+    captured = _json(cli("holds", "capture", hid, "3", "--json", db_url=db_url))
+    assert captured["hold"]["status"] == "captured" and captured["hold"]["captured"] == "3"
+    assert captured["entry"]["hold"] == hid and captured["balance"]["amount"] == "7"
+    result = cli("holds", "void", hid, db_url=db_url)
+    assert result.returncode == 1 and "captured, not pending" in result.stderr
+    second = _json(cli("holds", "create", aid, "1", "--json", db_url=db_url))["hold"]["id"]
+    assert "voided" in cli("holds", "void", second, db_url=db_url).stdout
+    listed = _json(cli("holds", "list", aid, "--status", "voided", "--json", db_url=db_url))
+    assert [h["id"] for h in listed["data"]] == [second]
+    assert "expired 0 holds" in cli("holds", "expire", db_url=db_url).stdout
+    at_topup = top["entry"]["created_at"]
+    found = _json(cli("balance-at", aid, at_topup, "--json", db_url=db_url))
+    assert (found["amount"], found["seq"]) == ("10", 1)
+    assert (
+        _json(cli("balance-at", aid, "2001-01-01T00:00:00Z", "--json", db_url=db_url))["amount"]
+        == "0"
+    )
+    result = cli("balance-at", aid, "yesterday", db_url=db_url)
+    assert result.returncode == 1 and "RFC 3339" in result.stderr
+    assert cli("verify", db_url=db_url).returncode == 0
+
+
+def test_backup_and_restore(engine: str, db_url: str, tmp_path: Path) -> None:
+    aid = _new_account("euros", db_url)["id"]
+    _json(cli("topup", aid, "12.5", "--json", db_url=db_url))
+    copy = tmp_path / "copy.db"
+    result = cli("backup", str(copy), db_url=db_url)
+    if engine == "postgresql":
+        assert result.returncode == 2 and "pg_dump" in result.stderr
+        return
+    assert result.returncode == 0, result.stderr
+    assert "backed up 1 accounts and 1 entries" in result.stdout and copy.exists()
+    again = cli("backup", str(copy), db_url=db_url)
+    assert again.returncode == 2 and "--force" in again.stderr
+    # Restore into a new database, and refuse to overwrite one that has accounts.
+    fresh = sqlite_url(tmp_path / "restored.db")
+    result = cli("restore", str(copy), db_url=fresh)
+    assert result.returncode == 0 and "ledger verified" in result.stdout, result.stderr
+    shown = _json(cli("accounts", "show", aid, "--json", db_url=fresh))
+    assert shown["balances"]["live"]["amount"] == "12.5"
+    refused = cli("restore", str(copy), db_url=db_url)
+    assert refused.returncode == 2 and "--force" in refused.stderr
+    _json(cli("topup", aid, "1", "--json", db_url=db_url))
+    assert cli("restore", str(copy), "--force", db_url=db_url).returncode == 0
+    shown = _json(cli("accounts", "show", aid, "--json", db_url=db_url))
+    assert shown["balances"]["live"]["amount"] == "12.5"
+    garbage = tmp_path / "garbage.db"
+    garbage.write_bytes(b"not a database" * 100)
+    result = cli("restore", str(garbage), db_url=fresh)
+    assert result.returncode == 2 and "not a SQLite database" in result.stderr
 
 
 def test_balance_command_uses_the_client(server: Server, admin) -> None:  # type: ignore[no-untyped-def]

@@ -13,7 +13,7 @@ import threading
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
-from typing import Any, ClassVar, Final
+from typing import Any, ClassVar
 
 from birdbalance.errors import ServiceUnavailable
 from birdbalance.ids import utc_timestamp
@@ -22,9 +22,6 @@ from birdbalance.records import BalanceView
 from birdbalance.settings import SettingsError
 
 from .sql import LOOKUP_SQL, SQLStore, migrations, statements
-
-#: Pages copied per step of an online backup; the database stays writable in between.
-BACKUP_PAGES_PER_STEP: Final = 1024
 
 
 def path_from_url(url: str) -> Path:
@@ -166,12 +163,14 @@ class SQLiteStore(SQLStore):
     def backup(self, destination: Path) -> None:
         """Copy the database to ``destination`` online, as one consistent snapshot.
 
-        SQLite's backup API restarts when another connection writes mid-copy, so the
-        copy is always a state that existed at some commit.
+        One step (``pages=-1``) copies everything inside a single read transaction: in
+        WAL mode writers go on meanwhile, and the copy is exactly one committed state.
+        (Copying in several steps would restart whenever another process writes, and
+        might never finish on a busy database.)
         """
         target = sqlite3.connect(destination)
         try:
-            self._conn().backup(target, pages=BACKUP_PAGES_PER_STEP)
+            self._conn().backup(target, pages=-1)
             target.execute("PRAGMA journal_mode=DELETE")
         finally:
             target.close()
@@ -180,6 +179,6 @@ class SQLiteStore(SQLStore):
         """Replace the database's content with that of the backup file ``source``."""
         origin = sqlite3.connect(f"file:{source}?mode=ro", uri=True)
         try:
-            origin.backup(self._conn(), pages=BACKUP_PAGES_PER_STEP)
+            origin.backup(self._conn(), pages=-1)
         finally:
             origin.close()

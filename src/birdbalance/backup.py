@@ -1,0 +1,117 @@
+"""Online backup and restore of a SQLite database, each checked before it is trusted.
+
+``backup`` copies the live database with SQLite's backup API (a consistent snapshot,
+even while servers write), writes it to a temporary file beside the target and renames
+it into place only after ``PRAGMA integrity_check`` and a full ledger ``verify`` of the
+copy pass. ``restore`` runs the same checks on the backup before it touches the
+database, then migrates and verifies the result. PostgreSQL has its own tools
+(``pg_dump``/``pg_restore``, or base backups with WAL archiving): docs/deploy.md.
+"""
+
+from __future__ import annotations
+
+import os
+import sqlite3
+from pathlib import Path
+
+from birdbalance.settings import Settings, SettingsError
+from birdbalance.storage.sqlite import SQLiteStore, path_from_url
+
+
+class BackupError(SettingsError):
+    """A backup or restore that cannot be done as asked; nothing was changed."""
+
+
+def _sqlite_path(settings: Settings) -> Path:
+    if not settings.database_url.startswith("sqlite:"):
+        raise BackupError(
+            "backup and restore copy SQLite databases; for PostgreSQL use pg_dump and"
+            " pg_restore (see docs/deploy.md)"
+        )
+    return path_from_url(settings.database_url)
+
+
+def check_copy(path: Path) -> tuple[int, int, int]:
+    """Prove a database file sound: ``(schema version, accounts, entries)`` or raise."""
+    probe = sqlite3.connect(f"file:{path}?mode=ro", uri=True)
+    try:
+        result = probe.execute("PRAGMA integrity_check").fetchall()
+    except sqlite3.DatabaseError as exc:
+        raise BackupError(f"{path} is not a SQLite database ({exc})") from None
+    finally:
+        probe.close()
+    if result != [("ok",)]:
+        raise BackupError(f"{path} fails its integrity check: {result[:3]}")
+    store = SQLiteStore(path)
+    try:
+        current, latest = store.schema_version()
+        if not 1 <= current <= latest:
+            raise BackupError(
+                f"{path} has schema version {current}; this birdbalance reads 1 to {latest}"
+            )
+        problems = store.verify() if current == latest else []
+        if problems:
+            raise BackupError(f"{path} does not verify: {problems[:3]}")
+        conn = store._conn()
+        accounts = int(conn.execute("SELECT COUNT(*) FROM accounts").fetchone()[0])
+        entries = int(conn.execute("SELECT COUNT(*) FROM entries").fetchone()[0])
+    finally:
+        store.close()
+    return current, accounts, entries
+
+
+def backup_sqlite(settings: Settings, destination: Path, *, overwrite: bool = False) -> str:
+    """Back the database up to ``destination``; returns a one-line report."""
+    source = _sqlite_path(settings)
+    if not source.exists():
+        raise BackupError(f"there is no database at {source}")
+    if destination.exists() and not overwrite:
+        raise BackupError(f"{destination} exists; pass --force to overwrite it")
+    if destination.resolve() == source.resolve():
+        raise BackupError("the backup must not be the database itself")
+    partial = destination.with_name(f".{destination.name}.partial-{os.getpid()}")
+    partial.unlink(missing_ok=True)
+    store = SQLiteStore(source, synchronous=settings.sqlite_synchronous)
+    try:
+        store.backup(partial)
+        version, accounts, entries = check_copy(partial)
+        os.replace(partial, destination)
+    finally:
+        store.close()
+        partial.unlink(missing_ok=True)
+    return (
+        f"backed up {accounts} accounts and {entries} entries (schema version {version})"
+        f" to {destination}; integrity and ledger verified"
+    )
+
+
+def restore_sqlite(settings: Settings, backup: Path, *, replace_data: bool = False) -> str:
+    """Replace the database's content with ``backup``; returns a one-line report.
+
+    Stop the servers first: SQLite cannot tell a serving process that its file changed.
+    """
+    target_path = _sqlite_path(settings)
+    version, accounts, entries = check_copy(backup)
+    store = SQLiteStore(target_path, synchronous=settings.sqlite_synchronous)
+    try:
+        current, _ = store.schema_version()
+        if current and not replace_data:
+            existing = store.count_accounts()
+            if existing:
+                raise BackupError(
+                    f"{target_path} already holds {existing} accounts; pass --force to"
+                    " replace them with the backup"
+                )
+        store.restore(backup)
+        store.close()
+        applied = store.migrate()
+        problems = store.verify()
+    finally:
+        store.close()
+    if problems:
+        raise BackupError(f"the restored database does not verify: {problems[:3]}")
+    migrated = f"; migrated {', '.join(applied)}" if applied else ""
+    return (
+        f"restored {accounts} accounts and {entries} entries (schema version {version})"
+        f" from {backup} into {target_path}{migrated}; ledger verified"
+    )
