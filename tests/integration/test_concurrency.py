@@ -62,3 +62,40 @@ def test_one_idempotency_key_from_16_clients_writes_once(server: Server, admin: 
         "available": "99",
         "entries": 2,
     }
+
+
+async def _holds(server: Server, account_id: str, count: int) -> list[httpx.Response]:
+    headers = {"Authorization": f"Bearer {ADMIN_TOKEN}"}
+    limits = httpx.Limits(max_connections=count)
+    async with httpx.AsyncClient(
+        base_url=server.url, headers=headers, limits=limits, timeout=30
+    ) as client:
+        return await asyncio.gather(
+            *(
+                client.post(
+                    f"/v1/accounts/{account_id}/holds",
+                    json={"amount": "1"},
+                    headers={"Idempotency-Key": f"hold-race-{account_id}-{i}"},
+                )
+                for i in range(count)
+            )
+        )
+
+
+def test_no_overdraft_through_concurrent_holds(server: Server, admin: Admin) -> None:
+    aid = admin.account()["id"]
+    admin.topup(aid, str(FUNDED_FOR))
+    answers = asyncio.run(_holds(server, aid, CLIENTS))
+    ok = [r for r in answers if r.status_code == 201]
+    refused = [r for r in answers if r.status_code == 422]
+    assert len(ok) == FUNDED_FOR and len(refused) == CLIENTS - FUNDED_FOR
+    assert all(r.json()["errors"][0]["code"] == 25 for r in refused)
+    ledger = admin.http.get(f"/v1/accounts/{aid}").json()["balances"]["live"]
+    assert ledger == {
+        "amount": str(FUNDED_FOR),
+        "pending": str(FUNDED_FOR),
+        "available": "0",
+        "entries": 1,
+    }
+    refused_charge = admin.post(aid, "charges", amount="0.000001")
+    assert refused_charge.status_code == 422
