@@ -7,8 +7,43 @@ from pathlib import Path
 
 import pytest
 
-from tests.databases import ADMIN_URL, ENGINES, SKIP_REASON, PostgresCluster, sqlite_url
+from tests.databases import (
+    ADMIN_URL,
+    ENGINES,
+    SKIP_REASON,
+    PostgresCluster,
+    in_ci,
+    sqlite_url,
+)
 from tests.servers import Admin, Server
+
+_POSTGRES_UNREACHABLE = pytest.StashKey[str]()
+
+
+def _on_postgres(item: pytest.Item) -> bool:
+    callspec = getattr(item, "callspec", None)
+    return callspec is not None and "postgresql" in callspec.params.values()
+
+
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    """Outside CI, without a reachable PostgreSQL, leave its tests out (one line says so)."""
+    if in_ci() or not any(_on_postgres(item) for item in items):
+        return
+    error = PostgresCluster.reach()
+    if error is None:
+        return
+    left_out = [item for item in items if _on_postgres(item)]
+    items[:] = [item for item in items if not _on_postgres(item)]
+    config.hook.pytest_deselected(items=left_out)
+    config.stash[_POSTGRES_UNREACHABLE] = f"{len(left_out)} " + SKIP_REASON.format(
+        url=ADMIN_URL, error=error
+    )
+
+
+def pytest_terminal_summary(terminalreporter: pytest.TerminalReporter) -> None:
+    reason = terminalreporter.config.stash.get(_POSTGRES_UNREACHABLE, None)
+    if reason is not None:
+        terminalreporter.write_line(f"SKIPPED {reason}", yellow=True)
 
 
 @pytest.fixture(scope="session")
@@ -17,8 +52,6 @@ def postgres() -> Iterator[PostgresCluster]:
     error = PostgresCluster.reach()
     if error is not None:
         reason = SKIP_REASON.format(url=ADMIN_URL, error=error)
-        from tests.databases import in_ci
-
         if in_ci():
             pytest.fail(reason + " -- but CI=true, so they must run", pytrace=False)
         pytest.skip(reason)

@@ -22,8 +22,8 @@ ADMIN_URL = os.environ.get(
 )
 ENGINES = ("sqlite", "postgresql")
 SKIP_REASON = (
-    "PostgreSQL tests skipped: no server at {url} ({error}); start PostgreSQL or set "
-    "BIRDBALANCE_TEST_POSTGRES_URL (they always run, and start it, when CI=true)"
+    "PostgreSQL tests left out: no server at {url} ({error}); run scripts/postgres-up or "
+    "set BIRDBALANCE_TEST_POSTGRES_URL (with CI=true they always run)"
 )
 START_COMMAND = "pg_ctlcluster --skip-systemctl-redirect $(ls /etc/postgresql) main start"
 
