@@ -103,6 +103,45 @@ def _entry_operation(kind: str, summary: str, extra: dict[str, Any]) -> dict[str
     }
 
 
+_HOLD_STATUSES = ["pending", "captured", "voided", "expired"]
+_REFERENCE = {"type": "string", "minLength": 1, "maxLength": 255}
+
+
+def _hold_action(operation_id: str, summary: str, properties: dict[str, Any]) -> dict[str, Any]:
+    schema = {"type": "object", "properties": properties, "additionalProperties": False}
+    return {
+        "post": {
+            "operationId": operation_id,
+            "summary": summary,
+            "tags": ["Holds"],
+            "security": _ADMIN,
+            "parameters": [_path_param("hold_id"), {**_IDEMPOTENCY, "required": True}],
+            "requestBody": {
+                "required": False,
+                "content": {"application/json": {"schema": schema}},
+            },
+            "responses": {
+                "200": _json(_ref("HoldResult"), "The hold (and, for a capture, its charge)"),
+                "409": _json(_ref("Errors"), "The hold is no longer pending, or key reuse"),
+                **_errors(400, 401, 404, 413, 422, 503),
+            },
+        }
+    }
+
+
+def _probe(name: str, summary: str) -> dict[str, Any]:
+    status = {"type": "object", "properties": {"status": {"type": "string"}}}
+    return {
+        "get": {
+            "operationId": name,
+            "summary": summary,
+            "tags": ["Operations"],
+            "security": [],
+            "responses": {"200": _json(status, "Up"), **_errors(503)},
+        }
+    }
+
+
 def openapi_document() -> dict[str, Any]:
     """The whole document, built fresh (cheap; served from memory)."""
     balance_get = {
@@ -134,6 +173,8 @@ def openapi_document() -> dict[str, Any]:
             {"name": "Accounts"},
             {"name": "Keys"},
             {"name": "Ledger"},
+            {"name": "Holds"},
+            {"name": "Operations"},
         ],
         "paths": {
             "/balance": {"get": balance_get},
@@ -267,6 +308,84 @@ def openapi_document() -> dict[str, Any]:
             "/v1/accounts/{account_id}/adjustments": _entry_operation(
                 "adjustment", "A signed correction (never an edit of an entry)", {}
             ),
+            "/v1/accounts/{account_id}/balance": {
+                "get": {
+                    "operationId": "getBalanceAt",
+                    "summary": "A ledger's balance at a point in time",
+                    "description": "The balance after the ledger's last entry at or before"
+                    " `at`, found by one index seek. Holds are not part of it.",
+                    "tags": ["Ledger"],
+                    "security": _ADMIN,
+                    "parameters": [
+                        _path_param("account_id"),
+                        {
+                            "name": "at",
+                            "in": "query",
+                            "required": True,
+                            "schema": {"type": "string", "format": "date-time"},
+                        },
+                        _query("mode", _MODE),
+                    ],
+                    "responses": {
+                        "200": _json(_ref("BalanceAt"), "The balance at that moment"),
+                        **_errors(401, 404, 422),
+                    },
+                }
+            },
+            "/v1/accounts/{account_id}/holds": {
+                "post": {
+                    "operationId": "createHold",
+                    "summary": "Reserve an amount until it is captured, voided or expires",
+                    "tags": ["Holds"],
+                    "security": _ADMIN,
+                    "parameters": [_path_param("account_id"), {**_IDEMPOTENCY, "required": True}],
+                    "requestBody": {
+                        "required": True,
+                        "content": {"application/json": {"schema": _ref("NewHold")}},
+                    },
+                    "responses": {
+                        "201": _json(_ref("HoldResult"), "The pending hold"),
+                        **_errors(400, 401, 404, 409, 413, 422, 503),
+                    },
+                },
+                "get": {
+                    "operationId": "listHolds",
+                    "summary": "A ledger's holds, newest first",
+                    "tags": ["Holds"],
+                    "security": _ADMIN,
+                    "parameters": [
+                        _path_param("account_id"),
+                        _query("mode", _MODE),
+                        _query("status", {"type": "string", "enum": _HOLD_STATUSES}),
+                        _query("limit", {"type": "integer", "minimum": 1, "maximum": 500}),
+                        _query("cursor", _ID),
+                    ],
+                    "responses": {
+                        "200": _json(_page("Hold"), "A page of holds"),
+                        **_errors(401, 404, 422),
+                    },
+                },
+            },
+            "/v1/holds/{hold_id}": {
+                "get": {
+                    "operationId": "getHold",
+                    "summary": "One hold",
+                    "tags": ["Holds"],
+                    "security": _ADMIN,
+                    "parameters": [_path_param("hold_id")],
+                    "responses": {"200": _json(_ref("Hold"), "The hold"), **_errors(401, 404)},
+                }
+            },
+            "/v1/holds/{hold_id}/capture": _hold_action(
+                "captureHold",
+                "Charge all of a pending hold (no amount) or part of it; the rest is released",
+                {"amount": _AMOUNT, "reference": _REFERENCE, "metadata": _METADATA},
+            ),
+            "/v1/holds/{hold_id}/void": _hold_action(
+                "voidHold", "Release a pending hold without charging", {}
+            ),
+            "/healthz": _probe("healthz", "The process is up (says nothing of the database)"),
+            "/readyz": _probe("readyz", "The database answers and its schema is current"),
         },
         "components": {
             "securitySchemes": {
@@ -300,7 +419,29 @@ def _schemas() -> dict[str, Any]:
     nullable_text = {"type": ["string", "null"]}
     ledger = {
         "type": "object",
-        "properties": {"amount": _AMOUNT, "entries": {"type": "integer"}},
+        "properties": {
+            "amount": {**_AMOUNT, "description": "The ledger's balance."},
+            "pending": {**_AMOUNT, "description": "What pending holds reserve of it."},
+            "available": {**_AMOUNT, "description": "amount - pending; what /balance shows."},
+            "entries": {"type": "integer"},
+        },
+    }
+    timestamp = {"type": "string", "format": "date-time"}
+    hold = {
+        "type": "object",
+        "properties": {
+            "id": _ID,
+            "account_id": _ID,
+            "mode": _MODE,
+            "amount": _AMOUNT,
+            "status": {"type": "string", "enum": _HOLD_STATUSES},
+            "captured": _AMOUNT,
+            "expires_at": timestamp,
+            "reference": nullable_text,
+            "metadata": _METADATA,
+            "created_at": timestamp,
+            "resolved_at": {"type": ["string", "null"], "format": "date-time"},
+        },
     }
     entry = {
         "type": "object",
@@ -316,9 +457,48 @@ def _schemas() -> dict[str, Any]:
             "reference": nullable_text,
             "metadata": _METADATA,
             "created_at": {"type": "string", "format": "date-time"},
+            "hold": {**nullable_text, "description": "The hold a capture's charge settles."},
         },
     }
     return {
+        "Hold": hold,
+        "NewHold": {
+            "type": "object",
+            "required": ["amount"],
+            "additionalProperties": False,
+            "properties": {
+                "amount": _AMOUNT,
+                "expires_in": {
+                    "type": ["integer", "string"],
+                    "description": "Seconds until the hold expires, 1 to 2592000 (default 86400).",
+                },
+                "mode": _MODE,
+                "reference": _REFERENCE,
+                "metadata": _METADATA,
+            },
+        },
+        "HoldResult": {
+            "type": "object",
+            "required": ["hold"],
+            "properties": {
+                "hold": _ref("Hold"),
+                "entry": _ref("Entry"),
+                "balance": {"type": "object"},
+            },
+        },
+        "BalanceAt": {
+            "type": "object",
+            "properties": {
+                "account_id": _ID,
+                "mode": _MODE,
+                "at": timestamp,
+                "payment": {"type": "string"},
+                "type": {"type": "string"},
+                "amount": _AMOUNT,
+                "seq": {"type": "integer", "minimum": 0},
+                "entry_at": {"type": ["string", "null"], "format": "date-time"},
+            },
+        },
         "Balance": {
             "type": "object",
             "properties": {
