@@ -96,7 +96,6 @@ class PostgresStore(SQLStore):
             reconnect_timeout=max(pool_timeout_s, 1.0),
             open=False,
             configure=_configure,
-            check=ConnectionPool.check_connection,
             kwargs={
                 "autocommit": True,
                 "connect_timeout": max(1, round(connect_timeout_s)),
