@@ -284,3 +284,64 @@ def test_migrating_from_v1_keeps_every_row(database_url: str) -> None:
         assert s.verify() == []
     finally:
         s.close()
+
+
+def _sqlite_schema(url: str) -> dict[str, object]:
+    import sqlite3
+
+    conn = sqlite3.connect(url.removeprefix("sqlite:///"))
+    try:
+        tables = [
+            r[0]
+            for r in conn.execute(
+                "SELECT name FROM sqlite_master WHERE type = 'table' AND name NOT LIKE 'sqlite_%'"
+            )
+        ]
+        columns = {
+            t: sorted(
+                (r[1], bool(r[3]) or bool(r[5])) for r in conn.execute(f"PRAGMA table_info({t})")
+            )
+            for t in tables
+        }
+        indexes = sorted(
+            r[0]
+            for r in conn.execute(
+                "SELECT name FROM sqlite_master WHERE type = 'index' AND sql IS NOT NULL"
+            )
+        )
+    finally:
+        conn.close()
+    return {"columns": columns, "indexes": indexes}
+
+
+def _postgres_schema(url: str) -> dict[str, object]:
+    import psycopg
+
+    with psycopg.connect(url) as conn:
+        rows = conn.execute(
+            "SELECT table_name, column_name, is_nullable = 'NO'"
+            " FROM information_schema.columns WHERE table_schema = 'public'"
+        ).fetchall()
+        indexes = sorted(
+            r[0]
+            for r in conn.execute(
+                "SELECT indexname FROM pg_indexes WHERE schemaname = 'public'"
+                " AND indexname NOT LIKE '%\\_pkey' AND indexname NOT LIKE '%\\_key'"
+            )
+        )
+    columns: dict[str, list[tuple[str, bool]]] = {}
+    for table, column, not_null in rows:
+        columns.setdefault(table, []).append((column, not_null))
+    return {"columns": {t: sorted(c) for t, c in columns.items()}, "indexes": indexes}
+
+
+def test_both_engines_migrate_to_the_same_schema(tmp_path, postgres) -> None:  # type: ignore[no-untyped-def]
+    urls = {"sqlite": f"sqlite:///{tmp_path / 'same.db'}", "postgresql": postgres.new_database()}
+    for url in urls.values():
+        store = open_store(Settings(database_url=url))
+        assert store.migrate() == MIGRATIONS
+        store.close()
+    sqlite_schema = _sqlite_schema(urls["sqlite"])
+    postgres_schema = _postgres_schema(urls["postgresql"])
+    assert sqlite_schema["indexes"] == postgres_schema["indexes"]
+    assert sqlite_schema["columns"] == postgres_schema["columns"]

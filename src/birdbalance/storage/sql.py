@@ -207,7 +207,8 @@ class SQLStore:
         if idem is not None:
             self._x(
                 conn,
-                "INSERT INTO idempotency_keys VALUES (?, ?, ?, ?, ?)",
+                "INSERT INTO idempotency_keys (key, fingerprint, resource_type, resource_id,"
+                " created_at) VALUES (?, ?, ?, ?, ?)",
                 (idem.key, idem.fingerprint, kind, resource_id, utc_timestamp()),
             )
 
@@ -221,7 +222,8 @@ class SQLStore:
             account_id = new_id("acc")
             self._x(
                 conn,
-                "INSERT INTO accounts VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
+                "INSERT INTO accounts (id, name, payment, asset, scale, credit_limit_minor,"
+                " metadata, created_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
                 (
                     account_id,
                     new.name,
@@ -282,7 +284,8 @@ class SQLStore:
             key_id = new_id("key")
             self._x(
                 conn,
-                "INSERT INTO api_keys VALUES (?, ?, ?, ?, ?, ?, NULL)",
+                "INSERT INTO api_keys (id, account_id, mode, key_hash, hint, created_at,"
+                " revoked_at) VALUES (?, ?, ?, ?, ?, ?, NULL)",
                 (key_id, new.account_id, new.mode.value, new.key_hash, new.hint, utc_timestamp()),
             )
             self._remember(conn, idem, "key", key_id)
