@@ -181,3 +181,47 @@ def test_workers_share_the_load_and_shut_down_gracefully(database_url: str, tmp_
     finally:
         restarted.stop()
     assert cli("verify", db_url=database_url).returncode == 0
+
+
+def test_readiness_follows_the_schema_liveness_does_not(database_url: str, tmp_path: Path) -> None:
+    srv = Server(db_url=database_url, log_path=tmp_path / "probes.log").start()
+    try:
+        ready = httpx.get(srv.url + "/readyz")
+        assert ready.status_code == 200
+        assert ready.json()["status"] == "ready" and ready.json()["schema_version"] == 2
+        from tests.databases import raw_execute
+
+        raw_execute(database_url, "INSERT INTO schema_migrations VALUES (3, 'x', '2030-01-01')")
+        stale = httpx.get(srv.url + "/readyz")
+        assert stale.status_code == 503
+        assert "run `birdbalance migrate`" in stale.json()["errors"][0]["description"]
+        assert httpx.get(srv.url + "/healthz").status_code == 200
+    finally:
+        srv.stop()
+
+
+def test_an_unreachable_postgresql_is_a_503_not_a_500() -> None:
+    """GET /balance on a node whose database refuses connections: a retryable 503."""
+    from birdbalance.http.balance import BalanceEndpoint
+    from birdbalance.settings import Settings
+    from birdbalance.storage import open_store
+
+    # Nothing listens on port 1, so every connection attempt is refused at once.
+    url = "postgresql://birdbalance@127.0.0.1:1/nothing"
+    store = open_store(Settings(database_url=url, database_timeout_s=1))
+    endpoint = BalanceEndpoint(store.lookup_balance)
+    sent: list[dict[str, object]] = []
+
+    async def send(message: dict[str, object]) -> None:
+        sent.append(message)
+
+    scope = {
+        "method": "GET",
+        "headers": [(b"authorization", b"AccessKey " + b"k" * 25)],
+        "query_string": b"",
+    }
+    asyncio.run(endpoint(scope, send))  # type: ignore[arg-type]
+    store.close()
+    assert sent[0]["status"] == 503
+    assert (b"retry-after", b"1") in sent[0]["headers"]  # type: ignore[operator]
+    assert b'"code":99' in sent[1]["body"]  # type: ignore[operator]

@@ -13,7 +13,7 @@ from collections.abc import Awaitable, Callable, MutableMapping
 from typing import Any, Final
 from urllib.parse import parse_qsl
 
-from birdbalance.errors import InternalError, MethodNotAllowed
+from birdbalance.errors import InternalError, MethodNotAllowed, ServiceUnavailable
 from birdbalance.keys import MAX_CREDENTIAL_CHARS, hash_key, is_well_formed, key_from_authorization
 from birdbalance.ledger import Payment
 from birdbalance.money import balance_type, format_amount
@@ -30,6 +30,7 @@ _METHOD_NOT_ALLOWED_BODY: Final = error_bytes(
     MethodNotAllowed("Method not allowed: /balance supports GET")
 )
 _INTERNAL_ERROR_BODY: Final = error_bytes(InternalError())
+_UNAVAILABLE_BODY: Final = error_bytes(ServiceUnavailable())
 _MAX_QUERY_BYTES: Final = 2048
 
 logger = logging.getLogger("birdbalance.balance")
@@ -93,6 +94,11 @@ class BalanceEndpoint:
             key = _key_from_query(scope["query_string"])
         try:
             view = self._lookup(hash_key(key)) if key is not None else None
+        except ServiceUnavailable as exc:
+            # The database is down or saturated: a retryable 503, not an internal error.
+            logger.warning("balance lookup unavailable: %s", exc.description)
+            await self._send(send, 503, _UNAVAILABLE_BODY, method, ((b"retry-after", b"1"),))
+            return
         except Exception:
             logger.exception("balance lookup failed")
             await self._send(send, 500, _INTERNAL_ERROR_BODY, method)
