@@ -209,3 +209,54 @@ def test_balance_command_uses_the_client(server: Server, admin) -> None:  # type
     assert result.returncode == 1 and "incorrect access_key" in result.stderr
     result = cli("balance", db_url="sqlite:///unused.db")
     assert result.returncode == 2 and "MESSAGEBIRD_ACCESS_KEY" in result.stderr
+
+
+def test_backup_while_a_server_writes_is_one_consistent_state(tmp_path: Path) -> None:
+    import threading
+
+    import httpx
+
+    from tests.servers import Admin
+
+    url = sqlite_url(tmp_path / "live.db")
+    srv = Server(db_url=url, log_path=tmp_path / "live.log").start()
+    stop = threading.Event()
+    try:
+        admin = Admin(srv.url)
+        aid = admin.account()["id"]
+        admin.topup(aid, "100000")
+
+        def charge_forever() -> None:
+            with httpx.Client(base_url=srv.url, headers=admin.http.headers) as client:
+                n = 0
+                while not stop.is_set():
+                    n += 1
+                    client.post(
+                        f"/v1/accounts/{aid}/charges",
+                        json={"amount": "1"},
+                        headers={"Idempotency-Key": f"bg-{n}"},
+                    )
+
+        writer = threading.Thread(target=charge_forever)
+        writer.start()
+        copies = []
+        for i in range(3):
+            copy = tmp_path / f"online-{i}.db"
+            result = cli("backup", str(copy), db_url=url)
+            assert result.returncode == 0, result.stderr
+            copies.append(copy)
+        stop.set()
+        writer.join()
+        admin.http.close()
+    finally:
+        stop.set()
+        srv.stop()
+    seen = []
+    for copy in copies:
+        # Each copy is a state that existed: its balance is what its entries say.
+        assert cli("verify", db_url=sqlite_url(copy)).returncode == 0
+        shown = _json(cli("accounts", "show", aid, "--json", db_url=sqlite_url(copy)))
+        live = shown["balances"]["live"]
+        assert int(live["amount"]) == 100000 - (live["entries"] - 1)
+        seen.append(live["entries"])
+    assert seen == sorted(seen) and seen[-1] > seen[0], seen  # taken while writes went on
