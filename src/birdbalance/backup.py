@@ -52,9 +52,7 @@ def check_copy(path: Path) -> tuple[int, int, int]:
         problems = store.verify() if current == latest else []
         if problems:
             raise BackupError(f"{path} does not verify: {problems[:3]}")
-        conn = store._conn()
-        accounts = int(conn.execute("SELECT COUNT(*) FROM accounts").fetchone()[0])
-        entries = int(conn.execute("SELECT COUNT(*) FROM entries").fetchone()[0])
+        accounts, entries = store.counts()
     finally:
         store.close()
     return current, accounts, entries

@@ -12,22 +12,23 @@ CLIENTS = 64
 FUNDED_FOR = 23
 
 
-async def _charges(server: Server, account_id: str, keys: list[str]) -> list[httpx.Response]:
+async def _race(server: Server, path: str, keys: list[str]) -> list[httpx.Response]:
+    """POST ``{"amount": "1"}`` to ``path`` once per key, all at the same time."""
     headers = {"Authorization": f"Bearer {ADMIN_TOKEN}"}
-    limits = httpx.Limits(max_connections=CLIENTS)
+    limits = httpx.Limits(max_connections=len(keys))
     async with httpx.AsyncClient(
         base_url=server.url, headers=headers, limits=limits, timeout=30
     ) as client:
         return await asyncio.gather(
             *(
-                client.post(
-                    f"/v1/accounts/{account_id}/charges",
-                    json={"amount": "1"},
-                    headers={"Idempotency-Key": key},
-                )
+                client.post(path, json={"amount": "1"}, headers={"Idempotency-Key": key})
                 for key in keys
             )
         )
+
+
+async def _charges(server: Server, account_id: str, keys: list[str]) -> list[httpx.Response]:
+    return await _race(server, f"/v1/accounts/{account_id}/charges", keys)
 
 
 def test_no_overdraft_under_concurrent_charges(server: Server, admin: Admin) -> None:
@@ -64,28 +65,11 @@ def test_one_idempotency_key_from_16_clients_writes_once(server: Server, admin: 
     }
 
 
-async def _holds(server: Server, account_id: str, count: int) -> list[httpx.Response]:
-    headers = {"Authorization": f"Bearer {ADMIN_TOKEN}"}
-    limits = httpx.Limits(max_connections=count)
-    async with httpx.AsyncClient(
-        base_url=server.url, headers=headers, limits=limits, timeout=30
-    ) as client:
-        return await asyncio.gather(
-            *(
-                client.post(
-                    f"/v1/accounts/{account_id}/holds",
-                    json={"amount": "1"},
-                    headers={"Idempotency-Key": f"hold-race-{account_id}-{i}"},
-                )
-                for i in range(count)
-            )
-        )
-
-
 def test_no_overdraft_through_concurrent_holds(server: Server, admin: Admin) -> None:
     aid = admin.account()["id"]
     admin.topup(aid, str(FUNDED_FOR))
-    answers = asyncio.run(_holds(server, aid, CLIENTS))
+    keys = [f"hold-race-{aid}-{i}" for i in range(CLIENTS)]
+    answers = asyncio.run(_race(server, f"/v1/accounts/{aid}/holds", keys))
     ok = [r for r in answers if r.status_code == 201]
     refused = [r for r in answers if r.status_code == 422]
     assert len(ok) == FUNDED_FOR and len(refused) == CLIENTS - FUNDED_FOR

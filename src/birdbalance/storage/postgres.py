@@ -25,7 +25,7 @@ from psycopg_pool import ConnectionPool, PoolTimeout, TooManyRequests
 from birdbalance.errors import ServiceUnavailable
 from birdbalance.ids import utc_timestamp
 
-from .sql import SQLStore, migrations
+from .sql import SQLStore, pending_migrations
 
 #: Requests that may wait for a pooled connection at once; more are refused with 503.
 MAX_POOL_WAITING: Final = 1024
@@ -181,9 +181,7 @@ class PostgresStore(SQLStore):
                 " name TEXT NOT NULL, applied_at TIMESTAMPTZ NOT NULL)"
             )
             current = self._current_version(conn)
-            for version, name, script in migrations(self.engine):
-                if version <= current or (target is not None and version > target):
-                    continue
+            for version, name, script in pending_migrations(self.engine, current, target):
                 # No parameters: psycopg sends the script as one simple query.
                 conn.execute(script.encode("utf-8"))
                 conn.execute(

@@ -101,6 +101,11 @@ def dumps(value: dict[str, Any]) -> str:
     return json.dumps(value, separators=(",", ":"), sort_keys=True, ensure_ascii=False)
 
 
+def pending_migrations(engine: str, current: int, target: int | None) -> list[tuple[int, str, str]]:
+    """The migrations after version ``current``, up to ``target`` (all when None)."""
+    return [m for m in migrations(engine) if m[0] > current and (target is None or m[0] <= target)]
+
+
 def migrations(engine: str) -> list[tuple[int, str, str]]:
     """``(version, file name, script)`` of an engine's migrations, in order, gap-free."""
     folder = resources.files("birdbalance.storage") / "migrations" / engine
@@ -314,12 +319,16 @@ class SQLStore:
 
     # ------------------------------------------------------------------ ledger writes
 
-    def _lock_ledger(self, conn: Any, account_id: str, mode: Mode, now: str) -> _Ledger:
-        """Read (and, on engines with row locks, lock) a ledger; expire its due holds."""
+    def _read_ledger(self, conn: Any, account_id: str, mode: Mode) -> _Ledger:
+        """Read (and, on engines with row locks, lock) a ledger's row."""
         row = self._x(conn, _LEDGER_SQL + self.for_update, (mode.value, account_id)).fetchone()
         if row is None:
             raise NotFound(f"no account {account_id}", "account")
-        ledger = _Ledger(account_id, mode, Payment(row[0]), *row[1:])
+        return _Ledger(account_id, mode, Payment(row[0]), *row[1:])
+
+    def _lock_ledger(self, conn: Any, account_id: str, mode: Mode, now: str) -> _Ledger:
+        """Read and lock a ledger, then expire its due holds: the state a write starts from."""
+        ledger = self._read_ledger(conn, account_id, mode)
         if ledger.held_minor:
             ledger, _ = self._expire_due(conn, ledger, now)
         return ledger
@@ -598,8 +607,7 @@ class SQLStore:
         expired = 0
         for account_id, mode in due:
             with self._write() as conn:
-                row = self._x(conn, _LEDGER_SQL + self.for_update, (mode, account_id)).fetchone()
-                ledger = _Ledger(account_id, Mode(mode), Payment(row[0]), *row[1:])
+                ledger = self._read_ledger(conn, account_id, Mode(mode))
                 expired += self._expire_due(conn, ledger, now)[1]
         return expired
 

@@ -21,7 +21,7 @@ from birdbalance.ledger import Payment
 from birdbalance.records import BalanceView
 from birdbalance.settings import SettingsError
 
-from .sql import LOOKUP_SQL, SQLStore, migrations, statements
+from .sql import LOOKUP_SQL, SQLStore, pending_migrations, statements
 
 
 def path_from_url(url: str) -> Path:
@@ -144,9 +144,7 @@ class SQLiteStore(SQLStore):
                 " name TEXT NOT NULL, applied_at TEXT NOT NULL) STRICT"
             )
             current = self._current_version(conn)
-            for version, name, script in migrations(self.engine):
-                if version <= current or (target is not None and version > target):
-                    continue
+            for version, name, script in pending_migrations(self.engine, current, target):
                 for statement in statements(script, sqlite3.complete_statement):
                     conn.execute(statement)
                 conn.execute(
@@ -159,6 +157,13 @@ class SQLiteStore(SQLStore):
         return applied
 
     # ------------------------------------------------------------------ backup
+
+    def counts(self) -> tuple[int, int]:
+        """``(accounts, entries)`` in the database."""
+        row = self._conn().execute(
+            "SELECT (SELECT COUNT(*) FROM accounts), (SELECT COUNT(*) FROM entries)"
+        ).fetchone()
+        return int(row[0]), int(row[1])
 
     def backup(self, destination: Path) -> None:
         """Copy the database to ``destination`` online, as one consistent snapshot.
