@@ -160,9 +160,11 @@ class SQLiteStore(SQLStore):
 
     def counts(self) -> tuple[int, int]:
         """``(accounts, entries)`` in the database."""
-        row = self._conn().execute(
-            "SELECT (SELECT COUNT(*) FROM accounts), (SELECT COUNT(*) FROM entries)"
-        ).fetchone()
+        row = (
+            self._conn()
+            .execute("SELECT (SELECT COUNT(*) FROM accounts), (SELECT COUNT(*) FROM entries)")
+            .fetchone()
+        )
         return int(row[0]), int(row[1])
 
     def backup(self, destination: Path) -> None:
