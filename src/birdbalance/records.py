@@ -156,6 +156,40 @@ class NewHold:
 
 
 @dataclass(frozen=True, slots=True)
+class AlertRule:
+    """A threshold on a ledger's available amount, and whether it is currently low."""
+
+    id: str
+    account_id: str
+    mode: Mode
+    below_minor: int
+    hysteresis_minor: int
+    low: bool
+    created_at: str
+
+
+@dataclass(frozen=True, slots=True)
+class NewAlertRule:
+    account_id: str
+    mode: Mode
+    below_minor: int
+    hysteresis_minor: int
+
+
+@dataclass(frozen=True, slots=True)
+class Event:
+    """One outbox event; ``payload`` is the exact JSON text every delivery sends."""
+
+    id: str
+    type: str
+    account_id: str
+    mode: Mode
+    rule_id: str | None
+    payload: str
+    created_at: str
+
+
+@dataclass(frozen=True, slots=True)
 class Idempotency:
     """A write's ``Idempotency-Key`` and the fingerprint of the request that carried it."""
 

@@ -14,7 +14,7 @@ from birdbalance.settings import Settings
 from birdbalance.storage import Store, open_store
 from tests.databases import REFUSED, raw_execute
 
-MIGRATIONS = ["0001_initial.sql", "0002_holds.sql"]
+MIGRATIONS = ["0001_initial.sql", "0002_holds.sql", "0003_alerts.sql"]
 
 
 @pytest.fixture
@@ -345,3 +345,73 @@ def test_both_engines_migrate_to_the_same_schema(tmp_path, postgres) -> None:  #
     postgres_schema = _postgres_schema(urls["postgresql"])
     assert sqlite_schema["indexes"] == postgres_schema["indexes"]
     assert sqlite_schema["columns"] == postgres_schema["columns"]
+
+
+# --------------------------------------------------------------------------- alerts
+
+
+def _events(store: Store, account: str) -> list[tuple[str, dict]]:  # type: ignore[type-arg]
+    import json
+
+    page = store.list_events(account, None, 100)
+    return [(e.type, json.loads(e.payload)) for e in reversed(page.items)]
+
+
+def test_alert_events_fire_once_per_crossing_in_the_write(store: Store, database_url: str) -> None:
+    from birdbalance.records import NewAlertRule
+
+    account = _account(store)
+    _post(store, account, EntryKind.TOPUP, 10_000000, "t1")
+    rule = store.create_alert_rule(NewAlertRule(account, Mode.LIVE, 5_000000, 2_000000))
+    assert rule.low is False
+    _post(store, account, EntryKind.CHARGE, 6_000000, "c1")  # 4: low
+    _post(store, account, EntryKind.CHARGE, 1_000000, "c2")  # 3: still low, no event
+    with pytest.raises(NotEnoughBalance):
+        _post(store, account, EntryKind.CHARGE, 9_000000, "refused")
+    _post(store, account, EntryKind.TOPUP, 3_000000, "t2")  # 6: within the hysteresis
+    _post(store, account, EntryKind.TOPUP, 2_000000, "t3")  # 8: recovered
+    held = _hold(store, account, 4_000000, "h1")  # available 4: low again, caused by a hold
+    store.void_hold(held.id, Idempotency("v1", "fp-v1"))  # available 8: recovered
+    _post(store, account, EntryKind.CHARGE, 8_000000, "c3")  # 0: low and depleted
+    events = _events(store, account)
+    assert [t for t, _ in events] == [
+        "balance.low",
+        "balance.recovered",
+        "balance.low",
+        "balance.recovered",
+        "balance.low",
+        "balance.depleted",
+    ]
+    low = events[0][1]
+    assert low["type"] == "balance.low" and low["id"].startswith("evt_")
+    assert low["data"]["available"] == "4" and low["data"]["threshold"] == "5"
+    assert low["data"]["alert_id"] == rule.id and "entry" in low["data"]["cause"]
+    assert events[2][1]["data"]["cause"] == {"hold": held.id}
+    assert "alert_id" not in events[5][1]["data"]
+    assert [r.low for r in store.list_alert_rules(account)] == [True]
+    with pytest.raises(REFUSED, match="append-only"):
+        raw_execute(database_url, "DELETE FROM events")
+    assert store.verify() == []
+
+
+def test_postpaid_credit_limit_and_rules_created_below(store: Store) -> None:
+    from birdbalance.records import NewAlertRule
+
+    account = store.create_account(
+        NewAccount(None, Payment.POSTPAID, "EUR", 6, 10_000000, {}), None
+    ).id
+    _post(store, account, EntryKind.CHARGE, 4_000000, "c1")
+    rule = store.create_alert_rule(NewAlertRule(account, Mode.LIVE, 0, 0))
+    assert rule.low is True  # already below: no low event, a recovery comes first
+    _post(store, account, EntryKind.CHARGE, 6_000000, "c2")  # -10: the limit
+    _post(store, account, EntryKind.TOPUP, 11_000000, "t1")  # +1: recovered
+    assert [t for t, _ in _events(store, account)] == [
+        "credit_limit.reached",
+        "balance.recovered",
+    ]
+    removed = store.delete_alert_rule(rule.id)
+    assert removed.id == rule.id and store.list_alert_rules(account) == []
+    _post(store, account, EntryKind.CHARGE, 2_000000, "c3")
+    assert len(_events(store, account)) == 2
+    with pytest.raises(NotFound):
+        store.delete_alert_rule(rule.id)

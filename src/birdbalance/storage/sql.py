@@ -26,6 +26,7 @@ from dataclasses import dataclass, replace
 from importlib import resources
 from typing import Any, ClassVar, Final
 
+from birdbalance.alerts import Crossing, EventType, RuleState, crossings, is_low
 from birdbalance.errors import (
     IdempotencyConflict,
     InvalidParameter,
@@ -46,17 +47,21 @@ from birdbalance.ledger import (
     next_balance,
     reserve,
 )
+from birdbalance.money import balance_type, format_amount
 from birdbalance.records import (
     Account,
+    AlertRule,
     ApiKey,
     BalanceAt,
     BalanceView,
     Entry,
+    Event,
     Hold,
     HoldResult,
     Idempotency,
     LedgerTotals,
     NewAccount,
+    NewAlertRule,
     NewEntry,
     NewHold,
     NewKey,
@@ -348,16 +353,68 @@ class SQLStore:
             return ledger, 0
         held = ledger.held_minor - sum(amounts)
         assert held >= 0, "holds released more than the ledger held"
-        self._set_held(conn, ledger, held)
+        self._set_held(conn, ledger, held, now, {"expired_holds": len(amounts)})
         return replace(ledger, held_minor=held), len(amounts)
 
-    def _set_held(self, conn: Any, ledger: _Ledger, held_minor: int) -> None:
+    def _set_held(
+        self, conn: Any, ledger: _Ledger, held_minor: int, now: str, cause: dict[str, Any]
+    ) -> None:
         moved = self._x(
             conn,
             "UPDATE balances SET held_minor = ? WHERE account_id = ? AND mode = ? AND seq = ?",
             (held_minor, ledger.account_id, ledger.mode.value, ledger.seq),
         ).rowcount
         assert moved == 1, "ledger moved under its write lock"
+        self._raise_alerts(conn, ledger, ledger.balance_minor, held_minor, now, cause)
+
+    def _raise_alerts(
+        self,
+        conn: Any,
+        ledger: _Ledger,
+        balance_after_minor: int,
+        held_after_minor: int,
+        now: str,
+        cause: dict[str, Any],
+    ) -> None:
+        """Write the events this move of the available amount causes, in its transaction."""
+        before = ledger.balance_minor - ledger.held_minor
+        after = balance_after_minor - held_after_minor
+        if before == after:
+            return
+        rules = [
+            RuleState(r[0], r[1], r[2], bool(r[3]))
+            for r in self._x(
+                conn,
+                "SELECT id, below_minor, hysteresis_minor, low FROM alert_rules"
+                " WHERE account_id = ? AND mode = ? AND deleted_at IS NULL ORDER BY id",
+                (ledger.account_id, ledger.mode.value),
+            ).fetchall()
+        ]
+        for crossing in crossings(ledger.payment, ledger.credit_limit_minor, before, after, rules):
+            if crossing.rule_id is not None:
+                self._x(
+                    conn,
+                    "UPDATE alert_rules SET low = ? WHERE id = ?",
+                    (int(crossing.type is EventType.LOW), crossing.rule_id),
+                )
+            event_id = new_id("evt")
+            payload = _event_payload(
+                event_id, crossing, ledger, balance_after_minor, held_after_minor, now, cause
+            )
+            self._x(
+                conn,
+                "INSERT INTO events (id, type, account_id, mode, rule_id, payload, created_at)"
+                " VALUES (?, ?, ?, ?, ?, ?, ?)",
+                (
+                    event_id,
+                    crossing.type.value,
+                    ledger.account_id,
+                    ledger.mode.value,
+                    crossing.rule_id,
+                    payload,
+                    now,
+                ),
+            )
 
     def _append(
         self,
@@ -423,6 +480,7 @@ class SQLStore:
             ),
         ).rowcount
         assert moved == 1, "ledger moved under its write lock"
+        self._raise_alerts(conn, ledger, after_minor, held_after_minor, now, {"entry": entry.id})
         return entry
 
     def post_entry(self, new: NewEntry, idem: Idempotency) -> PostedEntry:
@@ -520,7 +578,7 @@ class SQLStore:
                     now,
                 ),
             )
-            self._set_held(conn, ledger, held)
+            self._set_held(conn, ledger, held, now, {"hold": hold_id})
             self._remember(conn, idem, "hold", hold_id)
             return HoldResult(self._hold(conn, hold_id), None, False)
 
@@ -589,7 +647,9 @@ class SQLStore:
                 " WHERE id = ? AND status = 'pending'",
                 (now, hold_id),
             )
-            self._set_held(conn, ledger, ledger.held_minor - hold.amount_minor)
+            self._set_held(
+                conn, ledger, ledger.held_minor - hold.amount_minor, now, {"hold": hold_id}
+            )
             self._remember(conn, idem, "hold", hold_id)
             return HoldResult(self._hold(conn, hold_id), None, False)
 
@@ -638,6 +698,73 @@ class SQLStore:
         with self._read() as conn:
             rows = self._x(conn, sql, [*args, limit + 1]).fetchall()
         items = [_hold_from_row(r) for r in rows[:limit]]
+        return Page(items, items[-1].id if len(rows) > limit else None)
+
+    # ------------------------------------------------------------------ alerts
+
+    def create_alert_rule(self, new: NewAlertRule) -> AlertRule:
+        """Add a threshold; it starts low if the available amount is already below it."""
+        now = utc_timestamp()
+        with self._write() as conn:
+            ledger = self._lock_ledger(conn, new.account_id, new.mode, now)
+            rule_id = new_id("alr")
+            low = is_low(new.below_minor, ledger.balance_minor - ledger.held_minor)
+            self._x(
+                conn,
+                "INSERT INTO alert_rules (id, account_id, mode, below_minor, hysteresis_minor,"
+                " low, created_at, deleted_at) VALUES (?, ?, ?, ?, ?, ?, ?, NULL)",
+                (
+                    rule_id,
+                    new.account_id,
+                    new.mode.value,
+                    new.below_minor,
+                    new.hysteresis_minor,
+                    int(low),
+                    now,
+                ),
+            )
+            return self._alert_rule(conn, rule_id)
+
+    def _alert_rule(self, conn: Any, rule_id: str) -> AlertRule:
+        row = self._x(
+            conn, _RULE_SQL + " WHERE id = ? AND deleted_at IS NULL", (rule_id,)
+        ).fetchone()
+        if row is None:
+            raise NotFound(f"no alert rule {rule_id}", "alert")
+        return _rule_from_row(row)
+
+    def list_alert_rules(self, account_id: str) -> list[AlertRule]:
+        with self._read() as conn:
+            self._account(conn, account_id)
+            rows = self._x(
+                conn,
+                _RULE_SQL + " WHERE account_id = ? AND deleted_at IS NULL ORDER BY id",
+                (account_id,),
+            ).fetchall()
+        return [_rule_from_row(r) for r in rows]
+
+    def delete_alert_rule(self, rule_id: str) -> AlertRule:
+        """Stop a rule; its past events keep naming it."""
+        with self._write() as conn:
+            rule = self._alert_rule(conn, rule_id)
+            self._x(
+                conn,
+                "UPDATE alert_rules SET deleted_at = ? WHERE id = ?",
+                (utc_timestamp(), rule_id),
+            )
+            return rule
+
+    def list_events(self, account_id: str | None, cursor: str | None, limit: int) -> Page[Event]:
+        """Events newest first, of one account or of all."""
+        sql = _EVENT_SQL + " WHERE id < ?"
+        args: list[Any] = [cursor or "~"]
+        if account_id is not None:
+            sql += " AND account_id = ?"
+            args.append(account_id)
+        sql += " ORDER BY id DESC LIMIT ?"
+        with self._read() as conn:
+            rows = self._x(conn, sql, [*args, limit + 1]).fetchall()
+        items = [Event(r[0], r[1], r[2], Mode(r[3]), r[4], r[5], r[6]) for r in rows[:limit]]
         return Page(items, items[-1].id if len(rows) > limit else None)
 
     # ------------------------------------------------------------------ verify
@@ -713,6 +840,47 @@ class SQLStore:
         if backwards:
             problems.append(f"{backwards} entries are older than the entry before them")
         return problems
+
+
+_RULE_SQL: Final = (
+    "SELECT id, account_id, mode, below_minor, hysteresis_minor, low, created_at FROM alert_rules"
+)
+_EVENT_SQL: Final = "SELECT id, type, account_id, mode, rule_id, payload, created_at FROM events"
+
+
+def _rule_from_row(row: Any) -> AlertRule:
+    return AlertRule(row[0], row[1], Mode(row[2]), row[3], row[4], bool(row[5]), row[6])
+
+
+def _event_payload(
+    event_id: str,
+    crossing: Crossing,
+    ledger: _Ledger,
+    balance_minor: int,
+    held_minor: int,
+    now: str,
+    cause: dict[str, Any],
+) -> str:
+    """The JSON body of an event, fixed when it is written."""
+    scale = ledger.scale
+    data: dict[str, Any] = {
+        "account_id": ledger.account_id,
+        "mode": ledger.mode.value,
+        "payment": ledger.payment.value,
+        "type": balance_type(ledger.asset),
+        "available": format_amount(balance_minor - held_minor, scale),
+        "balance": format_amount(balance_minor, scale),
+        "pending": format_amount(held_minor, scale),
+        "cause": cause,
+    }
+    if crossing.rule_id is not None:
+        assert crossing.threshold_minor is not None
+        data["alert_id"] = crossing.rule_id
+        data["threshold"] = format_amount(crossing.threshold_minor, scale)
+    if ledger.credit_limit_minor is not None:
+        data["credit_limit"] = format_amount(ledger.credit_limit_minor, scale)
+    body = {"id": event_id, "type": crossing.type.value, "created_at": now, "data": data}
+    return json.dumps(body, separators=(",", ":"), ensure_ascii=False)
 
 
 #: The point-in-time lookup: one seek on ``entries_at`` (account, mode, created_at, seq).
