@@ -48,3 +48,11 @@ def test_keys_are_unique_and_hashed() -> None:
 )
 def test_authorization_header(header: bytes, expected: str | None) -> None:
     assert key_from_authorization(header) == expected
+
+
+def test_ids_made_one_after_another_sort_in_that_order() -> None:
+    from birdbalance.ids import new_id
+
+    made = [new_id("evt") for _ in range(5000)]
+    assert made == sorted(made) and len(set(made)) == len(made)
+    assert all(len(i) == 30 for i in made)
