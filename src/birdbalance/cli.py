@@ -656,6 +656,113 @@ def holds_expire(ctx: click.Context) -> None:
     click.echo(f"expired {count} holds")
 
 
+# --------------------------------------------------------------------------- alerts
+
+
+@main.group()
+def alerts() -> None:
+    """Low-balance thresholds; their events go to the outbox (`birdbalance events`)."""
+
+
+_ALERT_HEADERS = ["id", "mode", "below", "hysteresis", "state", "created at"]
+
+
+def _alert_row(a: dict[str, Any]) -> list[Any]:
+    return [a["id"], a["mode"], a["below"], a["hysteresis"], a["state"], a["created_at"]]
+
+
+@alerts.command("add")
+@click.argument("account_id")
+@click.option("--below", required=True, help="balance.low fires once below this amount.")
+@click.option("--hysteresis", help="balance.recovered needs below + this (default 0).")
+@click.option("--test", is_flag=True, help="Watch the sandbox ledger.")
+@json_option
+@click.pass_context
+def alerts_add(
+    ctx: click.Context,
+    account_id: str,
+    below: str,
+    hysteresis: str | None,
+    test: bool,
+    as_json: bool,
+) -> None:
+    """Alert when ACCOUNT_ID's available balance falls below an amount."""
+    body: dict[str, Any] = {"below": below, "mode": "test" if test else "live"}
+    if hysteresis is not None:
+        body["hysteresis"] = hysteresis
+    with _store(ctx) as store, _errors():
+        rule = Service(store).create_alert(account_id, body)
+    if as_json:
+        _print_json(rule)
+    else:
+        _table(_ALERT_HEADERS, [_alert_row(rule)])
+
+
+@alerts.command("list")
+@click.argument("account_id")
+@json_option
+@click.pass_context
+def alerts_list(ctx: click.Context, account_id: str, as_json: bool) -> None:
+    """An account's alert rules."""
+    with _store(ctx) as store, _errors():
+        rules = Service(store).list_alerts(account_id)
+    if as_json:
+        _print_json(rules)
+    else:
+        _table(_ALERT_HEADERS, [_alert_row(r) for r in rules["data"]])
+
+
+@alerts.command("remove")
+@click.argument("alert_id")
+@json_option
+@click.pass_context
+def alerts_remove(ctx: click.Context, alert_id: str, as_json: bool) -> None:
+    """Stop an alert rule (its past events remain)."""
+    with _store(ctx) as store, _errors():
+        rule = Service(store).delete_alert(alert_id)
+    if as_json:
+        _print_json(rule)
+    else:
+        click.echo(f"removed {rule['id']}")
+
+
+@main.group()
+def events() -> None:
+    """The outbox: balance.low, balance.recovered, balance.depleted, credit_limit.reached."""
+
+
+@events.command("list")
+@click.option("--account", "account_id", help="Only this account's events.")
+@click.option("--limit", default="50", show_default=True)
+@click.option("--cursor")
+@json_option
+@click.pass_context
+def events_list(
+    ctx: click.Context, account_id: str | None, limit: str, cursor: str | None, as_json: bool
+) -> None:
+    """Events, newest first."""
+    with _store(ctx) as store, _errors():
+        page = Service(store).list_events(account_id=account_id, cursor=cursor, limit=limit)
+    if as_json:
+        _print_json(page)
+        return
+    rows = [
+        [
+            e["id"],
+            e["type"],
+            e["data"]["account_id"],
+            e["data"]["mode"],
+            e["data"]["available"],
+            e["data"].get("threshold"),
+            e["created_at"],
+        ]
+        for e in page["data"]
+    ]
+    _table(["id", "type", "account", "mode", "available", "threshold", "at"], rows)
+    if page["next_cursor"]:
+        click.echo(f"more: --cursor {page['next_cursor']}")
+
+
 # --------------------------------------------------------------------------- operations
 
 

@@ -5,13 +5,16 @@ Amounts are rendered as exact decimal strings; ``type`` is MessageBird's balance
 
 from __future__ import annotations
 
+import json
 from typing import Any
 
 from birdbalance.money import balance_type, format_amount
 from birdbalance.records import (
     Account,
+    AlertRule,
     ApiKey,
     Entry,
+    Event,
     Hold,
     HoldResult,
     LedgerTotals,
@@ -122,4 +125,22 @@ def hold_result_json(result: HoldResult, scale: int) -> dict[str, Any]:
     body: dict[str, Any] = {"hold": hold_json(result.hold, scale)}
     if result.capture is not None:
         body.update(posted_json(result.capture))
+    return body
+
+
+def alert_json(rule: AlertRule, scale: int) -> dict[str, Any]:
+    return {
+        "id": rule.id,
+        "account_id": rule.account_id,
+        "mode": rule.mode.value,
+        "below": format_amount(rule.below_minor, scale),
+        "hysteresis": format_amount(rule.hysteresis_minor, scale),
+        "state": "low" if rule.low else "ok",
+        "created_at": rule.created_at,
+    }
+
+
+def event_json(event: Event) -> dict[str, Any]:
+    """An event as its webhooks carry it (the stored payload)."""
+    body: dict[str, Any] = json.loads(event.payload)
     return body

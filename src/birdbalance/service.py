@@ -17,10 +17,19 @@ from birdbalance import keys as access_keys
 from birdbalance.errors import InvalidParameter, MissingParameter
 from birdbalance.ledger import EntryKind, HoldStatus, Mode, Payment
 from birdbalance.money import AssetError, format_amount, normalize_asset, scale_of
-from birdbalance.records import Idempotency, NewAccount, NewEntry, NewHold, NewKey
+from birdbalance.records import (
+    Idempotency,
+    NewAccount,
+    NewAlertRule,
+    NewEntry,
+    NewHold,
+    NewKey,
+)
 from birdbalance.representations import (
     account_json,
+    alert_json,
     entry_json,
+    event_json,
     hold_json,
     hold_result_json,
     key_json,
@@ -42,6 +51,8 @@ DEFAULT_PAGE_SIZE: Final = 50
 #: How long a hold lives unless the request says otherwise (delivery reports can be slow).
 DEFAULT_HOLD_EXPIRY_S: Final = 24 * 3600
 MAX_HOLD_EXPIRY_S: Final = 30 * 24 * 3600
+#: Alert rules per account (both ledgers together); each write reads them all.
+MAX_ALERTS_PER_ACCOUNT: Final = 20
 
 
 def fingerprint(operation: str, target: str, body: Mapping[str, Any]) -> str:
@@ -279,6 +290,47 @@ class Service:
             account_id, ledger_mode, HoldStatus(status) if status else None, cursor, size
         )
         return page_json(page, [hold_json(h, account.scale) for h in page.items])
+
+    # ------------------------------------------------------------------ alerts
+
+    def create_alert(self, account_id: str, body: Mapping[str, Any]) -> dict[str, Any]:
+        """A threshold on a ledger's available amount: ``balance.low`` once below it,
+        ``balance.recovered`` once above it plus ``hysteresis``."""
+        account_id = resource_id(account_id, "account")
+        fields = Fields(body)
+        below = fields.amount("below", allow_negative=True)
+        assert below is not None
+        hysteresis = fields.amount("hysteresis", required=False) or 0
+        if hysteresis < 0:
+            raise InvalidParameter("hysteresis must not be negative", "hysteresis")
+        mode = fields.mode()
+        fields.done()
+        account = self.store.get_account(account_id)
+        new = NewAlertRule(account_id, mode, below, hysteresis)
+        rule = self.store.create_alert_rule(new, MAX_ALERTS_PER_ACCOUNT)
+        return alert_json(rule, account.scale)
+
+    def list_alerts(self, account_id: str) -> dict[str, Any]:
+        account_id = resource_id(account_id, "account")
+        scale = self.store.get_account(account_id).scale
+        return {"data": [alert_json(r, scale) for r in self.store.list_alert_rules(account_id)]}
+
+    def delete_alert(self, alert_id: str) -> dict[str, Any]:
+        rule = self.store.delete_alert_rule(resource_id(alert_id, "alert"))
+        return alert_json(rule, self.store.get_account(rule.account_id).scale)
+
+    def list_events(
+        self, *, account_id: str | None, cursor: str | None, limit: str | None
+    ) -> dict[str, Any]:
+        """Events newest first: what happened, with the exact body webhooks carry."""
+        if account_id is not None:
+            account_id = resource_id(account_id, "account")
+            self.store.get_account(account_id)
+        if cursor is not None:
+            resource_id(cursor, "cursor")
+        size = page_limit(limit, default=DEFAULT_PAGE_SIZE, maximum=MAX_PAGE_SIZE)
+        page = self.store.list_events(account_id, cursor, size)
+        return page_json(page, [event_json(e) for e in page.items])
 
 
 def _mode(value: str | None) -> Mode:

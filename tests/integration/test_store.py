@@ -362,7 +362,7 @@ def test_alert_events_fire_once_per_crossing_in_the_write(store: Store, database
 
     account = _account(store)
     _post(store, account, EntryKind.TOPUP, 10_000000, "t1")
-    rule = store.create_alert_rule(NewAlertRule(account, Mode.LIVE, 5_000000, 2_000000))
+    rule = store.create_alert_rule(NewAlertRule(account, Mode.LIVE, 5_000000, 2_000000), 20)
     assert rule.low is False
     _post(store, account, EntryKind.CHARGE, 6_000000, "c1")  # 4: low
     _post(store, account, EntryKind.CHARGE, 1_000000, "c2")  # 3: still low, no event
@@ -401,7 +401,7 @@ def test_postpaid_credit_limit_and_rules_created_below(store: Store) -> None:
         NewAccount(None, Payment.POSTPAID, "EUR", 6, 10_000000, {}), None
     ).id
     _post(store, account, EntryKind.CHARGE, 4_000000, "c1")
-    rule = store.create_alert_rule(NewAlertRule(account, Mode.LIVE, 0, 0))
+    rule = store.create_alert_rule(NewAlertRule(account, Mode.LIVE, 0, 0), 20)
     assert rule.low is True  # already below: no low event, a recovery comes first
     _post(store, account, EntryKind.CHARGE, 6_000000, "c2")  # -10: the limit
     _post(store, account, EntryKind.TOPUP, 11_000000, "t1")  # +1: recovered

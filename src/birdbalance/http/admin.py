@@ -227,6 +227,34 @@ class AdminAPI:
         hold_id = request.path_params["hold_id"]
         return JSONBody(await self._write(lambda: self.service.void_hold(hold_id, body, idem)))
 
+    async def create_alert(self, request: Request) -> JSONBody:
+        self._authorize(request)
+        body = await self._body(request)
+        account_id = request.path_params["account_id"]
+        result = await self._write(lambda: self.service.create_alert(account_id, body))
+        return JSONBody(result, status_code=201)
+
+    async def list_alerts(self, request: Request) -> JSONBody:
+        self._authorize(request)
+        account_id = request.path_params["account_id"]
+        return JSONBody(await self._read(lambda: self.service.list_alerts(account_id)))
+
+    async def delete_alert(self, request: Request) -> JSONBody:
+        self._authorize(request)
+        alert_id = request.path_params["alert_id"]
+        return JSONBody(await self._write(lambda: self.service.delete_alert(alert_id)))
+
+    async def list_events(self, request: Request) -> JSONBody:
+        self._authorize(request)
+        q = request.query_params
+        return JSONBody(
+            await self._read(
+                lambda: self.service.list_events(
+                    account_id=q.get("account"), cursor=q.get("cursor"), limit=q.get("limit")
+                )
+            )
+        )
+
     def routes(self) -> list[Route]:
         entry_paths = {
             "topups": EntryKind.TOPUP,
@@ -245,6 +273,12 @@ class AdminAPI:
             "/v1/holds/{hold_id}": {"GET": self.get_hold},
             "/v1/holds/{hold_id}/capture": {"POST": self.capture_hold},
             "/v1/holds/{hold_id}/void": {"POST": self.void_hold},
+            "/v1/accounts/{account_id}/alerts": {
+                "POST": self.create_alert,
+                "GET": self.list_alerts,
+            },
+            "/v1/alerts/{alert_id}": {"DELETE": self.delete_alert},
+            "/v1/events": {"GET": self.list_events},
         }
         for path, kind in entry_paths.items():
             table[f"/v1/accounts/{{account_id}}/{path}"] = {"POST": self.entry_handler(kind)}

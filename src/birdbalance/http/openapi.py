@@ -174,6 +174,7 @@ def openapi_document() -> dict[str, Any]:
             {"name": "Keys"},
             {"name": "Ledger"},
             {"name": "Holds"},
+            {"name": "Alerts"},
             {"name": "Operations"},
         ],
         "paths": {
@@ -384,6 +385,64 @@ def openapi_document() -> dict[str, Any]:
             "/v1/holds/{hold_id}/void": _hold_action(
                 "voidHold", "Release a pending hold without charging", {}
             ),
+            "/v1/accounts/{account_id}/alerts": {
+                "post": {
+                    "operationId": "createAlert",
+                    "summary": "A low-balance threshold on a ledger's available amount",
+                    "tags": ["Alerts"],
+                    "security": _ADMIN,
+                    "parameters": [_path_param("account_id")],
+                    "requestBody": {
+                        "required": True,
+                        "content": {"application/json": {"schema": _ref("NewAlert")}},
+                    },
+                    "responses": {
+                        "201": _json(_ref("Alert"), "The rule"),
+                        **_errors(400, 401, 404, 413, 422, 503),
+                    },
+                },
+                "get": {
+                    "operationId": "listAlerts",
+                    "summary": "An account's alert rules",
+                    "tags": ["Alerts"],
+                    "security": _ADMIN,
+                    "parameters": [_path_param("account_id")],
+                    "responses": {
+                        "200": _json(
+                            {"type": "object", "properties": {"data": _list(_ref("Alert"))}},
+                            "The rules",
+                        ),
+                        **_errors(401, 404),
+                    },
+                },
+            },
+            "/v1/alerts/{alert_id}": {
+                "delete": {
+                    "operationId": "deleteAlert",
+                    "summary": "Stop an alert rule (its past events remain)",
+                    "tags": ["Alerts"],
+                    "security": _ADMIN,
+                    "parameters": [_path_param("alert_id")],
+                    "responses": {"200": _json(_ref("Alert"), "The rule"), **_errors(401, 404)},
+                }
+            },
+            "/v1/events": {
+                "get": {
+                    "operationId": "listEvents",
+                    "summary": "Events, newest first, as their webhooks carry them",
+                    "tags": ["Alerts"],
+                    "security": _ADMIN,
+                    "parameters": [
+                        _query("account", _ID),
+                        _query("limit", {"type": "integer", "minimum": 1, "maximum": 500}),
+                        _query("cursor", _ID),
+                    ],
+                    "responses": {
+                        "200": _json(_page("Event"), "A page of events"),
+                        **_errors(401, 404, 422),
+                    },
+                }
+            },
             "/healthz": _probe("healthz", "The process is up (says nothing of the database)"),
             "/readyz": _probe("readyz", "The database answers and its schema is current"),
         },
@@ -401,6 +460,10 @@ def openapi_document() -> dict[str, Any]:
             "schemas": _schemas(),
         },
     }
+
+
+def _list(item: dict[str, Any]) -> dict[str, Any]:
+    return {"type": "array", "items": item}
 
 
 def _page(item: str) -> dict[str, Any]:
@@ -462,6 +525,64 @@ def _schemas() -> dict[str, Any]:
     }
     return {
         "Hold": hold,
+        "NewAlert": {
+            "type": "object",
+            "required": ["below"],
+            "additionalProperties": False,
+            "properties": {
+                "below": {**_AMOUNT, "description": "balance.low fires once below this."},
+                "hysteresis": {
+                    **_AMOUNT,
+                    "description": "balance.recovered fires once above below + hysteresis.",
+                },
+                "mode": _MODE,
+            },
+        },
+        "Alert": {
+            "type": "object",
+            "properties": {
+                "id": _ID,
+                "account_id": _ID,
+                "mode": _MODE,
+                "below": _AMOUNT,
+                "hysteresis": _AMOUNT,
+                "state": {"type": "string", "enum": ["ok", "low"]},
+                "created_at": timestamp,
+            },
+        },
+        "Event": {
+            "type": "object",
+            "required": ["id", "type", "created_at", "data"],
+            "properties": {
+                "id": _ID,
+                "type": {
+                    "type": "string",
+                    "enum": [
+                        "balance.low",
+                        "balance.recovered",
+                        "balance.depleted",
+                        "credit_limit.reached",
+                    ],
+                },
+                "created_at": timestamp,
+                "data": {
+                    "type": "object",
+                    "properties": {
+                        "account_id": _ID,
+                        "mode": _MODE,
+                        "payment": {"type": "string"},
+                        "type": {"type": "string"},
+                        "available": _AMOUNT,
+                        "balance": _AMOUNT,
+                        "pending": _AMOUNT,
+                        "threshold": _AMOUNT,
+                        "alert_id": _ID,
+                        "credit_limit": _AMOUNT,
+                        "cause": {"type": "object"},
+                    },
+                },
+            },
+        },
         "NewHold": {
             "type": "object",
             "required": ["amount"],

@@ -19,14 +19,17 @@ from typing import Any, Protocol
 from birdbalance.ledger import HoldStatus, Mode
 from birdbalance.records import (
     Account,
+    AlertRule,
     ApiKey,
     BalanceAt,
     BalanceView,
     Entry,
+    Event,
     Hold,
     HoldResult,
     Idempotency,
     NewAccount,
+    NewAlertRule,
     NewEntry,
     NewHold,
     NewKey,
@@ -122,6 +125,18 @@ class Store(Protocol):
         limit: int,
     ) -> Page[Hold]:
         """A ledger's holds, newest first."""
+
+    def create_alert_rule(self, new: NewAlertRule, max_rules: int) -> AlertRule:
+        """Add a threshold rule (at most ``max_rules`` per account); it starts low when the
+        amount is already below it."""
+
+    def list_alert_rules(self, account_id: str) -> list[AlertRule]: ...
+
+    def delete_alert_rule(self, rule_id: str) -> AlertRule:
+        """Raises ``NotFound``."""
+
+    def list_events(self, account_id: str | None, cursor: str | None, limit: int) -> Page[Event]:
+        """Outbox events, newest first."""
 
     def verify(self) -> list[str]:
         """Recompute every ledger from its entries; return the problems found."""

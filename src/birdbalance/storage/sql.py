@@ -702,11 +702,19 @@ class SQLStore:
 
     # ------------------------------------------------------------------ alerts
 
-    def create_alert_rule(self, new: NewAlertRule) -> AlertRule:
+    def create_alert_rule(self, new: NewAlertRule, max_rules: int) -> AlertRule:
         """Add a threshold; it starts low if the available amount is already below it."""
         now = utc_timestamp()
         with self._write() as conn:
             ledger = self._lock_ledger(conn, new.account_id, new.mode, now)
+            # Counted under the ledger lock, so concurrent requests cannot pass the bound.
+            count = self._x(
+                conn,
+                "SELECT COUNT(*) FROM alert_rules WHERE account_id = ? AND deleted_at IS NULL",
+                (new.account_id,),
+            ).fetchone()[0]
+            if count >= max_rules:
+                raise InvalidParameter(f"an account has at most {max_rules} alert rules", "below")
             rule_id = new_id("alr")
             low = is_low(new.below_minor, ledger.balance_minor - ledger.held_minor)
             self._x(
