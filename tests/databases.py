@@ -21,6 +21,9 @@ ADMIN_URL = os.environ.get(
     "BIRDBALANCE_TEST_POSTGRES_URL", "postgresql://postgres@127.0.0.1:5432/postgres"
 )
 ENGINES = ("sqlite", "postgresql")
+#: Every migration, in order: the same versions on both engines.
+MIGRATIONS = ["0001_initial.sql", "0002_holds.sql", "0003_alerts.sql", "0004_webhooks.sql"]
+LATEST = len(MIGRATIONS)
 SKIP_REASON = (
     "PostgreSQL tests left out: no server at {url} ({error}); run scripts/postgres-up or "
     "set BIRDBALANCE_TEST_POSTGRES_URL (with CI=true they always run)"

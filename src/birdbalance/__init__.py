@@ -21,7 +21,9 @@ from birdbalance.errors import (
     Timeout,
     TransportError,
     ValidationError,
+    WebhookSignatureError,
 )
+from birdbalance.webhooks import verify_webhook
 
 __all__ = [
     "DEFAULT_BASE_URL",
@@ -41,5 +43,7 @@ __all__ = [
     "Timeout",
     "TransportError",
     "ValidationError",
+    "WebhookSignatureError",
     "__version__",
+    "verify_webhook",
 ]

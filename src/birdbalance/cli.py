@@ -763,6 +763,131 @@ def events_list(
         click.echo(f"more: --cursor {page['next_cursor']}")
 
 
+@main.group()
+def webhooks() -> None:
+    """Where events go: signed POSTs, retried, then dead-lettered."""
+
+
+_WEBHOOK_HEADERS = ["id", "url", "account", "events", "created at"]
+
+
+def _webhook_row(w: dict[str, Any]) -> list[Any]:
+    return [w["id"], w["url"], w["account_id"], ",".join(w["events"]) or "*", w["created_at"]]
+
+
+@webhooks.command("add")
+@click.argument("url")
+@click.option("--account", "account_id", help="Only this account's events (default all).")
+@click.option("--events", "event_types", help="Comma-separated types (default all).")
+@json_option
+@click.pass_context
+def webhooks_add(
+    ctx: click.Context,
+    url: str,
+    account_id: str | None,
+    event_types: str | None,
+    as_json: bool,
+) -> None:
+    """Send events to URL; prints the signing secret once."""
+    body: dict[str, Any] = {"url": url}
+    if account_id is not None:
+        body["account"] = account_id
+    if event_types is not None:
+        body["events"] = event_types
+    with _store(ctx) as store, _errors():
+        created = Service(store).create_webhook(body)
+    if as_json:
+        _print_json(created)
+        return
+    _table(_WEBHOOK_HEADERS, [_webhook_row(created)])
+    click.echo(f"secret (shown once): {created['secret']}")
+
+
+@webhooks.command("list")
+@json_option
+@click.pass_context
+def webhooks_list(ctx: click.Context, as_json: bool) -> None:
+    """Every subscription."""
+    with _store(ctx) as store, _errors():
+        listed = Service(store).list_webhooks()
+    if as_json:
+        _print_json(listed)
+    else:
+        _table(_WEBHOOK_HEADERS, [_webhook_row(w) for w in listed["data"]])
+
+
+@webhooks.command("remove")
+@click.argument("webhook_id")
+@click.pass_context
+def webhooks_remove(ctx: click.Context, webhook_id: str) -> None:
+    """Stop a subscription; its pending deliveries are dead-lettered."""
+    with _store(ctx) as store, _errors():
+        removed = Service(store).delete_webhook(webhook_id)
+    click.echo(f"removed {removed['id']}")
+
+
+@main.group()
+def deliveries() -> None:
+    """Webhook deliveries: list them, send one again."""
+
+
+_DELIVERY_HEADERS = ["id", "event", "webhook", "status", "attempts", "last", "error"]
+
+
+def _delivery_row(d: dict[str, Any]) -> list[Any]:
+    return [
+        d["id"],
+        d["event_id"],
+        d["webhook_id"],
+        d["status"],
+        d["attempts"],
+        d["last_status"],
+        d["last_error"],
+    ]
+
+
+@deliveries.command("list")
+@click.option("--status", type=click.Choice(["pending", "delivered", "dead"]))
+@click.option("--webhook", "webhook_id")
+@click.option("--limit", default="50", show_default=True)
+@click.option("--cursor")
+@json_option
+@click.pass_context
+def deliveries_list(
+    ctx: click.Context,
+    status: str | None,
+    webhook_id: str | None,
+    limit: str,
+    cursor: str | None,
+    as_json: bool,
+) -> None:
+    """Deliveries, newest first."""
+    with _store(ctx) as store, _errors():
+        page = Service(store).list_deliveries(
+            status=status, webhook_id=webhook_id, cursor=cursor, limit=limit
+        )
+    if as_json:
+        _print_json(page)
+        return
+    _table(_DELIVERY_HEADERS, [_delivery_row(d) for d in page["data"]])
+    if page["next_cursor"]:
+        click.echo(f"more: --cursor {page['next_cursor']}")
+
+
+@deliveries.command("redeliver")
+@click.argument("delivery_id")
+@json_option
+@click.pass_context
+def deliveries_redeliver(ctx: click.Context, delivery_id: str, as_json: bool) -> None:
+    """Send a delivery again (a running server picks it up within a second)."""
+    with _store(ctx) as store, _errors():
+        delivery = Service(store).redeliver(delivery_id)
+    if as_json:
+        _print_json(delivery)
+    else:
+        _table(_DELIVERY_HEADERS, [_delivery_row(delivery)])
+
+
 # --------------------------------------------------------------------------- operations
 
 

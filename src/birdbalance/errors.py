@@ -21,6 +21,7 @@
         ├── TransportError           no answer (connection refused, reset, DNS) after retries
         │   └── Timeout              no answer within the timeout after retries
         ├── ResponseError            an answer that is not MessageBird's shape
+        ├── WebhookSignatureError    verify_webhook: bad, missing or stale signature
         └── APIError                 an answer carrying an errors body; .status_code, .errors
             ├── AuthenticationError  401
             ├── NotFoundError        404
@@ -163,6 +164,10 @@ class ResponseError(ClientError):
     def __init__(self, message: str, status_code: int) -> None:
         super().__init__(message)
         self.status_code = status_code
+
+
+class WebhookSignatureError(ClientError):
+    """A webhook delivery whose signature is missing, wrong, or outside the tolerance."""
 
 
 @dataclass(frozen=True, slots=True)

@@ -190,6 +190,50 @@ class Event:
 
 
 @dataclass(frozen=True, slots=True)
+class Webhook:
+    """A subscription: where events go; ``events`` empty means every type."""
+
+    id: str
+    url: str
+    account_id: str | None
+    events: tuple[str, ...]
+    created_at: str
+
+
+@dataclass(frozen=True, slots=True)
+class NewWebhook:
+    url: str
+    account_id: str | None
+    events: tuple[str, ...]
+    secret: str
+
+
+@dataclass(frozen=True, slots=True)
+class Delivery:
+    id: str
+    event_id: str
+    webhook_id: str
+    status: str
+    attempts: int
+    next_attempt_at: str
+    last_status: int | None
+    last_error: str | None
+    created_at: str
+    delivered_at: str | None
+
+
+@dataclass(frozen=True, slots=True)
+class DueDelivery:
+    """A delivery claimed for one attempt: what to send, where, signed with what."""
+
+    id: str
+    attempts: int
+    url: str
+    secret: str
+    payload: str
+
+
+@dataclass(frozen=True, slots=True)
 class Idempotency:
     """A write's ``Idempotency-Key`` and the fingerprint of the request that carried it."""
 

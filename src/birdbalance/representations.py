@@ -13,6 +13,7 @@ from birdbalance.records import (
     Account,
     AlertRule,
     ApiKey,
+    Delivery,
     Entry,
     Event,
     Hold,
@@ -20,6 +21,7 @@ from birdbalance.records import (
     LedgerTotals,
     Page,
     PostedEntry,
+    Webhook,
 )
 
 
@@ -144,3 +146,31 @@ def event_json(event: Event) -> dict[str, Any]:
     """An event as its webhooks carry it (the stored payload)."""
     body: dict[str, Any] = json.loads(event.payload)
     return body
+
+
+def webhook_json(webhook: Webhook, secret: str | None = None) -> dict[str, Any]:
+    body: dict[str, Any] = {
+        "id": webhook.id,
+        "url": webhook.url,
+        "account_id": webhook.account_id,
+        "events": list(webhook.events),
+        "created_at": webhook.created_at,
+    }
+    if secret is not None:
+        body["secret"] = secret
+    return body
+
+
+def delivery_json(delivery: Delivery) -> dict[str, Any]:
+    return {
+        "id": delivery.id,
+        "event_id": delivery.event_id,
+        "webhook_id": delivery.webhook_id,
+        "status": delivery.status,
+        "attempts": delivery.attempts,
+        "next_attempt_at": delivery.next_attempt_at if delivery.status == "pending" else None,
+        "last_status": delivery.last_status,
+        "last_error": delivery.last_error,
+        "created_at": delivery.created_at,
+        "delivered_at": delivery.delivered_at,
+    }

@@ -12,8 +12,10 @@ import hashlib
 import json
 from collections.abc import Mapping
 from typing import Any, Final
+from urllib.parse import urlsplit
 
 from birdbalance import keys as access_keys
+from birdbalance.alerts import EventType
 from birdbalance.errors import InvalidParameter, MissingParameter
 from birdbalance.ledger import EntryKind, HoldStatus, Mode, Payment
 from birdbalance.money import AssetError, format_amount, normalize_asset, scale_of
@@ -24,10 +26,12 @@ from birdbalance.records import (
     NewEntry,
     NewHold,
     NewKey,
+    NewWebhook,
 )
 from birdbalance.representations import (
     account_json,
     alert_json,
+    delivery_json,
     entry_json,
     event_json,
     hold_json,
@@ -35,6 +39,7 @@ from birdbalance.representations import (
     key_json,
     page_json,
     posted_json,
+    webhook_json,
 )
 from birdbalance.storage import MAX_PAGE_SIZE, Store
 from birdbalance.timestamps import TimestampError, parse_timestamp, timestamp_after
@@ -46,6 +51,7 @@ from birdbalance.validation import (
     page_limit,
     resource_id,
 )
+from birdbalance.webhooks import new_secret
 
 DEFAULT_PAGE_SIZE: Final = 50
 #: How long a hold lives unless the request says otherwise (delivery reports can be slow).
@@ -53,6 +59,10 @@ DEFAULT_HOLD_EXPIRY_S: Final = 24 * 3600
 MAX_HOLD_EXPIRY_S: Final = 30 * 24 * 3600
 #: Alert rules per account (both ledgers together); each write reads them all.
 MAX_ALERTS_PER_ACCOUNT: Final = 20
+#: Webhook subscriptions in all; each event fans out to those that match.
+MAX_WEBHOOKS: Final = 100
+MAX_URL_CHARS: Final = 2048
+DELIVERY_STATUSES: Final = ("pending", "delivered", "dead")
 
 
 def fingerprint(operation: str, target: str, body: Mapping[str, Any]) -> str:
@@ -331,6 +341,72 @@ class Service:
         size = page_limit(limit, default=DEFAULT_PAGE_SIZE, maximum=MAX_PAGE_SIZE)
         page = self.store.list_events(account_id, cursor, size)
         return page_json(page, [event_json(e) for e in page.items])
+
+    # ------------------------------------------------------------------ webhooks
+
+    def create_webhook(self, body: Mapping[str, Any]) -> dict[str, Any]:
+        """Subscribe a URL to events; the answer holds the signing secret, this once."""
+        fields = Fields(body)
+        url = fields.text("url", required=True, max_chars=MAX_URL_CHARS)
+        assert url is not None
+        parsed = urlsplit(url)
+        if parsed.scheme not in ("http", "https") or not parsed.hostname:
+            raise InvalidParameter("url must be an absolute http:// or https:// URL", "url")
+        account = fields.text("account")
+        account_id = resource_id(account, "account") if account is not None else None
+        events = _event_types(fields.take("events"))
+        fields.done()
+        if len(self.store.list_webhooks()) >= MAX_WEBHOOKS:
+            raise InvalidParameter(f"there are at most {MAX_WEBHOOKS} webhooks", "url")
+        secret = new_secret()
+        webhook = self.store.create_webhook(NewWebhook(url, account_id, events, secret))
+        return webhook_json(webhook, secret)
+
+    def list_webhooks(self) -> dict[str, Any]:
+        return {"data": [webhook_json(w) for w in self.store.list_webhooks()]}
+
+    def delete_webhook(self, webhook_id: str) -> dict[str, Any]:
+        return webhook_json(self.store.delete_webhook(resource_id(webhook_id, "webhook")))
+
+    def list_deliveries(
+        self,
+        *,
+        status: str | None,
+        webhook_id: str | None,
+        cursor: str | None,
+        limit: str | None,
+    ) -> dict[str, Any]:
+        if status is not None and status not in DELIVERY_STATUSES:
+            raise InvalidParameter("status must be pending, delivered or dead", "status")
+        if webhook_id is not None:
+            webhook_id = resource_id(webhook_id, "webhook")
+        if cursor is not None:
+            resource_id(cursor, "cursor")
+        size = page_limit(limit, default=DEFAULT_PAGE_SIZE, maximum=MAX_PAGE_SIZE)
+        page = self.store.list_deliveries(status, webhook_id, cursor, size)
+        return page_json(page, [delivery_json(d) for d in page.items])
+
+    def redeliver(self, delivery_id: str) -> dict[str, Any]:
+        """Send a delivery again (delivered or dead-lettered alike)."""
+        return delivery_json(self.store.redeliver(resource_id(delivery_id, "delivery")))
+
+
+def _event_types(value: Any) -> tuple[str, ...]:
+    """``events``: a list (or comma-separated string) of event types; empty means all."""
+    if value is None:
+        return ()
+    items = value.split(",") if isinstance(value, str) else value
+    known = {t.value for t in EventType}
+    if not isinstance(items, list) or not all(isinstance(i, str) for i in items):
+        raise InvalidParameter("events must be a list of event types", "events")
+    chosen = tuple(sorted({i.strip() for i in items if i.strip()}))
+    unknown = [i for i in chosen if i not in known]
+    if unknown:
+        raise InvalidParameter(
+            f"unknown event type {unknown[0][:40]!r}; known: {', '.join(sorted(known))}",
+            "events",
+        )
+    return chosen
 
 
 def _mode(value: str | None) -> Mode:

@@ -50,6 +50,15 @@ class Settings:
     database_timeout_s: float = 5.0
     #: How often each process expires holds that are due.
     hold_sweep_interval_s: float = 1.0
+    #: How long one webhook delivery attempt may take.
+    webhook_timeout_s: float = 5.0
+    #: Retry backoff of failed deliveries: full jitter, doubling from base up to cap.
+    webhook_retry_base_s: float = 1.0
+    webhook_retry_cap_s: float = 3600.0
+    #: Attempts before a delivery is dead-lettered.
+    webhook_max_attempts: int = 16
+    #: How often each process looks for due deliveries.
+    webhook_poll_interval_s: float = 0.2
     #: Bearer token of the admin API under ``/v1/``; None disables the admin API.
     admin_token: str | None = None
     host: str = "127.0.0.1"
@@ -79,6 +88,14 @@ class Settings:
             raise SettingsError("database_timeout_s must be 0.1..300")
         if not 0.05 <= self.hold_sweep_interval_s <= 3600:
             raise SettingsError("hold_sweep_interval_s must be 0.05..3600")
+        if not 0.1 <= self.webhook_timeout_s <= 60:
+            raise SettingsError("webhook_timeout_s must be 0.1..60")
+        if not 0.01 <= self.webhook_retry_base_s <= self.webhook_retry_cap_s <= 86400:
+            raise SettingsError("need 0.01 <= webhook_retry_base_s <= webhook_retry_cap_s <= 86400")
+        if not 1 <= self.webhook_max_attempts <= 100:
+            raise SettingsError("webhook_max_attempts must be 1..100")
+        if not 0.01 <= self.webhook_poll_interval_s <= 60:
+            raise SettingsError("webhook_poll_interval_s must be 0.01..60")
         if self.admin_token is not None and len(self.admin_token) < 16:
             raise SettingsError("the admin token must have at least 16 characters")
 
@@ -101,13 +118,21 @@ class Settings:
             "sqlite_busy_timeout_ms",
             "max_body_bytes",
             "database_pool_size",
+            "webhook_max_attempts",
         ):
             if (value := get(name)) is not None:
                 try:
                     values[name] = int(value)
                 except ValueError:
                     raise SettingsError(f"{ENV_PREFIX}{name.upper()} must be an integer") from None
-        for name in ("database_timeout_s", "hold_sweep_interval_s"):
+        for name in (
+            "database_timeout_s",
+            "hold_sweep_interval_s",
+            "webhook_timeout_s",
+            "webhook_retry_base_s",
+            "webhook_retry_cap_s",
+            "webhook_poll_interval_s",
+        ):
             if (value := get(name)) is not None:
                 try:
                     values[name] = float(value)

@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.databases import raw_execute, sqlite_url
+from tests.databases import LATEST, MIGRATIONS, raw_execute, sqlite_url
 from tests.servers import Server, cli
 
 
@@ -111,11 +111,8 @@ def test_verify_catches_tampering(db_url: str) -> None:
 def test_migrate_and_out_of_date_schema(db_url: str) -> None:
     first = cli("migrate", db_url=db_url)
     assert first.returncode == 0, first.stderr
-    assert (
-        "applied 0001_initial.sql, 0002_holds.sql, 0003_alerts.sql; schema version 3"
-        in first.stdout
-    )
-    assert "up to date (version 3)" in cli("migrate", db_url=db_url).stdout
+    assert f"applied {', '.join(MIGRATIONS)}; schema version {LATEST}" in first.stdout
+    assert f"up to date (version {LATEST})" in cli("migrate", db_url=db_url).stdout
     raw_execute(db_url, "INSERT INTO schema_migrations VALUES (99, 'future', '2030-01-01')")
     result = cli("accounts", "list", db_url=db_url)
     assert result.returncode == 1 and "newer than this birdbalance" in result.stderr
@@ -131,7 +128,7 @@ def test_serve_refuses_an_out_of_date_schema_and_names_the_fix(db_url: str, tmp_
     srv = Server(db_url=db_url, log_path=tmp_path / "serve.log")
     with pytest.raises(RuntimeError, match="run `birdbalance migrate`"):
         srv.start()
-    assert "applied 0002_holds.sql, 0003_alerts.sql" in cli("migrate", db_url=db_url).stdout
+    assert f"applied {', '.join(MIGRATIONS[1:])};" in cli("migrate", db_url=db_url).stdout
     srv.start().stop()
 
 

@@ -13,6 +13,7 @@ from pathlib import Path
 import httpx
 import pytest
 
+from tests.databases import LATEST, raw_execute
 from tests.servers import ADMIN_TOKEN, Admin, Server, cli
 
 ACCOUNTS = 4
@@ -188,10 +189,12 @@ def test_readiness_follows_the_schema_liveness_does_not(database_url: str, tmp_p
     try:
         ready = httpx.get(srv.url + "/readyz")
         assert ready.status_code == 200
-        assert ready.json()["status"] == "ready" and ready.json()["schema_version"] == 3
-        from tests.databases import raw_execute
+        assert ready.json()["status"] == "ready" and ready.json()["schema_version"] == LATEST
 
-        raw_execute(database_url, "INSERT INTO schema_migrations VALUES (4, 'x', '2030-01-01')")
+        raw_execute(
+            database_url,
+            f"INSERT INTO schema_migrations VALUES ({LATEST + 1}, 'x', '2030-01-01')",
+        )
         stale = httpx.get(srv.url + "/readyz")
         assert stale.status_code == 503
         assert "run `birdbalance migrate`" in stale.json()["errors"][0]["description"]

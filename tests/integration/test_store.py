@@ -12,9 +12,7 @@ from birdbalance.ledger import EntryKind, Mode, Payment
 from birdbalance.records import Idempotency, NewAccount, NewEntry, NewKey
 from birdbalance.settings import Settings
 from birdbalance.storage import Store, open_store
-from tests.databases import REFUSED, raw_execute
-
-MIGRATIONS = ["0001_initial.sql", "0002_holds.sql", "0003_alerts.sql"]
+from tests.databases import MIGRATIONS, REFUSED, raw_execute
 
 
 @pytest.fixture

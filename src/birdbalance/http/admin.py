@@ -61,7 +61,7 @@ class AdminAPI:
         if self._reader is not None:
             self._reader.shutdown(wait=True)
 
-    async def background_write(self, fn: Callable[[], T]) -> T:
+    async def background_write(self, fn: Callable[[], Any]) -> Any:
         """Run a write of the server's own (expiring holds) on a writer thread."""
         return await asyncio.get_running_loop().run_in_executor(self._writer, fn)
 
@@ -255,6 +255,41 @@ class AdminAPI:
             )
         )
 
+    async def create_webhook(self, request: Request) -> JSONBody:
+        self._authorize(request)
+        body = await self._body(request)
+        return JSONBody(
+            await self._write(lambda: self.service.create_webhook(body)), status_code=201
+        )
+
+    async def list_webhooks(self, request: Request) -> JSONBody:
+        self._authorize(request)
+        return JSONBody(await self._read(self.service.list_webhooks))
+
+    async def delete_webhook(self, request: Request) -> JSONBody:
+        self._authorize(request)
+        webhook_id = request.path_params["webhook_id"]
+        return JSONBody(await self._write(lambda: self.service.delete_webhook(webhook_id)))
+
+    async def list_deliveries(self, request: Request) -> JSONBody:
+        self._authorize(request)
+        q = request.query_params
+        return JSONBody(
+            await self._read(
+                lambda: self.service.list_deliveries(
+                    status=q.get("status"),
+                    webhook_id=q.get("webhook"),
+                    cursor=q.get("cursor"),
+                    limit=q.get("limit"),
+                )
+            )
+        )
+
+    async def redeliver(self, request: Request) -> JSONBody:
+        self._authorize(request)
+        delivery_id = request.path_params["delivery_id"]
+        return JSONBody(await self._write(lambda: self.service.redeliver(delivery_id)))
+
     def routes(self) -> list[Route]:
         entry_paths = {
             "topups": EntryKind.TOPUP,
@@ -279,6 +314,10 @@ class AdminAPI:
             },
             "/v1/alerts/{alert_id}": {"DELETE": self.delete_alert},
             "/v1/events": {"GET": self.list_events},
+            "/v1/webhooks": {"POST": self.create_webhook, "GET": self.list_webhooks},
+            "/v1/webhooks/{webhook_id}": {"DELETE": self.delete_webhook},
+            "/v1/deliveries": {"GET": self.list_deliveries},
+            "/v1/deliveries/{delivery_id}/redeliver": {"POST": self.redeliver},
         }
         for path, kind in entry_paths.items():
             table[f"/v1/accounts/{{account_id}}/{path}"] = {"POST": self.entry_handler(kind)}

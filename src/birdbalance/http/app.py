@@ -37,6 +37,7 @@ from birdbalance.storage import Store, open_store
 
 from .admin import AdminAPI
 from .balance import BALANCE_PATHS, BalanceEndpoint
+from .deliverer import Deliverer
 from .openapi import openapi_document
 from .responses import JSONBody, error_response
 
@@ -155,13 +156,19 @@ def create_app(settings: Settings, store: Store | None = None) -> BirdbalanceApp
                 f"database schema is at version {current}, this birdbalance needs {latest}:"
                 " run `birdbalance migrate`"
             )
-        sweeper = asyncio.create_task(sweep_holds(), name="birdbalance-hold-sweeper")
+        deliverer = Deliverer(store, settings, admin.background_write)
+        tasks = [
+            asyncio.create_task(sweep_holds(), name="birdbalance-hold-sweeper"),
+            asyncio.create_task(deliverer.run(), name="birdbalance-webhooks"),
+        ]
         try:
             yield
         finally:
-            sweeper.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await sweeper
+            for task in tasks:
+                task.cancel()
+            for task in tasks:
+                with contextlib.suppress(asyncio.CancelledError):
+                    await task
             admin.close()
             store.close()
 

@@ -104,6 +104,7 @@ def _entry_operation(kind: str, summary: str, extra: dict[str, Any]) -> dict[str
 
 
 _HOLD_STATUSES = ["pending", "captured", "voided", "expired"]
+_EVENT_TYPES = ["balance.low", "balance.recovered", "balance.depleted", "credit_limit.reached"]
 _REFERENCE = {"type": "string", "minLength": 1, "maxLength": 255}
 
 
@@ -443,6 +444,82 @@ def openapi_document() -> dict[str, Any]:
                     },
                 }
             },
+            "/v1/webhooks": {
+                "post": {
+                    "operationId": "createWebhook",
+                    "summary": "Subscribe a URL to events (the answer holds the secret, once)",
+                    "tags": ["Alerts"],
+                    "security": _ADMIN,
+                    "requestBody": {
+                        "required": True,
+                        "content": {"application/json": {"schema": _ref("NewWebhook")}},
+                    },
+                    "responses": {
+                        "201": _json(_ref("Webhook"), "The subscription and its secret"),
+                        **_errors(400, 401, 404, 413, 422, 503),
+                    },
+                },
+                "get": {
+                    "operationId": "listWebhooks",
+                    "summary": "Every subscription (never its secret)",
+                    "tags": ["Alerts"],
+                    "security": _ADMIN,
+                    "responses": {
+                        "200": _json(
+                            {"type": "object", "properties": {"data": _list(_ref("Webhook"))}},
+                            "The subscriptions",
+                        ),
+                        **_errors(401),
+                    },
+                },
+            },
+            "/v1/webhooks/{webhook_id}": {
+                "delete": {
+                    "operationId": "deleteWebhook",
+                    "summary": "Stop a subscription; its pending deliveries are dead-lettered",
+                    "tags": ["Alerts"],
+                    "security": _ADMIN,
+                    "parameters": [_path_param("webhook_id")],
+                    "responses": {
+                        "200": _json(_ref("Webhook"), "The subscription"),
+                        **_errors(401, 404),
+                    },
+                }
+            },
+            "/v1/deliveries": {
+                "get": {
+                    "operationId": "listDeliveries",
+                    "summary": "Webhook deliveries, newest first",
+                    "tags": ["Alerts"],
+                    "security": _ADMIN,
+                    "parameters": [
+                        _query(
+                            "status", {"type": "string", "enum": ["pending", "delivered", "dead"]}
+                        ),
+                        _query("webhook", _ID),
+                        _query("limit", {"type": "integer", "minimum": 1, "maximum": 500}),
+                        _query("cursor", _ID),
+                    ],
+                    "responses": {
+                        "200": _json(_page("Delivery"), "A page of deliveries"),
+                        **_errors(401, 404, 422),
+                    },
+                }
+            },
+            "/v1/deliveries/{delivery_id}/redeliver": {
+                "post": {
+                    "operationId": "redeliver",
+                    "summary": "Send a delivery again, with a fresh set of attempts",
+                    "tags": ["Alerts"],
+                    "security": _ADMIN,
+                    "parameters": [_path_param("delivery_id")],
+                    "responses": {
+                        "200": _json(_ref("Delivery"), "The delivery, pending again"),
+                        "409": _json(_ref("Errors"), "Its webhook was deleted"),
+                        **_errors(401, 404),
+                    },
+                }
+            },
             "/healthz": _probe("healthz", "The process is up (says nothing of the database)"),
             "/readyz": _probe("readyz", "The database answers and its schema is current"),
         },
@@ -525,6 +602,46 @@ def _schemas() -> dict[str, Any]:
     }
     return {
         "Hold": hold,
+        "NewWebhook": {
+            "type": "object",
+            "required": ["url"],
+            "additionalProperties": False,
+            "properties": {
+                "url": {"type": "string", "format": "uri", "maxLength": 2048},
+                "account": {**_ID, "description": "Only this account's events (default all)."},
+                "events": {
+                    "type": "array",
+                    "items": {"type": "string", "enum": _EVENT_TYPES},
+                    "description": "Only these types (default all).",
+                },
+            },
+        },
+        "Webhook": {
+            "type": "object",
+            "properties": {
+                "id": _ID,
+                "url": {"type": "string"},
+                "account_id": {"type": ["string", "null"]},
+                "events": {"type": "array", "items": {"type": "string"}},
+                "secret": {"type": "string", "description": "Only in the creating response."},
+                "created_at": timestamp,
+            },
+        },
+        "Delivery": {
+            "type": "object",
+            "properties": {
+                "id": _ID,
+                "event_id": _ID,
+                "webhook_id": _ID,
+                "status": {"type": "string", "enum": ["pending", "delivered", "dead"]},
+                "attempts": {"type": "integer"},
+                "next_attempt_at": {"type": ["string", "null"], "format": "date-time"},
+                "last_status": {"type": ["integer", "null"]},
+                "last_error": {"type": ["string", "null"]},
+                "created_at": timestamp,
+                "delivered_at": {"type": ["string", "null"], "format": "date-time"},
+            },
+        },
         "NewAlert": {
             "type": "object",
             "required": ["below"],
@@ -555,15 +672,7 @@ def _schemas() -> dict[str, Any]:
             "required": ["id", "type", "created_at", "data"],
             "properties": {
                 "id": _ID,
-                "type": {
-                    "type": "string",
-                    "enum": [
-                        "balance.low",
-                        "balance.recovered",
-                        "balance.depleted",
-                        "credit_limit.reached",
-                    ],
-                },
+                "type": {"type": "string", "enum": _EVENT_TYPES},
                 "created_at": timestamp,
                 "data": {
                     "type": "object",

@@ -23,6 +23,8 @@ from birdbalance.records import (
     ApiKey,
     BalanceAt,
     BalanceView,
+    Delivery,
+    DueDelivery,
     Entry,
     Event,
     Hold,
@@ -33,8 +35,10 @@ from birdbalance.records import (
     NewEntry,
     NewHold,
     NewKey,
+    NewWebhook,
     Page,
     PostedEntry,
+    Webhook,
 )
 from birdbalance.settings import Settings, SettingsError
 
@@ -137,6 +141,35 @@ class Store(Protocol):
 
     def list_events(self, account_id: str | None, cursor: str | None, limit: int) -> Page[Event]:
         """Outbox events, newest first."""
+
+    def create_webhook(self, new: NewWebhook) -> Webhook: ...
+
+    def list_webhooks(self) -> list[Webhook]: ...
+
+    def delete_webhook(self, webhook_id: str) -> Webhook:
+        """Stop a subscription and dead-letter its pending deliveries."""
+
+    def claim_deliveries(self, now: str, lease_until: str, limit: int) -> list[DueDelivery]:
+        """Lease up to ``limit`` due deliveries for one attempt each."""
+
+    def record_attempt(
+        self,
+        delivery_id: str,
+        *,
+        delivered: bool,
+        status: int | None,
+        error: str | None,
+        retry_at: str | None,
+    ) -> None:
+        """Record an attempt: delivered, retry at ``retry_at``, or dead (None)."""
+
+    def redeliver(self, delivery_id: str) -> Delivery:
+        """Queue a delivery again, with a fresh set of attempts."""
+
+    def list_deliveries(
+        self, status: str | None, webhook_id: str | None, cursor: str | None, limit: int
+    ) -> Page[Delivery]:
+        """Deliveries, newest first."""
 
     def verify(self) -> list[str]:
         """Recompute every ledger from its entries; return the problems found."""

@@ -73,6 +73,7 @@ class PostgresStore(SQLStore):
 
     engine: ClassVar[str] = "postgresql"
     for_update: ClassVar[str] = " FOR UPDATE OF b"
+    skip_locked: ClassVar[str] = " FOR UPDATE OF d SKIP LOCKED"
 
     def __init__(
         self,

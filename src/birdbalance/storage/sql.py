@@ -54,6 +54,8 @@ from birdbalance.records import (
     ApiKey,
     BalanceAt,
     BalanceView,
+    Delivery,
+    DueDelivery,
     Entry,
     Event,
     Hold,
@@ -65,8 +67,10 @@ from birdbalance.records import (
     NewEntry,
     NewHold,
     NewKey,
+    NewWebhook,
     Page,
     PostedEntry,
+    Webhook,
 )
 
 #: How many due holds one sweep expires at most.
@@ -156,6 +160,8 @@ class SQLStore:
     engine: ClassVar[str]
     #: Appended to the ledger read of a write: the row lock, where the engine has one.
     for_update: ClassVar[str] = ""
+    #: Appended to the claim of due deliveries, so nodes never claim the same ones.
+    skip_locked: ClassVar[str] = ""
     #: How many writes may run at once in one process.
     max_concurrent_writes: int = 1
 
@@ -390,7 +396,18 @@ class SQLStore:
                 (ledger.account_id, ledger.mode.value),
             ).fetchall()
         ]
-        for crossing in crossings(ledger.payment, ledger.credit_limit_minor, before, after, rules):
+        raised = crossings(ledger.payment, ledger.credit_limit_minor, before, after, rules)
+        subscribers = (
+            self._x(
+                conn,
+                "SELECT id, events FROM webhooks WHERE deleted_at IS NULL"
+                " AND (account_id = ? OR account_id IS NULL) ORDER BY id",
+                (ledger.account_id,),
+            ).fetchall()
+            if raised
+            else []
+        )
+        for crossing in raised:
             if crossing.rule_id is not None:
                 self._x(
                     conn,
@@ -415,6 +432,14 @@ class SQLStore:
                     now,
                 ),
             )
+            for webhook_id, wanted in subscribers:
+                if not wanted or crossing.type.value in wanted.split(","):
+                    self._x(
+                        conn,
+                        "INSERT INTO deliveries (id, event_id, webhook_id, status, attempts,"
+                        " next_attempt_at, created_at) VALUES (?, ?, ?, 'pending', 0, ?, ?)",
+                        (new_id("dlv"), event_id, webhook_id, now, now),
+                    )
 
     def _append(
         self,
@@ -775,6 +800,143 @@ class SQLStore:
         items = [Event(r[0], r[1], r[2], Mode(r[3]), r[4], r[5], r[6]) for r in rows[:limit]]
         return Page(items, items[-1].id if len(rows) > limit else None)
 
+    # ------------------------------------------------------------------ webhooks
+
+    def create_webhook(self, new: NewWebhook) -> Webhook:
+        with self._write() as conn:
+            if new.account_id is not None:
+                self._account(conn, new.account_id)
+            webhook_id = new_id("whk")
+            self._x(
+                conn,
+                "INSERT INTO webhooks (id, url, account_id, events, secret, created_at)"
+                " VALUES (?, ?, ?, ?, ?, ?)",
+                (
+                    webhook_id,
+                    new.url,
+                    new.account_id,
+                    ",".join(new.events),
+                    new.secret,
+                    utc_timestamp(),
+                ),
+            )
+            return self._webhook(conn, webhook_id)
+
+    def _webhook(self, conn: Any, webhook_id: str) -> Webhook:
+        row = self._x(
+            conn, _WEBHOOK_SQL + " WHERE id = ? AND deleted_at IS NULL", (webhook_id,)
+        ).fetchone()
+        if row is None:
+            raise NotFound(f"no webhook {webhook_id}", "webhook")
+        return _webhook_from_row(row)
+
+    def list_webhooks(self) -> list[Webhook]:
+        with self._read() as conn:
+            rows = self._x(conn, _WEBHOOK_SQL + " WHERE deleted_at IS NULL ORDER BY id").fetchall()
+        return [_webhook_from_row(r) for r in rows]
+
+    def delete_webhook(self, webhook_id: str) -> Webhook:
+        """Stop a subscription; its pending deliveries are dead-lettered."""
+        now = utc_timestamp()
+        with self._write() as conn:
+            webhook = self._webhook(conn, webhook_id)
+            self._x(conn, "UPDATE webhooks SET deleted_at = ? WHERE id = ?", (now, webhook_id))
+            self._x(
+                conn,
+                "UPDATE deliveries SET status = 'dead', last_error = 'webhook deleted'"
+                " WHERE webhook_id = ? AND status = 'pending'",
+                (webhook_id,),
+            )
+            return webhook
+
+    def claim_deliveries(self, now: str, lease_until: str, limit: int) -> list[DueDelivery]:
+        """Take up to ``limit`` due deliveries for one attempt each.
+
+        Their next attempt moves to ``lease_until``, so another node (or this one after a
+        crash) retries them only if this attempt's result is never recorded.
+        """
+        assert 1 <= limit <= MAX_EXPIRE_BATCH
+        with self._write() as conn:
+            rows = self._x(conn, _DUE_SQL + self.skip_locked, (now, limit)).fetchall()
+            for row in rows:
+                self._x(
+                    conn,
+                    "UPDATE deliveries SET next_attempt_at = ? WHERE id = ?",
+                    (lease_until, row[0]),
+                )
+        return [DueDelivery(r[0], r[1], r[2], r[3], r[4]) for r in rows]
+
+    def record_attempt(
+        self,
+        delivery_id: str,
+        *,
+        delivered: bool,
+        status: int | None,
+        error: str | None,
+        retry_at: str | None,
+    ) -> None:
+        """One attempt's result: delivered, retried at ``retry_at``, or (None) dead."""
+        now = utc_timestamp()
+        if delivered:
+            outcome, next_at, delivered_at = "delivered", now, now
+        elif retry_at is not None:
+            outcome, next_at, delivered_at = "pending", retry_at, None
+        else:
+            outcome, next_at, delivered_at = "dead", now, None
+        with self._write() as conn:
+            self._x(
+                conn,
+                "UPDATE deliveries SET status = ?, attempts = attempts + 1, next_attempt_at = ?,"
+                " last_status = ?, last_error = ?, delivered_at = ?"
+                " WHERE id = ? AND status = 'pending'",
+                (outcome, next_at, status, error, delivered_at, delivery_id),
+            )
+
+    def redeliver(self, delivery_id: str) -> Delivery:
+        """Send a delivery again now, with a fresh set of attempts."""
+        now = utc_timestamp()
+        with self._write() as conn:
+            row = self._x(
+                conn,
+                "SELECT w.deleted_at FROM deliveries d JOIN webhooks w ON w.id = d.webhook_id"
+                " WHERE d.id = ?",
+                (delivery_id,),
+            ).fetchone()
+            if row is None:
+                raise NotFound(f"no delivery {delivery_id}", "delivery")
+            if row[0] is not None:
+                raise StateConflict("its webhook was deleted", "delivery")
+            self._x(
+                conn,
+                "UPDATE deliveries SET status = 'pending', attempts = 0, next_attempt_at = ?,"
+                " delivered_at = NULL WHERE id = ?",
+                (now, delivery_id),
+            )
+            return self._delivery(conn, delivery_id)
+
+    def _delivery(self, conn: Any, delivery_id: str) -> Delivery:
+        row = self._x(conn, _DELIVERY_SQL + " WHERE id = ?", (delivery_id,)).fetchone()
+        if row is None:
+            raise NotFound(f"no delivery {delivery_id}", "delivery")
+        return Delivery(*row)
+
+    def list_deliveries(
+        self, status: str | None, webhook_id: str | None, cursor: str | None, limit: int
+    ) -> Page[Delivery]:
+        sql = _DELIVERY_SQL + " WHERE id < ?"
+        args: list[Any] = [cursor or "~"]
+        if status is not None:
+            sql += " AND status = ?"
+            args.append(status)
+        if webhook_id is not None:
+            sql += " AND webhook_id = ?"
+            args.append(webhook_id)
+        sql += " ORDER BY id DESC LIMIT ?"
+        with self._read() as conn:
+            rows = self._x(conn, sql, [*args, limit + 1]).fetchall()
+        items = [Delivery(*r) for r in rows[:limit]]
+        return Page(items, items[-1].id if len(rows) > limit else None)
+
     # ------------------------------------------------------------------ verify
 
     def verify(self) -> list[str]:
@@ -848,6 +1010,24 @@ class SQLStore:
         if backwards:
             problems.append(f"{backwards} entries are older than the entry before them")
         return problems
+
+
+_WEBHOOK_SQL: Final = "SELECT id, url, account_id, events, created_at FROM webhooks"
+_DUE_SQL: Final = (
+    "SELECT d.id, d.attempts, w.url, w.secret, e.payload FROM deliveries d"
+    " JOIN webhooks w ON w.id = d.webhook_id JOIN events e ON e.id = d.event_id"
+    " WHERE d.status = 'pending' AND d.next_attempt_at <= ?"
+    " ORDER BY d.next_attempt_at, d.id LIMIT ?"
+)
+_DELIVERY_SQL: Final = (
+    "SELECT id, event_id, webhook_id, status, attempts, next_attempt_at, last_status,"
+    " last_error, created_at, delivered_at FROM deliveries"
+)
+
+
+def _webhook_from_row(row: Any) -> Webhook:
+    events = tuple(row[3].split(",")) if row[3] else ()
+    return Webhook(row[0], row[1], row[2], events, row[4])
 
 
 _RULE_SQL: Final = (

@@ -1,0 +1,30 @@
+-- birdbalance schema v4 (PostgreSQL): webhook subscriptions and their deliveries.
+-- The same version on SQLite is sqlite/0004_webhooks.sql.
+
+-- Where events go: one account's or every account's (account_id NULL), some types or all.
+CREATE TABLE webhooks (
+    id         TEXT PRIMARY KEY,
+    url        TEXT NOT NULL,
+    account_id TEXT REFERENCES accounts (id),
+    events     TEXT NOT NULL,
+    secret     TEXT NOT NULL,
+    created_at TIMESTAMPTZ NOT NULL,
+    deleted_at TIMESTAMPTZ
+);
+
+-- One row per event and subscription, created with the event (in its transaction).
+CREATE TABLE deliveries (
+    id              TEXT PRIMARY KEY,
+    event_id        TEXT NOT NULL REFERENCES events (id),
+    webhook_id      TEXT NOT NULL REFERENCES webhooks (id),
+    status          TEXT NOT NULL CHECK (status IN ('pending', 'delivered', 'dead')),
+    attempts        INTEGER NOT NULL DEFAULT 0 CHECK (attempts >= 0),
+    next_attempt_at TIMESTAMPTZ NOT NULL,
+    last_status     INTEGER,
+    last_error      TEXT,
+    created_at      TIMESTAMPTZ NOT NULL,
+    delivered_at    TIMESTAMPTZ,
+    UNIQUE (event_id, webhook_id)
+);
+CREATE INDEX deliveries_due ON deliveries (next_attempt_at) WHERE status = 'pending';
+CREATE INDEX deliveries_webhook ON deliveries (webhook_id, id);

@@ -1,0 +1,59 @@
+"""Webhook signatures: what verify_webhook accepts and refuses."""
+
+from __future__ import annotations
+
+import random
+
+import pytest
+
+from birdbalance import WebhookSignatureError, verify_webhook
+from birdbalance.webhooks import new_secret, retry_delay_s, sign
+
+BODY = b'{"id":"evt_01","type":"balance.low","data":{}}'
+
+
+def test_a_fresh_signature_verifies() -> None:
+    secret = new_secret()
+    header = sign(BODY, secret, timestamp=1_800_000_000)
+    event = verify_webhook(BODY, header, secret, now=1_800_000_100)
+    assert event["id"] == "evt_01"
+    assert verify_webhook(BODY.decode(), header, secret, now=1_800_000_000)["type"] == "balance.low"
+    assert secret.startswith("whsec_") and len(secret) > 30
+
+
+@pytest.mark.parametrize(
+    ("body", "header", "now", "why"),
+    [
+        (BODY, None, 1_800_000_000, "missing"),
+        (BODY, "", 1_800_000_000, "missing"),
+        (BODY, "v1=abc", 1_800_000_000, "no t="),
+        (BODY, "t=1800000000", 1_800_000_000, "no t="),
+        (BODY + b" ", "SIGNED", 1_800_000_000, "no signature matches"),
+        (BODY, "SIGNED", 1_800_000_301, "outside the tolerance"),
+        (BODY, "SIGNED", 1_799_999_699, "outside the tolerance"),
+        (BODY, "x" * 2000, 1_800_000_000, "oversized"),
+    ],
+)
+def test_bad_deliveries_are_refused(body: bytes, header: str | None, now: int, why: str) -> None:
+    secret = new_secret()
+    if header == "SIGNED":
+        header = sign(BODY, secret, timestamp=1_800_000_000)
+    with pytest.raises(WebhookSignatureError, match=why):
+        verify_webhook(body, header, secret, now=now)
+
+
+def test_another_secret_or_an_extra_signature() -> None:
+    old, new = new_secret(), new_secret()
+    header = sign(BODY, old, timestamp=1_800_000_000)
+    with pytest.raises(WebhookSignatureError, match="no signature matches"):
+        verify_webhook(BODY, header, new, now=1_800_000_000)
+    # Several v1= values (a sender rotating secrets): any one that matches is enough.
+    both = header + "," + sign(BODY, new, timestamp=1_800_000_000).split(",")[1]
+    assert verify_webhook(BODY, both, new, now=1_800_000_000)["id"] == "evt_01"
+
+
+def test_retry_delays_grow_and_stay_capped() -> None:
+    rng = random.Random(1)
+    for attempts in range(1, 40):
+        delay = retry_delay_s(attempts, base_s=1, cap_s=60, rng=rng)
+        assert 0.5 <= delay <= min(60, 2 ** (attempts - 1))
