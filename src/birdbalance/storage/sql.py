@@ -856,6 +856,17 @@ class SQLStore:
         crash) retries them only if this attempt's result is never recorded.
         """
         assert 1 <= limit <= MAX_EXPIRE_BATCH
+        # Most polls find nothing: look first with a read, so an idle poll never takes
+        # the write lock (SQLite has one for the whole database).
+        with self._read() as conn:
+            due = self._x(
+                conn,
+                "SELECT 1 FROM deliveries WHERE status = 'pending' AND next_attempt_at <= ?"
+                " LIMIT 1",
+                (now,),
+            ).fetchone()
+        if due is None:
+            return []
         with self._write() as conn:
             rows = self._x(conn, _DUE_SQL + self.skip_locked, (now, limit)).fetchall()
             for row in rows:
