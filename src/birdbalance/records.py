@@ -93,6 +93,8 @@ class HoldResult:
     hold: Hold
     capture: PostedEntry | None
     replayed: bool
+    #: The account's scale, for rendering the amounts.
+    scale: int
 
 
 @dataclass(frozen=True, slots=True)
@@ -102,6 +104,8 @@ class BalanceAt:
     balance_minor: int
     seq: int
     entry_at: str | None
+    #: The account the ledger belongs to (read in the same lookup).
+    account: Account
 
 
 @dataclass(frozen=True, slots=True)

@@ -122,9 +122,9 @@ def hold_json(hold: Hold, scale: int) -> dict[str, Any]:
     }
 
 
-def hold_result_json(result: HoldResult, scale: int) -> dict[str, Any]:
+def hold_result_json(result: HoldResult) -> dict[str, Any]:
     """A hold; after a capture, also the charge it posted and the balance after it."""
-    body: dict[str, Any] = {"hold": hold_json(result.hold, scale)}
+    body: dict[str, Any] = {"hold": hold_json(result.hold, result.scale)}
     if result.capture is not None:
         body.update(posted_json(result.capture))
     return body

@@ -120,9 +120,7 @@ class Service:
     def list_accounts(
         self, *, cursor: str | None, limit: str | None, search: str | None = None
     ) -> dict[str, Any]:
-        size = page_limit(limit, default=DEFAULT_PAGE_SIZE, maximum=MAX_PAGE_SIZE)
-        if cursor is not None:
-            resource_id(cursor, "cursor")
+        size = _id_page_size(cursor, limit)
         if search is not None and len(search) > MAX_NAME_CHARS:
             raise InvalidParameter("search is too long", "search")
         page = self.store.list_accounts(cursor, size, search or None)
@@ -202,8 +200,8 @@ class Service:
             moment = parse_timestamp(at)
         except TimestampError as exc:
             raise InvalidParameter(f"at {exc}", "at") from None
-        account = self.store.get_account(account_id)
         found = self.store.balance_at(account_id, ledger_mode, moment)
+        account = found.account
         return {
             "account_id": account_id,
             "mode": ledger_mode.value,
@@ -247,7 +245,7 @@ class Service:
         fields.done()
         new = NewHold(account_id, mode, amount, timestamp_after(expires_in_s), reference, metadata)
         result = self.store.create_hold(new, idem)
-        return hold_result_json(result, self.store.get_account(account_id).scale)
+        return hold_result_json(result)
 
     def capture_hold(
         self, hold_id: str, body: Mapping[str, Any], idem_key: str | None
@@ -262,7 +260,7 @@ class Service:
         metadata = fields.metadata()
         fields.done()
         result = self.store.capture_hold(hold_id, amount, reference, metadata, idem)
-        return hold_result_json(result, self.store.get_account(result.hold.account_id).scale)
+        return hold_result_json(result)
 
     def void_hold(
         self, hold_id: str, body: Mapping[str, Any], idem_key: str | None
@@ -273,7 +271,7 @@ class Service:
         assert idem is not None
         Fields(body).done()
         result = self.store.void_hold(hold_id, idem)
-        return hold_result_json(result, self.store.get_account(result.hold.account_id).scale)
+        return hold_result_json(result)
 
     def get_hold(self, hold_id: str) -> dict[str, Any]:
         hold = self.store.get_hold(resource_id(hold_id, "hold"))
@@ -292,9 +290,7 @@ class Service:
         ledger_mode = _mode(mode)
         if status is not None and status not in {s.value for s in HoldStatus}:
             raise InvalidParameter("status must be pending, captured, voided or expired", "status")
-        if cursor is not None:
-            resource_id(cursor, "cursor")
-        size = page_limit(limit, default=DEFAULT_PAGE_SIZE, maximum=MAX_PAGE_SIZE)
+        size = _id_page_size(cursor, limit)
         account = self.store.get_account(account_id)
         page = self.store.list_holds(
             account_id, ledger_mode, HoldStatus(status) if status else None, cursor, size
@@ -336,9 +332,7 @@ class Service:
         if account_id is not None:
             account_id = resource_id(account_id, "account")
             self.store.get_account(account_id)
-        if cursor is not None:
-            resource_id(cursor, "cursor")
-        size = page_limit(limit, default=DEFAULT_PAGE_SIZE, maximum=MAX_PAGE_SIZE)
+        size = _id_page_size(cursor, limit)
         page = self.store.list_events(account_id, cursor, size)
         return page_json(page, [event_json(e) for e in page.items])
 
@@ -380,9 +374,7 @@ class Service:
             raise InvalidParameter("status must be pending, delivered or dead", "status")
         if webhook_id is not None:
             webhook_id = resource_id(webhook_id, "webhook")
-        if cursor is not None:
-            resource_id(cursor, "cursor")
-        size = page_limit(limit, default=DEFAULT_PAGE_SIZE, maximum=MAX_PAGE_SIZE)
+        size = _id_page_size(cursor, limit)
         page = self.store.list_deliveries(status, webhook_id, cursor, size)
         return page_json(page, [delivery_json(d) for d in page.items])
 
@@ -407,6 +399,14 @@ def _event_types(value: Any) -> tuple[str, ...]:
             "events",
         )
     return chosen
+
+
+def _id_page_size(cursor: str | None, limit: str | None) -> int:
+    """Check a listing's id cursor (one this API gave out) and return its page size."""
+    size = page_limit(limit, default=DEFAULT_PAGE_SIZE, maximum=MAX_PAGE_SIZE)
+    if cursor is not None:
+        resource_id(cursor, "cursor")
+    return size
 
 
 def _mode(value: str | None) -> Mode:

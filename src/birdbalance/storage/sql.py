@@ -570,11 +570,11 @@ class SQLStore:
     def balance_at(self, account_id: str, mode: Mode, at: str) -> BalanceAt:
         """The balance after the ledger's last entry at or before ``at`` (one index seek)."""
         with self._read() as conn:
-            self._account(conn, account_id)
+            account = self._account(conn, account_id)
             row = self._x(conn, BALANCE_AT_SQL, (account_id, mode.value, at)).fetchone()
         if row is None:
-            return BalanceAt(0, 0, None)
-        return BalanceAt(row[0], row[1], row[2])
+            return BalanceAt(0, 0, None, account)
+        return BalanceAt(row[0], row[1], row[2], account)
 
     # ------------------------------------------------------------------ holds
 
@@ -583,7 +583,7 @@ class SQLStore:
         with self._write() as conn:
             replayed = self._replayed_id(conn, idem, "hold")
             if replayed is not None:
-                return HoldResult(self._hold(conn, replayed), None, True)
+                return self._hold_result(conn, replayed, None, replayed=True)
             ledger = self._lock_ledger(conn, new.account_id, new.mode, now)
             held = reserve(ledger.state, new.amount_minor)
             hold_id = new_id("hld")
@@ -605,7 +605,24 @@ class SQLStore:
             )
             self._set_held(conn, ledger, held, now, {"hold": hold_id})
             self._remember(conn, idem, "hold", hold_id)
-            return HoldResult(self._hold(conn, hold_id), None, False)
+            return self._hold_result(conn, hold_id, None, replayed=False, scale=ledger.scale)
+
+    def _hold_result(
+        self,
+        conn: Any,
+        hold_id: str,
+        capture: PostedEntry | None,
+        *,
+        replayed: bool,
+        scale: int | None = None,
+    ) -> HoldResult:
+        """A hold as it is now, with the scale its answer renders in."""
+        hold = self._hold(conn, hold_id)
+        if scale is None:
+            scale = (
+                capture.scale if capture is not None else self._account(conn, hold.account_id).scale
+            )
+        return HoldResult(hold, capture, replayed, scale)
 
     def _pending_hold(self, conn: Any, hold_id: str, now: str) -> tuple[_Ledger, Hold]:
         """Lock a hold's ledger, then read the hold, which must still be pending."""
@@ -632,7 +649,7 @@ class SQLStore:
                 entry = self._entry(conn, replayed)
                 assert entry.hold_id is not None
                 posted = self._posted(conn, entry, replayed=True)
-                return HoldResult(self._hold(conn, entry.hold_id), posted, True)
+                return self._hold_result(conn, entry.hold_id, posted, replayed=True)
             ledger, hold = self._pending_hold(conn, hold_id, now)
             captured = capture_amount(hold.amount_minor, amount_minor)
             released = replace(ledger, held_minor=ledger.held_minor - hold.amount_minor)
@@ -657,14 +674,14 @@ class SQLStore:
             )
             self._remember(conn, idem, "entry", entry.id)
             posted = PostedEntry(entry, ledger.payment, ledger.asset, ledger.scale, False)
-            return HoldResult(self._hold(conn, hold_id), posted, False)
+            return self._hold_result(conn, hold_id, posted, replayed=False)
 
     def void_hold(self, hold_id: str, idem: Idempotency) -> HoldResult:
         now = utc_timestamp()
         with self._write() as conn:
             replayed = self._replayed_id(conn, idem, "hold")
             if replayed is not None:
-                return HoldResult(self._hold(conn, replayed), None, True)
+                return self._hold_result(conn, replayed, None, replayed=True)
             ledger, hold = self._pending_hold(conn, hold_id, now)
             self._x(
                 conn,
@@ -676,7 +693,7 @@ class SQLStore:
                 conn, ledger, ledger.held_minor - hold.amount_minor, now, {"hold": hold_id}
             )
             self._remember(conn, idem, "hold", hold_id)
-            return HoldResult(self._hold(conn, hold_id), None, False)
+            return self._hold_result(conn, hold_id, None, replayed=False, scale=ledger.scale)
 
     def expire_holds(self, limit: int = MAX_EXPIRE_BATCH) -> int:
         """Expire the due holds of up to ``limit`` ledgers, one short transaction each."""
