@@ -159,6 +159,13 @@ class Service:
         self, account_id: str, kind: EntryKind, body: Mapping[str, Any], idem_key: str | None
     ) -> dict[str, Any]:
         """Append a top-up, charge, refund or adjustment (``Idempotency-Key`` required)."""
+        new, idem = self.entry_request(account_id, kind, body, idem_key)
+        return posted_json(self.store.post_entry(new, idem))
+
+    def entry_request(
+        self, account_id: str, kind: EntryKind, body: Mapping[str, Any], idem_key: str | None
+    ) -> tuple[NewEntry, Idempotency]:
+        """Validate an entry request (no I/O), ready for the store or a group commit."""
         account_id = resource_id(account_id, "account")
         idem = self._idem(idem_key, f"post_{kind.value}", account_id, body, required=True)
         assert idem is not None
@@ -175,8 +182,7 @@ class Service:
         reference = fields.text("reference", max_chars=MAX_REFERENCE_CHARS)
         metadata = fields.metadata()
         fields.done()
-        new = NewEntry(account_id, mode, kind, amount, refund_of, reference, metadata)
-        return posted_json(self.store.post_entry(new, idem))
+        return NewEntry(account_id, mode, kind, amount, refund_of, reference, metadata), idem
 
     def list_entries(
         self, account_id: str, *, mode: str | None, cursor: str | None, limit: str | None

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Iterator
+from dataclasses import replace
 
 import pytest
 
@@ -413,3 +414,121 @@ def test_postpaid_credit_limit_and_rules_created_below(store: Store) -> None:
     assert len(_events(store, account)) == 2
     with pytest.raises(NotFound):
         store.delete_alert_rule(rule.id)
+
+
+# ---------------------------------------------------------------- group commit
+
+
+def _entry(account: str, kind: EntryKind, amount: int, **kw):  # type: ignore[no-untyped-def]
+    key = kw.pop("key")
+    new = NewEntry(
+        account, kw.pop("mode", Mode.LIVE), kind, amount, kw.pop("refund_of", None), None, {}
+    )
+    return new, Idempotency(key, kw.pop("fp", "fp-" + key))
+
+
+def test_a_batch_answers_each_entry_as_if_it_ran_alone(store: Store) -> None:
+    account, other = _account(store), _account(store)
+    earlier = _post(store, account, EntryKind.TOPUP, 100, "earlier")
+    results = store.post_entries(
+        [
+            _entry(account, EntryKind.CHARGE, 30, key="c1"),  # 70
+            _entry(account, EntryKind.CHARGE, 71, key="too-much"),  # refused: 70 left
+            _entry("acc_missing", EntryKind.TOPUP, 5, key="nobody"),  # refused: no account
+            _entry(account, EntryKind.TOPUP, 100, key="earlier"),  # replays an earlier batch
+            _entry(account, EntryKind.CHARGE, 30, key="c1"),  # replays c1 of this batch
+            _entry(account, EntryKind.CHARGE, 31, key="c1", fp="changed"),  # conflict
+            _entry(other, EntryKind.TOPUP, 9, key="o1"),  # another ledger, same commit
+            _entry(account, EntryKind.CHARGE, 70, key="too-much"),  # the refused key, reused
+            _entry(account, EntryKind.TOPUP, 5, key="t2"),  # 5
+        ]
+    )
+    c1 = results[0]
+    assert not isinstance(c1, Exception) and c1.entry.balance_after_minor == 70
+    assert isinstance(results[1], NotEnoughBalance)
+    assert isinstance(results[2], NotFound)
+    assert results[3] == replace(earlier, replayed=True)
+    assert results[4] == replace(c1, replayed=True)
+    assert isinstance(results[5], IdempotencyConflict)
+    assert [
+        r.entry.balance_after_minor
+        for r in (results[6], results[7], results[8])
+        if not isinstance(r, Exception)
+    ] == [9, 0, 5]
+    live = store.get_account(account).live
+    assert (live.balance_minor, live.entry_count) == (5, 4)
+    assert [e.seq for e in reversed(store.list_entries(account, Mode.LIVE, None, 10).items)] == [
+        1,
+        2,
+        3,
+        4,
+    ]
+    assert store.verify() == []
+
+
+def test_a_batch_refunds_a_charge_it_made_itself(store: Store) -> None:
+    account = _account(store)
+    _post(store, account, EntryKind.TOPUP, 100, "t")
+    charge = _post(store, account, EntryKind.CHARGE, 40, "c").entry
+    results = store.post_entries(
+        [
+            _entry(account, EntryKind.CHARGE, 20, key="c2"),
+            _entry(account, EntryKind.REFUND, 30, key="r1", refund_of=charge.id),
+            _entry(account, EntryKind.REFUND, 11, key="r2", refund_of=charge.id),  # 41 > 40
+            _entry(account, EntryKind.REFUND, 10, key="r3", refund_of=charge.id),
+        ]
+    )
+    assert isinstance(results[2], Exception)
+    done = [r.entry.balance_after_minor for r in results if not isinstance(r, Exception)]
+    assert done == [40, 70, 80]
+    first = results[0]
+    assert not isinstance(first, Exception)
+    (refund,) = store.post_entries(
+        [_entry(account, EntryKind.REFUND, 20, key="r4", refund_of=first.entry.id)]
+    )
+    assert not isinstance(refund, Exception) and refund.entry.balance_after_minor == 100
+    assert store.verify() == []
+
+
+def test_a_batch_spread_over_many_ledgers_moves_each_once(store: Store) -> None:
+    from birdbalance.storage import MAX_WRITE_BATCH
+
+    accounts = [_account(store) for _ in range(8)]
+    batch = [
+        _entry(
+            accounts[n % 8], EntryKind.TOPUP, n + 1, key=f"k{n}", mode=Mode(("live", "test")[n % 2])
+        )
+        for n in range(MAX_WRITE_BATCH)
+    ]
+    assert all(not isinstance(r, Exception) for r in store.post_entries(batch))
+    total = sum(
+        a.live.balance_minor + a.test.balance_minor for a in map(store.get_account, accounts)
+    )
+    assert total == sum(range(1, MAX_WRITE_BATCH + 1))
+    with pytest.raises(AssertionError):
+        store.post_entries([*batch, batch[0]])  # more than a batch may hold
+    assert store.verify() == []
+
+
+def test_alerts_inside_one_batch_fire_per_crossing(store: Store) -> None:
+    from birdbalance.records import NewAlertRule
+
+    account = _account(store)
+    _post(store, account, EntryKind.TOPUP, 10, "t")
+    store.create_alert_rule(NewAlertRule(account, Mode.LIVE, 5, 0), 20)
+    store.post_entries(
+        [
+            _entry(account, EntryKind.CHARGE, 6, key="a"),  # 4: low
+            _entry(account, EntryKind.CHARGE, 1, key="b"),  # 3: still low
+            _entry(account, EntryKind.TOPUP, 7, key="c"),  # 10: recovered
+            _entry(account, EntryKind.CHARGE, 10, key="d"),  # 0: low, depleted
+        ]
+    )
+    assert [t for t, _ in _events(store, account)] == [
+        "balance.low",
+        "balance.recovered",
+        "balance.low",
+        "balance.depleted",
+    ]
+    assert [r.low for r in store.list_alert_rules(account)] == [True]
+    assert store.verify() == []

@@ -1,10 +1,9 @@
 """The admin API under ``/v1/``: thin Starlette handlers around :class:`Service`.
 
 Authenticated by ``Authorization: Bearer <admin token>``, compared in constant time.
-Writes run on the app's writer threads, as many as the store can run at once (one for
-SQLite, which has one writer anyway; half the pool for PostgreSQL), so the event loop
-stays free during fsync and lock waits. Reads are indexed and bounded; on SQLite they run
-inline, on a networked database on reader threads.
+Writes go through the process's :class:`WriteQueue` (writer threads and group commit of
+ledger entries), so the event loop stays free during fsync and lock waits. Reads are
+indexed and bounded; on SQLite they run inline, on a networked database on reader threads.
 """
 
 from __future__ import annotations
@@ -13,7 +12,7 @@ import asyncio
 import hmac
 from collections.abc import Awaitable, Callable
 from concurrent.futures import ThreadPoolExecutor
-from typing import Any, Final, TypeVar
+from typing import Any, TypeVar
 
 from starlette.requests import Request
 from starlette.routing import Route
@@ -21,20 +20,18 @@ from starlette.routing import Route
 from birdbalance.errors import (
     BadRequest,
     PayloadTooLarge,
-    ServiceUnavailable,
     Unauthorized,
 )
 from birdbalance.ledger import EntryKind
+from birdbalance.representations import posted_json
 from birdbalance.service import Service
 from birdbalance.validation import parse_json_body
 
 from .responses import JSONBody
+from .writes import WriteQueue
 
 T = TypeVar("T")
 Handler = Callable[[Request], Awaitable[JSONBody]]
-
-#: Writes waiting for the writer thread beyond this are refused with 503.
-MAX_PENDING_WRITES: Final = 1024
 
 
 class AdminAPI:
@@ -46,24 +43,21 @@ class AdminAPI:
         self._max_body_bytes = max_body_bytes
         writers = service.store.max_concurrent_writes
         assert 1 <= writers <= 100
-        self._writer = ThreadPoolExecutor(
-            max_workers=writers, thread_name_prefix="birdbalance-writer"
-        )
+        self.writes = WriteQueue(service.store, writers)
         self._reader = (
             None
             if service.store.engine == "sqlite"
             else ThreadPoolExecutor(max_workers=writers, thread_name_prefix="birdbalance-reader")
         )
-        self._pending_writes = 0
 
     def close(self) -> None:
-        self._writer.shutdown(wait=True)
+        self.writes.close()
         if self._reader is not None:
             self._reader.shutdown(wait=True)
 
     async def background_write(self, fn: Callable[[], Any]) -> Any:
         """Run a write of the server's own (expiring holds) on a writer thread."""
-        return await asyncio.get_running_loop().run_in_executor(self._writer, fn)
+        return await self.writes.call(fn)
 
     # ------------------------------------------------------------------ plumbing
 
@@ -93,13 +87,7 @@ class AdminAPI:
         return parse_json_body(bytes(chunks))
 
     async def _write(self, fn: Callable[[], T]) -> T:
-        if self._pending_writes >= MAX_PENDING_WRITES:
-            raise ServiceUnavailable("too many writes waiting, try again")
-        self._pending_writes += 1
-        try:
-            return await asyncio.get_running_loop().run_in_executor(self._writer, fn)
-        finally:
-            self._pending_writes -= 1
+        return await self.writes.call(fn)
 
     async def _read(self, fn: Callable[[], T]) -> T:
         if self._reader is None:
@@ -155,10 +143,9 @@ class AdminAPI:
             body = await self._body(request)
             idem = request.headers.get("idempotency-key")
             account_id = request.path_params["account_id"]
-            result = await self._write(
-                lambda: self.service.post_entry(account_id, kind, body, idem)
-            )
-            return JSONBody(result, status_code=201)
+            new, checked = self.service.entry_request(account_id, kind, body, idem)
+            posted = await self.writes.post_entry(new, checked)
+            return JSONBody(posted_json(posted), status_code=201)
 
         return post_entry
 

@@ -8,14 +8,17 @@ own module (``storage/sqlite.py``, ``storage/postgres.py``) on the SQL they shar
 
 Every ledger write happens in one database transaction that reads the ledger's state,
 applies :func:`birdbalance.ledger.next_balance`, appends the entry, moves the stored
-balance and records the ``Idempotency-Key``. Later features that must commit with the
-entry (an outbox of events) add their rows inside that same transaction.
+balance and records the ``Idempotency-Key``; the events it raises (the outbox) commit in
+that same transaction. Concurrent entries share one transaction (group commit,
+``post_entries``), each keeping its own checks and answer.
 """
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from typing import Any, Protocol
 
+from birdbalance.errors import ServiceError
 from birdbalance.ledger import HoldStatus, Mode
 from birdbalance.records import (
     Account,
@@ -41,6 +44,8 @@ from birdbalance.records import (
     Webhook,
 )
 from birdbalance.settings import Settings, SettingsError
+
+from .sql import MAX_WRITE_BATCH as MAX_WRITE_BATCH
 
 #: Largest page any listing returns.
 MAX_PAGE_SIZE = 500
@@ -86,6 +91,14 @@ class Store(Protocol):
 
     def post_entry(self, new: NewEntry, idem: Idempotency) -> PostedEntry:
         """Append an entry under the ledger rules, atomically and idempotently."""
+
+    def post_entries(
+        self, batch: Sequence[tuple[NewEntry, Idempotency]]
+    ) -> list[PostedEntry | ServiceError]:
+        """Group commit: post up to :data:`MAX_WRITE_BATCH` entries in one transaction.
+
+        Each gets the answer it would get alone, in order (a refusal in its place).
+        """
 
     def list_entries(
         self, account_id: str, mode: Mode, cursor: str | None, limit: int

@@ -13,7 +13,7 @@ from __future__ import annotations
 import hashlib
 import re
 import threading
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from functools import lru_cache
 from typing import Any, ClassVar, Final
@@ -145,8 +145,20 @@ class PostgresStore(SQLStore):
     def _x(self, conn: Any, sql: str, args: tuple[Any, ...] | list[Any] = ()) -> Any:
         return conn.execute(_placeholders(sql), args)
 
+    def _x_many(self, conn: Any, sql: str, rows: Sequence[tuple[Any, ...]]) -> int:
+        # psycopg pipelines executemany: one round trip for all the rows.
+        with conn.cursor() as cursor:
+            cursor.executemany(_placeholders(sql), rows)
+            return int(cursor.rowcount)
+
     def _lock_key(self, conn: Any, key: str) -> None:
         conn.execute("SELECT pg_advisory_xact_lock(%s)", (_key_lock_id(key),))
+
+    def _lock_keys(self, conn: Any, keys: Sequence[str]) -> None:
+        # One round trip; unnest yields the array in order, so every batch (on every
+        # node) takes its keys' locks in ascending order and batches cannot deadlock.
+        ids = sorted({_key_lock_id(key) for key in keys})
+        conn.execute("SELECT pg_advisory_xact_lock(k) FROM unnest(%s::bigint[]) AS k", (ids,))
 
     def close(self) -> None:
         with self._open_lock:

@@ -20,7 +20,7 @@ Concurrency, engine by engine:
 from __future__ import annotations
 
 import json
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator, Sequence
 from contextlib import AbstractContextManager
 from dataclasses import dataclass, replace
 from importlib import resources
@@ -31,6 +31,7 @@ from birdbalance.errors import (
     IdempotencyConflict,
     InvalidParameter,
     NotFound,
+    ServiceError,
     StateConflict,
 )
 from birdbalance.ids import new_id, utc_timestamp
@@ -75,6 +76,8 @@ from birdbalance.records import (
 
 #: How many due holds one sweep expires at most.
 MAX_EXPIRE_BATCH: Final = 500
+#: Most entries one group commit (:meth:`SQLStore.post_entries`) writes in a transaction.
+MAX_WRITE_BATCH: Final = 64
 
 LOOKUP_SQL: Final = (
     "SELECT a.payment, a.asset, a.scale, b.balance_minor - b.held_minor FROM api_keys k"
@@ -103,6 +106,27 @@ _LEDGER_SQL: Final = (
     " b.held_minor, b.last_entry_at FROM accounts a"
     " JOIN balances b ON b.account_id = a.id AND b.mode = ? WHERE a.id = ?"
 )
+_INSERT_ENTRY_SQL: Final = (
+    "INSERT INTO entries (id, account_id, mode, seq, kind, amount_minor,"
+    " balance_after_minor, refund_of, reference, metadata, created_at, hold_id)"
+    " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)"
+)
+_INSERT_KEY_SQL: Final = (
+    "INSERT INTO idempotency_keys (key, fingerprint, resource_type, resource_id,"
+    " created_at) VALUES (?, ?, ?, ?, ?)"
+)
+_MOVE_LEDGER_SQL: Final = (
+    "UPDATE balances SET balance_minor = ?, seq = ?, held_minor = ?, last_entry_at = ?"
+    " WHERE account_id = ? AND mode = ? AND seq = ?"
+)
+
+LedgerKey = tuple[str, Mode]
+
+
+def _pairs(count: int) -> str:
+    """``(?, ?), (?, ?), ...``: ``count`` rows of a ``VALUES`` list of (account, mode)."""
+    assert 1 <= count <= MAX_WRITE_BATCH
+    return ", ".join(["(?, ?)"] * count)
 
 
 def dumps(value: dict[str, Any]) -> str:
@@ -183,8 +207,17 @@ class SQLStore:
         """Execute ``sql`` (with ``?`` placeholders) and return the cursor."""
         raise NotImplementedError
 
+    def _x_many(self, conn: Any, sql: str, rows: Sequence[tuple[Any, ...]]) -> int:
+        """Execute ``sql`` once per row (batched by the driver); the rows it changed."""
+        raise NotImplementedError
+
     def _lock_key(self, conn: Any, key: str) -> None:
         """Serialize writes that carry the same ``Idempotency-Key``, where needed."""
+
+    def _lock_keys(self, conn: Any, keys: Sequence[str]) -> None:
+        """:meth:`_lock_key` for several keys at once, always in one global order."""
+        for key in sorted(set(keys)):
+            self._lock_key(conn, key)
 
     def schema_version(self) -> tuple[int, int]:
         raise NotImplementedError
@@ -221,12 +254,8 @@ class SQLStore:
 
     def _remember(self, conn: Any, idem: Idempotency | None, kind: str, resource_id: str) -> None:
         if idem is not None:
-            self._x(
-                conn,
-                "INSERT INTO idempotency_keys (key, fingerprint, resource_type, resource_id,"
-                " created_at) VALUES (?, ?, ?, ?, ?)",
-                (idem.key, idem.fingerprint, kind, resource_id, utc_timestamp()),
-            )
+            row = (idem.key, idem.fingerprint, kind, resource_id, utc_timestamp())
+            self._x(conn, _INSERT_KEY_SQL, row)
 
     # ------------------------------------------------------------------ accounts
 
@@ -383,36 +412,67 @@ class SQLStore:
         cause: dict[str, Any],
     ) -> None:
         """Write the events this move of the available amount causes, in its transaction."""
+        if ledger.balance_minor - ledger.held_minor == balance_after_minor - held_after_minor:
+            return
+        rules = self._alert_rules(conn, [(ledger.account_id, ledger.mode)])
+        self._write_crossings(
+            conn,
+            ledger,
+            rules.get((ledger.account_id, ledger.mode), []),
+            balance_after_minor,
+            held_after_minor,
+            now,
+            cause,
+        )
+
+    def _alert_rules(
+        self, conn: Any, ledgers: Sequence[LedgerKey]
+    ) -> dict[LedgerKey, list[RuleState]]:
+        """The live alert rules of ``ledgers`` (one query), in rule order."""
+        found: dict[LedgerKey, list[RuleState]] = {}
+        rows = self._x(
+            conn,
+            "SELECT account_id, mode, id, below_minor, hysteresis_minor, low FROM alert_rules"  # noqa: S608 -- placeholders only
+            f" WHERE deleted_at IS NULL AND (account_id, mode) IN (VALUES {_pairs(len(ledgers))})"
+            " ORDER BY id",
+            [v for account_id, mode in ledgers for v in (account_id, mode.value)],
+        ).fetchall()
+        for row in rows:
+            found.setdefault((row[0], Mode(row[1])), []).append(
+                RuleState(row[2], row[3], row[4], bool(row[5]))
+            )
+        return found
+
+    def _write_crossings(
+        self,
+        conn: Any,
+        ledger: _Ledger,
+        rules: list[RuleState],
+        balance_after_minor: int,
+        held_after_minor: int,
+        now: str,
+        cause: dict[str, Any],
+    ) -> list[RuleState]:
+        """Write the events of one move of ``ledger``; the rules' states after it."""
         before = ledger.balance_minor - ledger.held_minor
         after = balance_after_minor - held_after_minor
-        if before == after:
-            return
-        rules = [
-            RuleState(r[0], r[1], r[2], bool(r[3]))
-            for r in self._x(
-                conn,
-                "SELECT id, below_minor, hysteresis_minor, low FROM alert_rules"
-                " WHERE account_id = ? AND mode = ? AND deleted_at IS NULL ORDER BY id",
-                (ledger.account_id, ledger.mode.value),
-            ).fetchall()
-        ]
         raised = crossings(ledger.payment, ledger.credit_limit_minor, before, after, rules)
-        subscribers = (
-            self._x(
-                conn,
-                "SELECT id, events FROM webhooks WHERE deleted_at IS NULL"
-                " AND (account_id = ? OR account_id IS NULL) ORDER BY id",
-                (ledger.account_id,),
-            ).fetchall()
-            if raised
-            else []
-        )
+        if not raised:
+            return rules
+        subscribers = self._x(
+            conn,
+            "SELECT id, events FROM webhooks WHERE deleted_at IS NULL"
+            " AND (account_id = ? OR account_id IS NULL) ORDER BY id",
+            (ledger.account_id,),
+        ).fetchall()
+        lows: dict[str, bool] = {}
         for crossing in raised:
             if crossing.rule_id is not None:
+                lows[crossing.rule_id] = crossing.type is EventType.LOW
                 self._x(
                     conn,
                     "UPDATE alert_rules SET low = ? WHERE id = ?",
-                    (int(crossing.type is EventType.LOW), crossing.rule_id),
+                    (int(lows[crossing.rule_id]), crossing.rule_id),
                 )
             event_id = new_id("evt")
             payload = _event_payload(
@@ -440,6 +500,45 @@ class SQLStore:
                         " next_attempt_at, created_at) VALUES (?, ?, ?, 'pending', 0, ?, ?)",
                         (new_id("dlv"), event_id, webhook_id, now, now),
                     )
+        return [replace(r, low=lows.get(r.id, r.low)) for r in rules]
+
+    @staticmethod
+    def _next_entry(
+        ledger: _Ledger, new: NewEntry, after_minor: int, now: str, hold_id: str | None
+    ) -> Entry:
+        # Entry times never go backwards within a ledger, whatever the clocks of the
+        # nodes that wrote them, so "the balance at T" is one index seek.
+        return Entry(
+            id=new_id("ent"),
+            account_id=ledger.account_id,
+            mode=ledger.mode,
+            seq=ledger.seq + 1,
+            kind=new.kind,
+            amount_minor=after_minor - ledger.balance_minor,
+            balance_after_minor=after_minor,
+            refund_of=new.refund_of,
+            reference=new.reference,
+            metadata=new.metadata,
+            created_at=max(now, ledger.last_entry_at or now),
+            hold_id=hold_id,
+        )
+
+    def _move_ledger(self, conn: Any, start: _Ledger, end: _Ledger) -> None:
+        """Move a ledger's row from the state it was locked in to ``end``."""
+        moved = self._x(
+            conn,
+            _MOVE_LEDGER_SQL,
+            (
+                end.balance_minor,
+                end.seq,
+                end.held_minor,
+                end.last_entry_at,
+                start.account_id,
+                start.mode.value,
+                start.seq,
+            ),
+        ).rowcount
+        assert moved == 1, "ledger moved under its write lock"
 
     def _append(
         self,
@@ -453,73 +552,34 @@ class SQLStore:
         hold_id: str | None = None,
     ) -> Entry:
         """Append one entry and move the ledger's row to it (balance, seq, holds, time)."""
-        # Entry times never go backwards within a ledger, whatever the clocks of the
-        # nodes that wrote them, so "the balance at T" is one index seek.
-        created_at = max(now, ledger.last_entry_at or now)
-        entry = Entry(
-            id=new_id("ent"),
-            account_id=ledger.account_id,
-            mode=ledger.mode,
-            seq=ledger.seq + 1,
-            kind=new.kind,
-            amount_minor=after_minor - ledger.balance_minor,
-            balance_after_minor=after_minor,
-            refund_of=new.refund_of,
-            reference=new.reference,
-            metadata=new.metadata,
-            created_at=created_at,
-            hold_id=hold_id,
-        )
-        self._x(
-            conn,
-            "INSERT INTO entries (id, account_id, mode, seq, kind, amount_minor,"
-            " balance_after_minor, refund_of, reference, metadata, created_at, hold_id)"
-            " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
-            (
-                entry.id,
-                entry.account_id,
-                entry.mode.value,
-                entry.seq,
-                entry.kind.value,
-                entry.amount_minor,
-                entry.balance_after_minor,
-                entry.refund_of,
-                entry.reference,
-                dumps(entry.metadata),
-                entry.created_at,
-                entry.hold_id,
-            ),
-        )
-        moved = self._x(
-            conn,
-            "UPDATE balances SET balance_minor = ?, seq = ?, held_minor = ?, last_entry_at = ?"
-            " WHERE account_id = ? AND mode = ? AND seq = ?",
-            (
-                after_minor,
-                entry.seq,
-                held_after_minor,
-                created_at,
-                ledger.account_id,
-                ledger.mode.value,
-                ledger.seq,
-            ),
-        ).rowcount
-        assert moved == 1, "ledger moved under its write lock"
+        entry = self._next_entry(ledger, new, after_minor, now, hold_id)
+        self._x(conn, _INSERT_ENTRY_SQL, _entry_row(entry))
+        self._move_ledger(conn, ledger, _after(ledger, entry, held_after_minor))
         self._raise_alerts(conn, ledger, after_minor, held_after_minor, now, {"entry": entry.id})
         return entry
 
     def post_entry(self, new: NewEntry, idem: Idempotency) -> PostedEntry:
+        """Post one entry: :meth:`post_entries` with a batch of one."""
+        (result,) = self.post_entries([(new, idem)])
+        if isinstance(result, ServiceError):
+            raise result
+        return result
+
+    def post_entries(
+        self, batch: Sequence[tuple[NewEntry, Idempotency]]
+    ) -> list[PostedEntry | ServiceError]:
+        """Post several entries in one transaction (group commit): one answer per entry.
+
+        Each entry is judged as if it ran alone, in batch order: its own idempotency check
+        (a key used earlier in the batch replays that entry) and its own limit check against
+        its ledger as the entries before it left it. A refused entry gets its error in its
+        place and writes nothing; the others go on. Any other failure (the database) raises
+        and writes nothing at all. One commit, so one fsync, for the whole batch.
+        """
+        assert 1 <= len(batch) <= MAX_WRITE_BATCH
         now = utc_timestamp()
         with self._write() as conn:
-            replayed = self._replayed_id(conn, idem, "entry")
-            if replayed is not None:
-                return self._posted(conn, self._entry(conn, replayed), replayed=True)
-            ledger = self._lock_ledger(conn, new.account_id, new.mode, now)
-            target = self._refund_target(conn, new)
-            after = next_balance(ledger.state, new.kind, new.amount_minor, refund_target=target)
-            entry = self._append(conn, ledger, new, after, now, held_after_minor=ledger.held_minor)
-            self._remember(conn, idem, "entry", entry.id)
-            return PostedEntry(entry, ledger.payment, ledger.asset, ledger.scale, False)
+            return _EntryBatch(self, conn, now).post(batch)
 
     def _posted(self, conn: Any, entry: Entry, *, replayed: bool) -> PostedEntry:
         account = self._account(conn, entry.account_id)
@@ -1116,6 +1176,171 @@ def statements(script: str, complete: Any) -> Iterator[str]:
             yield buffer
             buffer = ""
     assert not buffer.strip() or buffer.strip().startswith("--"), "unterminated statement"
+
+
+def _entry_row(entry: Entry) -> tuple[Any, ...]:
+    return (
+        entry.id,
+        entry.account_id,
+        entry.mode.value,
+        entry.seq,
+        entry.kind.value,
+        entry.amount_minor,
+        entry.balance_after_minor,
+        entry.refund_of,
+        entry.reference,
+        dumps(entry.metadata),
+        entry.created_at,
+        entry.hold_id,
+    )
+
+
+def _after(ledger: _Ledger, entry: Entry, held_minor: int) -> _Ledger:
+    """The ledger once ``entry`` is appended to it."""
+    return replace(
+        ledger,
+        balance_minor=entry.balance_after_minor,
+        seq=entry.seq,
+        held_minor=held_minor,
+        last_entry_at=entry.created_at,
+    )
+
+
+class _EntryBatch:
+    """One group commit: the entries of :meth:`SQLStore.post_entries`, in one transaction.
+
+    Every query is per batch, not per entry: the keys are locked and looked up at once,
+    the ledgers are locked at once (in one global order, so batches on several nodes
+    cannot deadlock), each ledger's row is moved once, and the entries and keys are
+    inserted together. The rules of :mod:`birdbalance.ledger` and :mod:`birdbalance.alerts`
+    run per entry, in order, on the ledgers as the batch has moved them so far.
+    """
+
+    def __init__(self, store: SQLStore, conn: Any, now: str) -> None:
+        self.store = store
+        self.conn = conn
+        self.now = now
+        self.entry_rows: list[tuple[Any, ...]] = []
+        self.key_rows: list[tuple[Any, ...]] = []
+
+    def post(
+        self, batch: Sequence[tuple[NewEntry, Idempotency]]
+    ) -> list[PostedEntry | ServiceError]:
+        store, conn = self.store, self.conn
+        keys = [idem.key for _, idem in batch]
+        store._lock_keys(conn, keys)
+        known = self._known_keys(keys)
+        locked = self._lock_ledgers({(new.account_id, new.mode) for new, _ in batch})
+        ledgers = dict(locked)
+        rules = store._alert_rules(conn, list(locked)) if locked else {}
+        results: list[PostedEntry | ServiceError | str] = []
+        for new, idem in batch:
+            try:
+                results.append(self._one(new, idem, known, ledgers, rules))
+            except ServiceError as exc:
+                results.append(exc)
+        self._flush()
+        moves = [(start, ledgers[key]) for key, start in locked.items() if ledgers[key] != start]
+        if len(moves) == 1:
+            store._move_ledger(conn, *moves[0])
+        elif moves:
+            rows = [
+                (
+                    e.balance_minor,
+                    e.seq,
+                    e.held_minor,
+                    e.last_entry_at,
+                    s.account_id,
+                    s.mode.value,
+                    s.seq,
+                )
+                for s, e in moves
+            ]
+            moved = store._x_many(conn, _MOVE_LEDGER_SQL, rows)
+            assert moved == len(moves), "a ledger moved under its write lock"
+        # Replays (of earlier batches or of an entry earlier in this one) read their entry.
+        return [
+            store._posted(conn, store._entry(conn, r), replayed=True) if isinstance(r, str) else r
+            for r in results
+        ]
+
+    def _one(
+        self,
+        new: NewEntry,
+        idem: Idempotency,
+        known: dict[str, tuple[str, str, str]],
+        ledgers: dict[LedgerKey, _Ledger],
+        rules: dict[LedgerKey, list[RuleState]],
+    ) -> PostedEntry | str:
+        """Post one entry of the batch; the id of the entry to replay if its key was used."""
+        seen = known.get(idem.key)
+        if seen is not None:
+            fingerprint, kind, resource_id = seen
+            if fingerprint != idem.fingerprint or kind != "entry":
+                raise IdempotencyConflict()
+            return resource_id
+        key = (new.account_id, new.mode)
+        ledger = ledgers.get(key)
+        if ledger is None:
+            raise NotFound(f"no account {new.account_id}", "account")
+        if new.kind is EntryKind.REFUND and new.refund_of is not None:
+            self._flush()  # the refunded charge may be earlier in this batch
+        target = self.store._refund_target(self.conn, new)
+        after = next_balance(ledger.state, new.kind, new.amount_minor, refund_target=target)
+        entry = self.store._next_entry(ledger, new, after, self.now, None)
+        self.entry_rows.append(_entry_row(entry))
+        self.key_rows.append((idem.key, idem.fingerprint, "entry", entry.id, self.now))
+        known[idem.key] = (idem.fingerprint, "entry", entry.id)
+        # Without rules of its own, a ledger can still raise the built-in events.
+        updated = self.store._write_crossings(
+            self.conn,
+            ledger,
+            rules.get(key, []),
+            after,
+            ledger.held_minor,
+            self.now,
+            {"entry": entry.id},
+        )
+        if key in rules:
+            rules[key] = updated
+        ledgers[key] = _after(ledger, entry, ledger.held_minor)
+        return PostedEntry(entry, ledger.payment, ledger.asset, ledger.scale, False)
+
+    def _known_keys(self, keys: list[str]) -> dict[str, tuple[str, str, str]]:
+        marks = ", ".join(["?"] * len(keys))
+        rows = self.store._x(
+            self.conn,
+            "SELECT key, fingerprint, resource_type, resource_id FROM idempotency_keys"  # noqa: S608 -- placeholders only
+            f" WHERE key IN ({marks})",
+            keys,
+        ).fetchall()
+        return {r[0]: (r[1], r[2], str(r[3])) for r in rows}
+
+    def _lock_ledgers(self, wanted: Iterable[LedgerKey]) -> dict[LedgerKey, _Ledger]:
+        """Lock the wanted ledgers that exist (in one order) and expire their due holds."""
+        ordered = sorted(wanted)
+        rows = self.store._x(
+            self.conn,
+            "SELECT a.id, b.mode, a.payment, a.asset, a.scale, a.credit_limit_minor,"  # noqa: S608 -- placeholders only
+            " b.balance_minor, b.seq, b.held_minor, b.last_entry_at FROM accounts a"
+            " JOIN balances b ON b.account_id = a.id"
+            f" WHERE (b.account_id, b.mode) IN (VALUES {_pairs(len(ordered))})"
+            " ORDER BY b.account_id, b.mode" + self.store.for_update,
+            [v for account_id, mode in ordered for v in (account_id, mode.value)],
+        ).fetchall()
+        locked = {}
+        for row in rows:
+            ledger = _Ledger(row[0], Mode(row[1]), Payment(row[2]), *row[3:])
+            if ledger.held_minor:
+                ledger, _ = self.store._expire_due(self.conn, ledger, self.now)
+            locked[(ledger.account_id, ledger.mode)] = ledger
+        return locked
+
+    def _flush(self) -> None:
+        if self.entry_rows:
+            self.store._x_many(self.conn, _INSERT_ENTRY_SQL, self.entry_rows)
+            self.store._x_many(self.conn, _INSERT_KEY_SQL, self.key_rows)
+            self.entry_rows, self.key_rows = [], []
 
 
 def _account_from_row(row: Any) -> Account:

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import sqlite3
 import threading
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Any, ClassVar
@@ -104,6 +104,9 @@ class SQLiteStore(SQLStore):
 
     def _x(self, conn: Any, sql: str, args: tuple[Any, ...] | list[Any] = ()) -> Any:
         return conn.execute(sql, args)
+
+    def _x_many(self, conn: Any, sql: str, rows: Sequence[tuple[Any, ...]]) -> int:
+        return int(conn.executemany(sql, rows).rowcount)
 
     def close(self) -> None:
         with self._lock:
