@@ -1,0 +1,592 @@
+"""birdbalance against the machine's limits, side by side in one run; prints ratios.
+
+    bench/run                       # everything (about 15 minutes; the first scale run
+                                    # also builds a 10,000,000-entry fixture per engine)
+    bench/run balance writes        # some sections only
+    bench/run --duration 5 --engines sqlite
+
+Sections:
+
+- ``balance``: ``GET /balance`` with wrk at 16 and 64 connections against nginx (a static
+  answer after the same header check: the machine's HTTP limit), a raw ASGI app on the
+  same granian options (the Python limit), and birdbalance on SQLite and PostgreSQL.
+- ``writes``: durable charges with idempotency keys over HTTP at 1, 16 and 64 clients,
+  spread over 10,000 accounts and all on one hot account, on SQLite (synchronous=FULL)
+  and PostgreSQL; against pgbench's TPC-B-like run on the same PostgreSQL at the same
+  client counts, and a raw sqlite3 loop of one transaction per write.
+- ``scale``: ``GET /balance`` latency with random keys and the worker's resident memory
+  with 1,000 accounts and with 1,000,000 accounts and 10,000,000 entries.
+
+wrk runs on the same two cores as the servers, so every figure here includes its cost.
+Compare figures from one run only: run-to-run noise on this machine is 10-20 %.
+"""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import os
+import re
+import shutil
+import signal
+import socket
+import sqlite3
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+import uuid
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+import httpx
+
+BENCH = Path(__file__).resolve().parent
+ROOT = BENCH.parent
+DATA = BENCH / ".data"
+VENV_BIN = Path(sys.executable).parent
+ADMIN_TOKEN = "bench-admin-token-0123456789"
+PG_ADMIN_URL = os.environ.get(
+    "BIRDBALANCE_BENCH_POSTGRES_URL", "postgresql://postgres@127.0.0.1:5432/postgres"
+)
+
+sys.path.insert(0, str(BENCH))
+from fixtures import Fixture, build  # noqa: E402
+
+# ---------------------------------------------------------------- plumbing
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+def wait_for(url: str, timeout_s: float = 60) -> None:
+    deadline = time.monotonic() + timeout_s
+    while time.monotonic() < deadline:
+        with contextlib.suppress(httpx.HTTPError):
+            httpx.get(url, timeout=1)
+            return
+        time.sleep(0.1)
+    raise SystemExit(f"nothing answered at {url} within {timeout_s} s")
+
+
+@contextlib.contextmanager
+def process(
+    args: list[str], env: dict[str, str] | None = None, cwd: Path | None = None
+) -> Iterator[subprocess.Popen[bytes]]:
+    log = tempfile.TemporaryFile()  # noqa: SIM115 -- closed in the finally below
+    proc = subprocess.Popen(
+        args,
+        env={**os.environ, **(env or {})},
+        cwd=cwd,
+        stdout=log,
+        stderr=log,
+        start_new_session=True,
+    )
+    try:
+        yield proc
+    finally:
+        with contextlib.suppress(ProcessLookupError):
+            os.killpg(proc.pid, signal.SIGTERM)
+        try:
+            proc.wait(timeout=30)
+        except subprocess.TimeoutExpired:
+            os.killpg(proc.pid, signal.SIGKILL)
+            proc.wait()
+        if proc.returncode not in (0, -signal.SIGTERM, None):
+            log.seek(0)
+            tail = log.read()[-2000:].decode("utf-8", "replace")
+            print(f"  ({args[0]} exited {proc.returncode}: {tail})")
+        log.close()
+
+
+def descendants(pid: int) -> list[int]:
+    found, todo = [], [pid]
+    while todo:
+        parent = todo.pop()
+        for child in Path("/proc").glob("[0-9]*"):
+            with contextlib.suppress(OSError):
+                if int((child / "stat").read_text().split(") ", 1)[1].split()[1]) == parent:
+                    found.append(int(child.name))
+                    todo.append(int(child.name))
+    return found
+
+
+def rss_mb(pid: int) -> float:
+    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+        if line.startswith("VmRSS:"):
+            return int(line.split()[1]) / 1024
+    return 0.0
+
+
+@dataclass
+class Wrk:
+    rps: float
+    p50_ms: float
+    p99_ms: float
+    errors: int
+    requests: int
+
+    @property
+    def ok_rps(self) -> float:
+        return self.rps * (1 - self.errors / self.requests) if self.requests else 0.0
+
+
+_UNITS = {"us": 0.001, "ms": 1.0, "s": 1000.0}
+
+
+def wrk(
+    url: str,
+    connections: int,
+    duration_s: float,
+    *,
+    script: str | None = None,
+    args: list[str] | None = None,
+    headers: list[str] | None = None,
+) -> Wrk:
+    command = [
+        "wrk",
+        "-t1",
+        f"-c{connections}",
+        f"-d{max(1, round(duration_s))}s",
+        "--latency",
+        "--timeout",
+        "10s",
+    ]
+    for header in headers or []:
+        command += ["-H", header]
+    if script:
+        command += ["-s", str(BENCH / script)]
+    command.append(url)
+    if args:
+        command += ["--", *args]
+    out = subprocess.run(command, capture_output=True, text=True, check=True).stdout
+    percentiles = dict(re.findall(r"^\s+(\d+)%\s+([\d.]+\w+)$", out, re.M))
+
+    def ms(text: str) -> float:
+        number, unit = re.fullmatch(r"([\d.]+)(\w+)", text).groups()  # type: ignore[union-attr]
+        return float(number) * _UNITS[unit]
+
+    errors = re.search(r"Non-2xx or 3xx responses: (\d+)", out)
+    socket_errors = re.search(
+        r"Socket errors: connect (\d+), read (\d+), write (\d+), timeout (\d+)", out
+    )
+    failed = int(errors[1]) if errors else 0
+    if socket_errors:
+        failed += sum(int(g) for g in socket_errors.groups())
+    return Wrk(
+        rps=float(re.search(r"Requests/sec:\s+([\d.]+)", out)[1]),  # type: ignore[index]
+        p50_ms=ms(percentiles["50"]),
+        p99_ms=ms(percentiles["99"]),
+        errors=failed,
+        requests=int(re.search(r"(\d+) requests in", out)[1]),  # type: ignore[index]
+    )
+
+
+def best_of(runs: int, measure) -> Wrk:  # type: ignore[no-untyped-def]
+    """The median run by throughput (PERF_BASELINE's method)."""
+    results = sorted((measure() for _ in range(runs)), key=lambda w: w.ok_rps)
+    return results[len(results) // 2]
+
+
+def postgres_url(database: str) -> str:
+    return PG_ADMIN_URL.rsplit("/", 1)[0] + "/" + database
+
+
+def recreate_database(name: str) -> str:
+    import psycopg
+
+    with psycopg.connect(PG_ADMIN_URL, autocommit=True) as conn:
+        conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+        conn.execute(f'CREATE DATABASE "{name}"')
+    return postgres_url(name)
+
+
+def database_exists(name: str) -> bool:
+    import psycopg
+
+    with psycopg.connect(PG_ADMIN_URL, autocommit=True) as conn:
+        return (
+            conn.execute("SELECT 1 FROM pg_database WHERE datname = %s", (name,)).fetchone()
+            is not None
+        )
+
+
+@contextlib.contextmanager
+def birdbalance(url: str, **env: str) -> Iterator[tuple[str, int]]:
+    port = free_port()
+    settings = {
+        "BIRDBALANCE_DATABASE_URL": url,
+        "BIRDBALANCE_ADMIN_TOKEN": ADMIN_TOKEN,
+        "BIRDBALANCE_PORT": str(port),
+        **env,
+    }
+    with process([str(VENV_BIN / "birdbalance"), "serve"], settings) as proc:
+        base = f"http://127.0.0.1:{port}"
+        wait_for(base + "/healthz")
+        yield base, proc.pid
+
+
+def fixture_url(engine: str, name: str) -> str:
+    if engine == "sqlite":
+        DATA.mkdir(exist_ok=True)
+        return f"sqlite:///{DATA / (name + '.db')}"
+    return postgres_url(name) if database_exists(name) else recreate_database(name)
+
+
+def fresh_fixture(engine: str, name: str, accounts: int, per: int) -> Fixture:
+    """A new fixture database (the write benchmarks change it)."""
+    if engine == "sqlite":
+        DATA.mkdir(exist_ok=True)
+        for suffix in ("", "-wal", "-shm"):
+            (DATA / f"{name}.db{suffix}").unlink(missing_ok=True)
+        url = f"sqlite:///{DATA / (name + '.db')}"
+    else:
+        url = recreate_database(name)
+    fixture = Fixture(url, accounts, per)
+    build(fixture, progress=False)
+    return fixture
+
+
+def table(title: str, header: list[str], rows: list[list[str]]) -> None:
+    print(f"\n{title}\n")
+    widths = [max(len(str(c)) for c in column) for column in zip(header, *rows, strict=True)]
+
+    def line(cells: list[str]) -> str:
+        return "| " + " | ".join(str(c).ljust(w) for c, w in zip(cells, widths, strict=True)) + " |"
+
+    print(line(header))
+    print("|" + "|".join("-" * (w + 2) for w in widths) + "|")
+    for row in rows:
+        print(line(row))
+    sys.stdout.flush()
+
+
+def pct(value: float, reference: float) -> str:
+    return f"{100 * value / reference:.0f} %" if reference else "-"
+
+
+# ---------------------------------------------------------------- sections
+
+
+NGINX_CONF = """
+worker_processes 2;
+pid {dir}/nginx.pid;
+error_log {dir}/error.log warn;
+events {{ worker_connections 1024; }}
+http {{
+    access_log off;
+    client_body_temp_path {dir}/body;
+    server {{
+        listen 127.0.0.1:{port} reuseport backlog=1024;
+        location = /balance {{
+            default_type application/json;
+            if ($http_authorization != "AccessKey {key}") {{
+                return 401 '{unauthorized}';
+            }}
+            return 200 '{{"payment":"prepaid","type":"euros","amount":103}}';
+        }}
+    }}
+}}
+"""
+
+
+@contextlib.contextmanager
+def nginx(key: str) -> Iterator[str]:
+    port = free_port()
+    with tempfile.TemporaryDirectory() as folder:
+        conf = Path(folder) / "nginx.conf"
+        unauthorized = (
+            '{"errors":[{"code":2,"description":"Request not allowed","parameter":null}]}'
+        )
+        conf.write_text(
+            NGINX_CONF.format(dir=folder, port=port, key=key, unauthorized=unauthorized)
+        )
+        with process(["nginx", "-c", str(conf), "-p", folder, "-g", "daemon off;"]):
+            base = f"http://127.0.0.1:{port}"
+            wait_for(base + "/balance")
+            yield base
+
+
+@contextlib.contextmanager
+def raw_asgi(key: str) -> Iterator[str]:
+    port = free_port()
+    with process([sys.executable, str(BENCH / "raw_asgi.py"), str(port), key], cwd=BENCH):
+        base = f"http://127.0.0.1:{port}"
+        wait_for(base + "/balance")
+        yield base
+
+
+def section_balance(options: argparse.Namespace) -> None:
+    fixtures = {
+        engine: fresh_fixture(engine, "bench_balance", 1_000, 1) for engine in options.engines
+    }
+    key = Fixture("", 0, 0).key(7)
+    auth = f"Authorization: AccessKey {key}"
+    results: dict[str, dict[int, Wrk]] = {}
+
+    def measure(name: str, base: str) -> None:
+        wrk(base + "/balance", 16, 1, headers=[auth])  # warm-up
+        results[name] = {
+            c: best_of(
+                options.repeat,
+                lambda c=c: wrk(base + "/balance", c, options.duration, headers=[auth]),
+            )
+            for c in (16, 64)
+        }
+
+    with nginx(key) as base:
+        measure("nginx", base)
+    with raw_asgi(key) as base:
+        measure("raw ASGI (granian)", base)
+    for engine, fixture in fixtures.items():
+        with birdbalance(fixture.url) as (base, _):
+            measure(f"birdbalance, {engine}", base)
+    rows = []
+    for name, by_conn in results.items():
+        rows.append(
+            [name]
+            + [f"{by_conn[c].ok_rps:,.0f}" for c in (64, 16)]
+            + [f"{by_conn[c].p50_ms:.2f} / {by_conn[c].p99_ms:.2f}" for c in (64, 16)]
+            + [
+                pct(by_conn[64].ok_rps, results["raw ASGI (granian)"][64].ok_rps),
+                pct(by_conn[64].ok_rps, results["nginx"][64].ok_rps),
+            ]
+        )
+        bad = sum(w.errors for w in by_conn.values())
+        if bad:
+            rows[-1][0] += f" ({bad} errors)"
+    table(
+        f"GET /balance, {options.duration:g} s per run, median of {options.repeat}",
+        [
+            "server",
+            "req/s @64",
+            "req/s @16",
+            "p50 / p99 ms @64",
+            "p50 / p99 ms @16",
+            "of raw ASGI @64",
+            "of nginx @64",
+        ],
+        rows,
+    )
+
+
+def raw_sqlite_loop(duration_s: float) -> float:
+    """One transaction per write (UPDATE a balance, INSERT an entry), synchronous=FULL."""
+    with tempfile.TemporaryDirectory(dir=DATA) as folder:
+        conn = sqlite3.connect(Path(folder) / "raw.db", isolation_level=None)
+        conn.execute("PRAGMA journal_mode=WAL")
+        conn.execute("PRAGMA synchronous=FULL")
+        conn.execute("CREATE TABLE balances (id INTEGER PRIMARY KEY, balance INTEGER NOT NULL)")
+        conn.execute(
+            "CREATE TABLE entries (id INTEGER PRIMARY KEY, account INTEGER NOT NULL,"
+            " amount INTEGER NOT NULL, balance_after INTEGER NOT NULL)"
+        )
+        conn.executemany("INSERT INTO balances VALUES (?, ?)", [(n, 10**12) for n in range(10_000)])
+        done, deadline = 0, time.monotonic() + duration_s
+        started = time.monotonic()
+        while time.monotonic() < deadline:
+            account = done % 10_000
+            conn.execute("BEGIN IMMEDIATE")
+            balance = conn.execute(
+                "UPDATE balances SET balance = balance - 1 WHERE id = ? RETURNING balance",
+                (account,),
+            ).fetchone()[0]
+            conn.execute(
+                "INSERT INTO entries (account, amount, balance_after) VALUES (?, -1, ?)",
+                (account, balance),
+            )
+            conn.execute("COMMIT")
+            done += 1
+        rate = done / (time.monotonic() - started)
+        conn.close()
+    return rate
+
+
+def pgbench(clients: int, duration_s: float) -> float:
+    url = postgres_url("bench_pgbench")
+    out = subprocess.run(
+        [
+            "pgbench",
+            "-n",
+            "-M",
+            "prepared",
+            "-c",
+            str(clients),
+            "-j",
+            str(min(clients, 2)),
+            "-T",
+            str(int(duration_s)),
+            url,
+        ],
+        capture_output=True,
+        text=True,
+        check=True,
+    ).stdout
+    return float(re.search(r"tps = ([\d.]+) \(without initial connection time\)", out)[1])  # type: ignore[index]
+
+
+def section_writes(options: argparse.Namespace) -> None:
+    clients = (1, 16, 64)
+    rows = []
+    DATA.mkdir(exist_ok=True)
+    raw = raw_sqlite_loop(options.duration)
+    rows.append(["raw sqlite3 loop, 1 tx per write (FULL)", f"{raw:,.0f}", "", "", ""])
+    if "postgresql" in options.engines:
+        recreate_database("bench_pgbench")
+        subprocess.run(
+            ["pgbench", "-i", "-q", "-s", "10", postgres_url("bench_pgbench")],
+            check=True,
+            capture_output=True,
+        )
+        tpcb = {
+            c: statistics.median(pgbench(c, options.duration) for _ in range(options.repeat))
+            for c in clients
+        }
+        rows.append(
+            ["pgbench TPC-B-like (-M prepared, -s 10)", *(f"{tpcb[c]:,.0f}" for c in clients), ""]
+        )
+    spread_rates: dict[tuple[str, int], float] = {}
+    for engine in options.engines:
+        fixture = fresh_fixture(engine, "bench_writes", 10_000, 1)
+        accounts_file = DATA / "accounts.txt"
+        with birdbalance(fixture.url) as (base, _):
+            for label, count in (("10,000 accounts", 10_000), ("one hot account", 1)):
+                accounts_file.write_text(
+                    "\n".join(fixture.account_id(n) for n in range(count)) + "\n"
+                )
+                rates = []
+                for c in clients:
+                    run = lambda c=c: wrk(  # noqa: E731
+                        base,
+                        c,
+                        options.duration,
+                        script="charges.lua",
+                        args=[str(accounts_file), ADMIN_TOKEN, uuid.uuid4().hex],  # noqa: B023
+                    )
+                    result = best_of(options.repeat, run)
+                    if result.errors:
+                        print(f"  {engine} {label} @{c}: {result.errors} failed requests")
+                    rates.append(result.ok_rps)
+                    if count > 1:
+                        spread_rates[(engine, c)] = result.ok_rps
+                hot = "" if count > 1 else pct(rates[-1], spread_rates[(engine, 64)])
+                rows.append(
+                    [
+                        f"birdbalance {engine}, charges over HTTP, {label}",
+                        *(f"{r:,.0f}" for r in rates),
+                        hot,
+                    ]
+                )
+        verify = subprocess.run(
+            [str(VENV_BIN / "birdbalance"), "verify"],
+            env={**os.environ, "BIRDBALANCE_DATABASE_URL": fixture.url},
+            capture_output=True,
+            text=True,
+        )
+        said = (verify.stdout.strip() or verify.stderr.strip()).splitlines()[-1:]
+        print(f"  birdbalance verify on {engine} after the writes: exit {verify.returncode} {said}")
+    table(
+        f"Durable writes per second ({options.duration:g} s per run, median of {options.repeat})",
+        ["workload", "1 client", "16 clients", "64 clients", "hot / spread @64"],
+        rows,
+    )
+
+
+def section_scale(options: argparse.Namespace) -> None:
+    rows = []
+    for engine in options.engines:
+        measured = {}
+        for accounts, per in ((1_000, 10), (1_000_000, 10)):
+            name = f"bench_scale_{accounts}"
+            url = fixture_url(engine, name)
+            print(
+                f"  {engine}: fixture of {accounts:,} accounts, {accounts * per:,} entries",
+                flush=True,
+            )
+            fixture = Fixture(url, accounts, per)
+            build(fixture)
+            keys_file = DATA / "keys.txt"
+            sample = range(0, accounts, max(1, accounts // 10_000))
+            keys_file.write_text("\n".join(fixture.key(n) for n in sample) + "\n")
+            with birdbalance(url) as (base, pid):
+                wrk(base, 16, 2, script="balance.lua", args=[str(keys_file)])  # warm-up
+                result = best_of(
+                    options.repeat,
+                    lambda base=base: wrk(
+                        base,
+                        16,
+                        options.duration,
+                        script="balance.lua",
+                        args=[str(keys_file)],  # noqa: B023
+                    ),
+                )
+                workers = descendants(pid)
+                worker_rss = max((rss_mb(p) for p in workers), default=0.0)
+            measured[accounts] = result
+            rows.append(
+                [
+                    engine,
+                    f"{accounts:,}",
+                    f"{accounts * per:,}",
+                    f"{result.ok_rps:,.0f}",
+                    f"{result.p50_ms:.3f}",
+                    f"{result.p99_ms:.2f}",
+                    f"{worker_rss:.0f} MB",
+                    "",
+                ]
+            )
+            if result.errors:
+                rows[-1][0] += f" ({result.errors} errors)"
+        growth = measured[1_000_000].p50_ms / measured[1_000].p50_ms - 1
+        rows[-1][-1] = f"{100 * growth:+.0f} %"
+    table(
+        f"GET /balance with random keys at 16 connections"
+        f" ({options.duration:g} s, median of {options.repeat})",
+        [
+            "engine",
+            "accounts",
+            "entries",
+            "req/s",
+            "p50 ms",
+            "p99 ms",
+            "worker RSS",
+            "p50 vs 1,000",
+        ],
+        rows,
+    )
+
+
+SECTIONS = {"balance": section_balance, "writes": section_writes, "scale": section_scale}
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
+    parser.add_argument("sections", nargs="*", help=f"any of {', '.join(SECTIONS)} (default: all)")
+    parser.add_argument("--duration", type=float, default=10.0, help="seconds per wrk run")
+    parser.add_argument(
+        "--repeat", type=int, default=1, help="runs per figure (the median is shown)"
+    )
+    parser.add_argument("--engines", default="sqlite,postgresql")
+    options = parser.parse_args()
+    options.engines = [e for e in options.engines.split(",") if e]
+    unknown = set(options.sections) - set(SECTIONS)
+    if unknown or not set(options.engines) <= {"sqlite", "postgresql"}:
+        parser.error(f"unknown section or engine: {sorted(unknown) or options.engines}")
+    for tool in ("wrk", "nginx", "pgbench"):
+        if shutil.which(tool) is None:
+            raise SystemExit(f"{tool} is missing: run bench/run, which installs it")
+    when = time.strftime("%Y-%m-%d %H:%M")
+    print(f"birdbalance benchmarks, {when}, {os.cpu_count()} cores, wrk on the same machine")
+    for name in options.sections or list(SECTIONS):
+        SECTIONS[name](options)
+
+
+if __name__ == "__main__":
+    main()
