@@ -68,6 +68,8 @@ class Settings:
     sqlite_synchronous: str = "FULL"
     #: How long a write waits for SQLite's write lock before failing.
     sqlite_busy_timeout_ms: int = 5000
+    #: ``GET /balance`` answers kept per process while no commit happens (SQLite; 0: off).
+    balance_cache_size: int = 10_000
     #: Largest request body the admin API reads.
     max_body_bytes: int = 64 * 1024
     #: Whether the database URL came from the environment/flags (False: the embedded default).
@@ -82,6 +84,8 @@ class Settings:
             raise SettingsError("workers must be 1..64")
         if not 1024 <= self.max_body_bytes <= 16 * 1024 * 1024:
             raise SettingsError("max_body_bytes must be 1 KiB..16 MiB")
+        if not 0 <= self.balance_cache_size <= 100_000:
+            raise SettingsError("balance_cache_size must be 0..100000")
         if not 2 <= self.database_pool_size <= 200:
             raise SettingsError("database_pool_size must be 2..200")
         if not 0.1 <= self.database_timeout_s <= 300:

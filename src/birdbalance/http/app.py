@@ -156,6 +156,7 @@ def create_app(settings: Settings, store: Store | None = None) -> BirdbalanceApp
                 f"database schema is at version {current}, this birdbalance needs {latest}:"
                 " run `birdbalance migrate`"
             )
+        store.cache_balances(settings.balance_cache_size)
         deliverer = Deliverer(store, settings, admin.background_write)
         tasks = [
             asyncio.create_task(sweep_holds(), name="birdbalance-hold-sweeper"),

@@ -32,6 +32,8 @@ _METHOD_NOT_ALLOWED_BODY: Final = error_bytes(
 _INTERNAL_ERROR_BODY: Final = error_bytes(InternalError())
 _UNAVAILABLE_BODY: Final = error_bytes(ServiceUnavailable())
 _MAX_QUERY_BYTES: Final = 2048
+#: Key digests and rendered answers kept (each under 200 bytes).
+_MAX_RENDERED: Final = 4096
 
 logger = logging.getLogger("birdbalance.balance")
 
@@ -79,21 +81,33 @@ class BalanceEndpoint:
 
     def __init__(self, lookup: Callable[[bytes], BalanceView | None]) -> None:
         self._lookup = lookup
+        # Digests of recent well-formed Authorization values (SHA-256 is deterministic, so
+        # this is a memo, not a credential store), and rendered answers by the view they
+        # show: most requests repeat a recent key and a recent answer.
+        self._digests: dict[bytes, bytes] = {}
+        self._rendered: dict[BalanceView, tuple[bytes, list[tuple[bytes, bytes]]]] = {}
 
     async def __call__(self, scope: Scope, send: Send) -> None:
         method = scope["method"]
         if method not in _ALLOWED_METHODS:
             await self._send(send, 405, _METHOD_NOT_ALLOWED_BODY, method, ((b"allow", b"GET"),))
             return
-        key = None
+        digest = None
         for name, value in scope["headers"]:
             if name == b"authorization":
-                key = key_from_authorization(value)
+                digest = self._digests.get(value)
+                if digest is None:
+                    key = key_from_authorization(value)
+                    if key is not None:
+                        if len(self._digests) >= _MAX_RENDERED:
+                            self._digests.clear()
+                        digest = self._digests[value] = hash_key(key)
                 break
-        if key is None and scope["query_string"]:
+        if digest is None and scope["query_string"]:
             key = _key_from_query(scope["query_string"])
+            digest = hash_key(key) if key is not None else None
         try:
-            view = self._lookup(hash_key(key)) if key is not None else None
+            view = self._lookup(digest) if digest is not None else None
         except ServiceUnavailable as exc:
             # The database is down or saturated: a retryable 503, not an internal error.
             logger.warning("balance lookup unavailable: %s", exc.description)
@@ -106,7 +120,15 @@ class BalanceEndpoint:
         if view is None:
             await self._send(send, 401, UNAUTHORIZED_BODY, method)
             return
-        await self._send(send, 200, render_balance(view), method)
+        rendered = self._rendered.get(view)
+        if rendered is None:
+            if len(self._rendered) >= _MAX_RENDERED:
+                self._rendered.clear()
+            body = render_balance(view)
+            rendered = self._rendered[view] = (body, _headers(body))
+        body, headers = rendered
+        await send({"type": "http.response.start", "status": 200, "headers": headers})
+        await send({"type": "http.response.body", "body": b"" if method == "HEAD" else body})
 
     @staticmethod
     async def _send(

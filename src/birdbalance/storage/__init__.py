@@ -71,6 +71,12 @@ class Store(Protocol):
     def lookup_balance(self, key_hash: bytes) -> BalanceView | None:
         """The ledger a live (not revoked) key reads, by one indexed lookup."""
 
+    def cache_balances(self, cache_size: int) -> bool:
+        """Answer repeated lookups from memory while no commit happened anywhere.
+
+        Only where the engine can see every commit cheaply; False (no cache) otherwise.
+        """
+
     def create_account(self, new: NewAccount, idem: Idempotency | None) -> Account: ...
 
     def get_account(self, account_id: str) -> Account:

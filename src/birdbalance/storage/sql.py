@@ -230,6 +230,11 @@ class SQLStore:
 
     # ------------------------------------------------------------------ hot path
 
+    def cache_balances(self, cache_size: int) -> bool:
+        """Keep up to ``cache_size`` ``GET /balance`` answers, where the engine can tell
+        when they go stale; False where it cannot (then every lookup queries)."""
+        return False
+
     def lookup_balance(self, key_hash: bytes) -> BalanceView | None:
         with self._read() as conn:
             row = self._x(conn, LOOKUP_SQL, (key_hash,)).fetchone()

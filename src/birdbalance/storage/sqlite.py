@@ -8,12 +8,14 @@ write survives power loss. Every query lives in :mod:`birdbalance.storage.sql`.
 
 from __future__ import annotations
 
+import mmap
+import os
 import sqlite3
 import threading
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from pathlib import Path
-from typing import Any, ClassVar
+from typing import Any, ClassVar, Final
 
 from birdbalance.errors import ServiceUnavailable
 from birdbalance.ids import utc_timestamp
@@ -35,6 +37,44 @@ def path_from_url(url: str) -> Path:
     return Path(rest)
 
 
+#: Most ``GET /balance`` answers one process keeps (about 300 bytes each).
+MAX_BALANCE_CACHE: Final = 100_000
+#: The WAL-index header: two 48-byte copies at the start of the ``-shm`` file.
+_WAL_INDEX_HEADER_BYTES: Final = 96
+
+
+class CommitStamp:
+    """A stamp that changes whenever any connection commits to a WAL database.
+
+    In WAL mode SQLite keeps a shared-memory index of the log in ``<database>-shm``, which
+    every connection maps. Its header (https://www.sqlite.org/walformat.html, "The
+    WAL-Index Header") holds a change counter, the last valid frame and checksums, and
+    every commit rewrites it before the commit becomes visible to readers. Reading that
+    header from our own read-only mapping is a memory read, with no system call and
+    without releasing the GIL, which is what makes a cached ``GET /balance`` cheap. A
+    checkpoint or recovery rewrites the header too; that only costs a cache miss.
+    """
+
+    def __init__(self, mapped: mmap.mmap) -> None:
+        self._map = mapped
+
+    @classmethod
+    def open(cls, database: Path) -> CommitStamp | None:
+        """The stamp of ``database`` (open in WAL mode), or None if it cannot be mapped."""
+        try:
+            with open(f"{database}-shm", "rb") as shm:
+                if os.fstat(shm.fileno()).st_size < _WAL_INDEX_HEADER_BYTES:
+                    return None
+                return cls(
+                    mmap.mmap(shm.fileno(), _WAL_INDEX_HEADER_BYTES, access=mmap.ACCESS_READ)
+                )
+        except OSError:
+            return None
+
+    def stamp(self) -> bytes:
+        return self._map[:_WAL_INDEX_HEADER_BYTES]
+
+
 class SQLiteStore(SQLStore):
     """:class:`birdbalance.storage.Store` on a SQLite file."""
 
@@ -47,6 +87,9 @@ class SQLiteStore(SQLStore):
         self._local = threading.local()
         self._connections: list[sqlite3.Connection] = []
         self._lock = threading.Lock()
+        self._commits: CommitStamp | None = None
+        self._cache_size = 0
+        self._balances: dict[bytes, tuple[bytes, BalanceView]] = {}
 
     # ------------------------------------------------------------------ connections
 
@@ -118,9 +161,36 @@ class SQLiteStore(SQLStore):
     # ------------------------------------------------------------------ hot path
 
     def lookup_balance(self, key_hash: bytes) -> BalanceView | None:
-        # No context manager here: this is the one query of every GET /balance.
+        """The one query of every ``GET /balance``, answered from memory while nothing changed.
+
+        A cached answer is used only if the database's commit stamp is still the one read
+        before that answer was queried, so an answer is never older than the last commit
+        of any connection or process: a revoked key or a charge shows on the next request.
+        """
+        stamp = self._commits.stamp() if self._commits is not None else None
+        cached = self._balances.get(key_hash)
+        if cached is not None and stamp is not None and cached[0] == stamp:
+            return cached[1]
         row = self._conn().execute(LOOKUP_SQL, (key_hash,)).fetchone()
-        return None if row is None else BalanceView(Payment(row[0]), row[1], row[2], row[3])
+        if row is None:
+            return None  # unknown keys are not cached: guessing cannot fill the cache
+        view = BalanceView(Payment(row[0]), row[1], row[2], row[3])
+        if stamp is not None:
+            if len(self._balances) >= self._cache_size:
+                self._balances.clear()
+            self._balances[key_hash] = (stamp, view)
+        return view
+
+    def cache_balances(self, cache_size: int) -> bool:
+        """Cache ``GET /balance`` answers (up to ``cache_size`` keys) behind the commit stamp.
+
+        Call once the database exists. False (no cache) where the stamp cannot be read.
+        """
+        assert 0 <= cache_size <= MAX_BALANCE_CACHE
+        self._conn().execute("SELECT 1 FROM schema_migrations LIMIT 1").fetchall()
+        self._cache_size = cache_size
+        self._commits = CommitStamp.open(self.path) if cache_size else None
+        return self._commits is not None
 
     # ------------------------------------------------------------------ schema
 
