@@ -112,6 +112,7 @@ def create_app(settings: Settings, store: Store | None = None) -> BirdbalanceApp
     service = Service(store)
     admin = AdminAPI(service, settings.admin_token, settings.max_body_bytes)
     document = openapi_document()
+    lookups = store.balance_lookups()
 
     async def healthz(request: Request) -> JSONBody:
         """The process is up and serving; says nothing about the database."""
@@ -170,6 +171,8 @@ def create_app(settings: Settings, store: Store | None = None) -> BirdbalanceApp
             for task in tasks:
                 with contextlib.suppress(asyncio.CancelledError):
                     await task
+            if lookups is not None:
+                await lookups.close()
             admin.close()
             store.close()
 
@@ -187,4 +190,6 @@ def create_app(settings: Settings, store: Store | None = None) -> BirdbalanceApp
         },
         lifespan=lifespan,
     )
-    return BirdbalanceApp(BalanceEndpoint(store.lookup_balance), rest)
+    return BirdbalanceApp(
+        BalanceEndpoint(store.lookup_balance, lookups.lookup if lookups else None), rest
+    )

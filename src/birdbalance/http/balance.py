@@ -79,8 +79,13 @@ def _key_from_query(query_string: bytes) -> str | None:
 class BalanceEndpoint:
     """The raw ASGI handler of ``/balance`` and ``/balance/``."""
 
-    def __init__(self, lookup: Callable[[bytes], BalanceView | None]) -> None:
+    def __init__(
+        self,
+        lookup: Callable[[bytes], BalanceView | None],
+        async_lookup: Callable[[bytes], Awaitable[BalanceView | None]] | None = None,
+    ) -> None:
         self._lookup = lookup
+        self._async_lookup = async_lookup
         # Digests of recent well-formed Authorization values (SHA-256 is deterministic, so
         # this is a memo, not a credential store), and rendered answers by the view they
         # show: most requests repeat a recent key and a recent answer.
@@ -107,7 +112,12 @@ class BalanceEndpoint:
             key = _key_from_query(scope["query_string"])
             digest = hash_key(key) if key is not None else None
         try:
-            view = self._lookup(digest) if digest is not None else None
+            if digest is None:
+                view = None
+            elif self._async_lookup is not None:
+                view = await self._async_lookup(digest)
+            else:
+                view = self._lookup(digest)
         except ServiceUnavailable as exc:
             # The database is down or saturated: a retryable 503, not an internal error.
             logger.warning("balance lookup unavailable: %s", exc.description)

@@ -51,6 +51,14 @@ from .sql import MAX_WRITE_BATCH as MAX_WRITE_BATCH
 MAX_PAGE_SIZE = 500
 
 
+class BalanceLookups(Protocol):
+    """``GET /balance`` lookups that run on the event loop (networked engines)."""
+
+    async def lookup(self, key_hash: bytes) -> BalanceView | None: ...
+
+    async def close(self) -> None: ...
+
+
 class Store(Protocol):
     """What birdbalance needs from a database engine."""
 
@@ -70,6 +78,9 @@ class Store(Protocol):
 
     def lookup_balance(self, key_hash: bytes) -> BalanceView | None:
         """The ledger a live (not revoked) key reads, by one indexed lookup."""
+
+    def balance_lookups(self) -> BalanceLookups | None:
+        """Async lookups for the serving loop, where the engine is networked (else None)."""
 
     def cache_balances(self, cache_size: int) -> bool:
         """Answer repeated lookups from memory while no commit happened anywhere.

@@ -10,7 +10,9 @@ the shared code in the same text forms SQLite stores, so both engines answer ali
 
 from __future__ import annotations
 
+import asyncio
 import hashlib
+import itertools
 import re
 import threading
 from collections.abc import Iterator, Sequence
@@ -24,6 +26,8 @@ from psycopg_pool import ConnectionPool, PoolTimeout, TooManyRequests
 
 from birdbalance.errors import ServiceUnavailable
 from birdbalance.ids import utc_timestamp
+from birdbalance.ledger import Payment
+from birdbalance.records import BalanceView
 
 from .sql import SQLStore, pending_migrations
 
@@ -68,6 +72,115 @@ def _key_lock_id(key: str) -> int:
     return int.from_bytes(digest, "big", signed=True)
 
 
+#: Most keys one coalesced ``GET /balance`` query looks up.
+MAX_LOOKUP_BATCH: Final = 256
+#: Distinct keys waiting for a lookup query; more are refused with 503.
+MAX_LOOKUPS_WAITING: Final = 4096
+#: Coalesced lookup queries in flight at once per process (one connection each).
+LOOKUP_CONNECTIONS: Final = 1
+_LOOKUP_MANY_SQL: Final = (
+    "SELECT k.key_hash, a.payment, a.asset, a.scale, b.balance_minor - b.held_minor"
+    " FROM api_keys k"
+    " JOIN balances b ON b.account_id = k.account_id AND b.mode = k.mode"
+    " JOIN accounts a ON a.id = k.account_id"
+    " WHERE k.key_hash = ANY(%s) AND k.revoked_at IS NULL"
+)
+
+
+class CoalescedLookups:
+    """``GET /balance`` on PostgreSQL: lookups that arrive together share one query.
+
+    Each lookup joins the next query to start, never one already in flight, so its answer
+    reflects every commit made before the request arrived. While a query is out, new
+    lookups gather; when it returns, they all go in the next one (one round trip for up
+    to :data:`MAX_LOOKUP_BATCH` requests). Runs on the event loop, on its own
+    :data:`LOOKUP_CONNECTIONS` async connections, so a slow or unreachable database
+    never blocks the loop: a lookup waits at most ``timeout_s``, then gets a 503.
+    """
+
+    def __init__(self, url: str, options: str, timeout_s: float) -> None:
+        self._url = url
+        self._options = options
+        self._timeout_s = timeout_s
+        self._pending: dict[bytes, list[asyncio.Future[BalanceView | None]]] = {}
+        self._idle: list[psycopg.AsyncConnection[Any]] = []
+        self._in_flight = 0
+        self._tasks: set[asyncio.Task[None]] = set()
+
+    async def lookup(self, key_hash: bytes) -> BalanceView | None:
+        """The ledger a live key reads (None for an unknown or revoked key)."""
+        if len(self._pending) >= MAX_LOOKUPS_WAITING:
+            raise ServiceUnavailable("too many balance lookups waiting, try again")
+        future: asyncio.Future[BalanceView | None] = asyncio.get_running_loop().create_future()
+        waiting = self._pending.get(key_hash)
+        if waiting is None:
+            self._pending[key_hash] = [future]
+        else:
+            waiting.append(future)
+        if self._in_flight < LOOKUP_CONNECTIONS:
+            self._start()
+        return await future
+
+    async def close(self) -> None:
+        for task in list(self._tasks):
+            task.cancel()
+        for conn in self._idle:
+            await conn.close()
+        self._idle.clear()
+
+    def _start(self) -> None:
+        if not self._pending:
+            return
+        keys = list(itertools.islice(self._pending, MAX_LOOKUP_BATCH))
+        batch = {key: self._pending.pop(key) for key in keys}
+        self._in_flight += 1
+        task = asyncio.get_running_loop().create_task(self._query(batch))
+        self._tasks.add(task)
+        task.add_done_callback(self._tasks.discard)
+
+    async def _query(self, batch: dict[bytes, list[asyncio.Future[BalanceView | None]]]) -> None:
+        found: dict[bytes, BalanceView] = {}
+        failure: BaseException | None = None
+        try:
+            async with asyncio.timeout(self._timeout_s):
+                conn = self._idle.pop() if self._idle else await self._connect()
+                try:
+                    cursor = await conn.execute(_LOOKUP_MANY_SQL, (list(batch),))
+                    for row in await cursor.fetchall():
+                        found[bytes(row[0])] = BalanceView(Payment(row[1]), *row[2:])
+                except BaseException:
+                    await conn.close()  # its state is unknown: never reuse it
+                    raise
+                self._idle.append(conn)
+        except (TimeoutError, psycopg.Error) as exc:
+            failure = ServiceUnavailable(f"the database is unavailable, try again ({exc!r})")
+        except BaseException as exc:  # noqa: BLE001 -- every waiter gets it, the loop goes on
+            failure = exc
+        finally:
+            self._in_flight -= 1
+            for key, futures in batch.items():
+                for future in futures:
+                    if future.done():
+                        continue
+                    if isinstance(failure, asyncio.CancelledError):
+                        future.cancel()
+                    elif failure is not None:
+                        future.set_exception(failure)
+                    else:
+                        future.set_result(found.get(key))
+            if not isinstance(failure, asyncio.CancelledError):
+                self._start()
+
+    async def _connect(self) -> psycopg.AsyncConnection[Any]:
+        return await psycopg.AsyncConnection.connect(
+            self._url,
+            autocommit=True,
+            connect_timeout=max(1, round(self._timeout_s)),
+            options=self._options,
+            application_name="birdbalance-balance",
+        )
+
+
 class PostgresStore(SQLStore):
     """:class:`birdbalance.storage.Store` on PostgreSQL."""
 
@@ -86,6 +199,11 @@ class PostgresStore(SQLStore):
     ) -> None:
         assert 2 <= pool_size <= 200
         self.url = url
+        self._options = (
+            f"-c TimeZone=UTC -c statement_timeout={int(statement_timeout_ms)}"
+            f" -c lock_timeout={int(statement_timeout_ms)}"
+        )
+        self._timeout_s = pool_timeout_s
         # Writers get half the pool, so reads (GET /balance) always find a connection.
         self.max_concurrent_writes = max(1, pool_size // 2)
         self._pool = ConnectionPool(
@@ -100,14 +218,17 @@ class PostgresStore(SQLStore):
             kwargs={
                 "autocommit": True,
                 "connect_timeout": max(1, round(connect_timeout_s)),
-                "options": f"-c TimeZone=UTC -c statement_timeout={int(statement_timeout_ms)}"
-                f" -c lock_timeout={int(statement_timeout_ms)}",
+                "options": self._options,
                 "application_name": "birdbalance",
             },
             name="birdbalance",
         )
         self._opened = False
         self._open_lock = threading.Lock()
+
+    def balance_lookups(self) -> CoalescedLookups:
+        """Coalesced async lookups for ``GET /balance``; make them on the serving loop."""
+        return CoalescedLookups(self.url, self._options, self._timeout_s)
 
     # ------------------------------------------------------------------ connections
 

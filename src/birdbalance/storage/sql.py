@@ -230,6 +230,10 @@ class SQLStore:
 
     # ------------------------------------------------------------------ hot path
 
+    def balance_lookups(self) -> Any:
+        """Async ``GET /balance`` lookups where the engine is networked; None otherwise."""
+        return None
+
     def cache_balances(self, cache_size: int) -> bool:
         """Keep up to ``cache_size`` ``GET /balance`` answers, where the engine can tell
         when they go stale; False where it cannot (then every lookup queries)."""
