@@ -216,6 +216,20 @@ def test_malformed_and_oversized_bodies(admin: Admin, server: Server) -> None:
     big = b'{"amount":"1","reference":"' + b"x" * 70_000 + b'"}'
     r = admin.http.post(f"/v1/accounts/{aid}/topups", content=big, headers=headers)
     assert r.status_code == 413 and _error(r)["code"] == 21
+    # Chunked, with no Content-Length to refuse it early: cut off while reading.
+    r = admin.http.post(
+        f"/v1/accounts/{aid}/topups", content=iter([big[:40_000], big[40_000:]]), headers=headers
+    )
+    assert r.status_code == 413 and _error(r)["code"] == 21
+    r = admin.http.get(f"/v1/accounts/{aid}/charges")
+    assert r.status_code == 405 and r.headers["allow"] == "POST"
+    r = admin.http.post(
+        f"/v1/accounts/{aid}/topups",
+        json={"amount": "1"},
+        headers={"Idempotency-Key": "x2", "Authorization": "Bearer wrong-token-0123456789"},
+    )
+    assert r.status_code == 401 and _error(r)["parameter"] == "Authorization"
+    assert admin.http.get(f"/v1/accounts/{aid}").json()["balances"]["live"]["entries"] == 0
 
 
 def test_unknown_ids_and_routes(admin: Admin) -> None:

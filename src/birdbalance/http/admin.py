@@ -62,11 +62,14 @@ class AdminAPI:
     # ------------------------------------------------------------------ plumbing
 
     def _authorize(self, request: Request) -> None:
+        self.authorize(request.headers.get("authorization", ""))
+
+    def authorize(self, header: str) -> None:
+        """Check an ``Authorization: Bearer <admin token>`` value in constant time."""
         if self._token is None:
             raise Unauthorized(
                 "The admin API is disabled: set BIRDBALANCE_ADMIN_TOKEN", "Authorization"
             )
-        header = request.headers.get("authorization", "")
         scheme, _, token = header.partition(" ")
         supplied = token.strip().encode("utf-8", "replace")
         if scheme.lower() != "bearer" or not hmac.compare_digest(supplied, self._token):

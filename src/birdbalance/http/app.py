@@ -1,9 +1,11 @@
 """The application factory: ``create_app(settings)`` builds one ASGI app, nothing global.
 
-Requests for ``/balance`` go straight to the raw :class:`BalanceEndpoint`; everything
-else (the admin API, ``/openapi.json``, ``/healthz``, unknown routes) goes to a Starlette
-app whose exception handlers answer in MessageBird's errors shape. The ``_method`` query
-parameter overrides the HTTP method for every route, as MessageBird documents.
+Requests for ``/balance`` go straight to the raw :class:`BalanceEndpoint`, and ledger
+entries (``POST /v1/accounts/{id}/charges`` and its siblings) to the raw
+:class:`EntryEndpoint`; everything else (the admin API, ``/openapi.json``, ``/healthz``,
+unknown routes) goes to a Starlette app whose exception handlers answer in MessageBird's
+errors shape. The ``_method`` query parameter overrides the HTTP method for every route,
+as MessageBird documents.
 """
 
 from __future__ import annotations
@@ -38,6 +40,7 @@ from birdbalance.storage import Store, open_store
 from .admin import AdminAPI
 from .balance import BALANCE_PATHS, BalanceEndpoint
 from .deliverer import Deliverer
+from .entries import ENTRY_PATH, EntryEndpoint
 from .openapi import openapi_document
 from .responses import JSONBody, error_response
 
@@ -89,17 +92,24 @@ async def _unexpected_error(request: Request, exc: Exception) -> Response:
 class BirdbalanceApp:
     """The ASGI app. Build it with :func:`create_app`."""
 
-    def __init__(self, balance: BalanceEndpoint, rest: Starlette) -> None:
+    def __init__(self, balance: BalanceEndpoint, entries: EntryEndpoint, rest: Starlette) -> None:
         self._balance = balance
+        self._entries = entries
         self._rest = rest
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] == "http":
             if b"_method=" in scope["query_string"]:
                 scope = _method_override(scope)
-            if scope["path"] in BALANCE_PATHS:
+            path = scope["path"]
+            if path in BALANCE_PATHS:
                 await self._balance(scope, send)
                 return
+            if scope["method"] == "POST" and path.startswith("/v1/accounts/"):
+                match = ENTRY_PATH.fullmatch(path)
+                if match is not None:
+                    await self._entries(scope, receive, send, match[1], match[2])
+                    return
         await self._rest(scope, receive, send)
 
 
@@ -191,5 +201,7 @@ def create_app(settings: Settings, store: Store | None = None) -> BirdbalanceApp
         lifespan=lifespan,
     )
     return BirdbalanceApp(
-        BalanceEndpoint(store.lookup_balance, lookups.lookup if lookups else None), rest
+        BalanceEndpoint(store.lookup_balance, lookups.lookup if lookups else None),
+        EntryEndpoint(admin, settings.max_body_bytes),
+        rest,
     )

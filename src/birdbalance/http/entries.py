@@ -1,0 +1,109 @@
+"""``POST /v1/accounts/{id}/topups|charges|refunds|adjustments`` as a raw ASGI handler.
+
+The ledger's write path is its busiest admin route, so like ``GET /balance`` it skips the
+framework's routing and middleware: the same checks as every admin route (the admin
+token, body limits, MessageBird's errors shape), then the entry joins the next group
+commit of the process's :class:`WriteQueue`. Any other method on these paths goes on to
+the Starlette app, which answers 405 with ``Allow``.
+"""
+
+from __future__ import annotations
+
+import logging
+import re
+from collections.abc import Awaitable, Callable, MutableMapping
+from typing import Any, Final
+
+from birdbalance.errors import BadRequest, InternalError, PayloadTooLarge, ServiceError
+from birdbalance.ledger import EntryKind
+from birdbalance.representations import posted_json
+from birdbalance.validation import parse_json_body
+
+from .admin import AdminAPI
+from .responses import JSON_CONTENT_TYPE, dumps, error_bytes
+
+Scope = MutableMapping[str, Any]
+Receive = Callable[[], Awaitable[MutableMapping[str, Any]]]
+Send = Callable[[MutableMapping[str, Any]], Awaitable[None]]
+
+ENTRY_PATH: Final = re.compile(r"/v1/accounts/([^/]+)/(topups|charges|refunds|adjustments)")
+_KINDS: Final = {
+    "topups": EntryKind.TOPUP,
+    "charges": EntryKind.CHARGE,
+    "refunds": EntryKind.REFUND,
+    "adjustments": EntryKind.ADJUSTMENT,
+}
+
+#: How much of an oversized chunked body is read (and dropped) before the 413.
+_MAX_DRAIN_BYTES: Final = 1024 * 1024
+
+logger = logging.getLogger("birdbalance.http")
+
+
+class EntryEndpoint:
+    """Posts one ledger entry per request through the admin API's write queue."""
+
+    def __init__(self, admin: AdminAPI, max_body_bytes: int) -> None:
+        self._admin = admin
+        self._max_body_bytes = max_body_bytes
+
+    async def __call__(
+        self, scope: Scope, receive: Receive, send: Send, account_id: str, kind_path: str
+    ) -> None:
+        try:
+            status, body = 201, await self._post(scope, receive, account_id, _KINDS[kind_path])
+        except ServiceError as exc:
+            if exc.status_code >= 500:
+                logger.error("POST %s failed: %s", scope["path"][:200], exc.description)
+            status, body = exc.status_code, error_bytes(exc)
+        except Exception:
+            # The traceback goes to the server log, never to the client.
+            logger.exception("POST %s failed", scope["path"][:200])
+            status, body = 500, error_bytes(InternalError())
+        headers = [
+            (b"content-length", str(len(body)).encode("ascii")),
+            (b"content-type", JSON_CONTENT_TYPE),
+        ]
+        if status == PayloadTooLarge.status_code:
+            # The rest of the body was never read: this connection cannot carry another.
+            headers.append((b"connection", b"close"))
+        await send({"type": "http.response.start", "status": status, "headers": headers})
+        await send({"type": "http.response.body", "body": body})
+
+    async def _post(
+        self, scope: Scope, receive: Receive, account_id: str, kind: EntryKind
+    ) -> bytes:
+        authorization = idem = declared = None
+        for name, value in scope["headers"]:
+            if name == b"authorization":
+                authorization = value.decode("latin-1")
+            elif name == b"idempotency-key":
+                idem = value.decode("latin-1")
+            elif name == b"content-length":
+                declared = value
+        self._admin.authorize(authorization or "")
+        if declared is not None:
+            if not declared.isdigit():
+                raise BadRequest("Content-Length is not a number")
+            if int(declared) > self._max_body_bytes:
+                raise PayloadTooLarge(f"the request body exceeds {self._max_body_bytes} bytes")
+        chunks = bytearray()
+        seen = 0
+        while True:
+            message = await receive()
+            if message["type"] != "http.request":
+                raise BadRequest("the client went away")
+            part = message.get("body", b"")
+            seen += len(part)
+            if seen <= self._max_body_bytes:
+                chunks += part
+            elif seen > _MAX_DRAIN_BYTES or not message.get("more_body", False):
+                # Read on (and drop) a little past the limit first, so a client still
+                # sending gets the 413 rather than a reset connection.
+                raise PayloadTooLarge(f"the request body exceeds {self._max_body_bytes} bytes")
+            if not message.get("more_body", False):
+                break
+        new, checked = self._admin.service.entry_request(
+            account_id, kind, parse_json_body(bytes(chunks)), idem
+        )
+        return dumps(posted_json(await self._admin.writes.post_entry(new, checked)))
