@@ -532,3 +532,24 @@ def test_alerts_inside_one_batch_fire_per_crossing(store: Store) -> None:
     ]
     assert [r.low for r in store.list_alert_rules(account)] == [True]
     assert store.verify() == []
+
+
+def test_a_batch_seeks_its_ledgers_instead_of_scanning(tmp_path) -> None:  # type: ignore[no-untyped-def]
+    from birdbalance.storage.sqlite import SQLiteStore
+
+    store = open_store(Settings(database_url=f"sqlite:///{tmp_path / 'plan.db'}"))
+    assert isinstance(store, SQLiteStore)
+    store.migrate()
+    accounts = [_account(store) for _ in range(3)]
+    seen: list[str] = []
+    conn = store._conn()
+    conn.set_trace_callback(seen.append)
+    store.post_entries([_entry(a, EntryKind.TOPUP, 1, key=a) for a in accounts])
+    conn.set_trace_callback(None)
+    batch_reads = [sql for sql in seen if sql.startswith("WITH w")]
+    assert len(batch_reads) == 2  # the ledgers and their alert rules
+    for sql in batch_reads:
+        plan = " / ".join(row[3] for row in conn.execute("EXPLAIN QUERY PLAN " + sql))
+        assert "SCAN b" not in plan and "SCAN r" not in plan, plan
+        assert "SEARCH b USING PRIMARY KEY" in plan or "SEARCH r USING INDEX" in plan, plan
+    store.close()

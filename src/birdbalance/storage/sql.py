@@ -441,9 +441,11 @@ class SQLStore:
         found: dict[LedgerKey, list[RuleState]] = {}
         rows = self._x(
             conn,
-            "SELECT account_id, mode, id, below_minor, hysteresis_minor, low FROM alert_rules"  # noqa: S608 -- placeholders only
-            f" WHERE deleted_at IS NULL AND (account_id, mode) IN (VALUES {_pairs(len(ledgers))})"
-            " ORDER BY id",
+            f"WITH w(account_id, mode) AS (VALUES {_pairs(len(ledgers))})"  # noqa: S608 -- placeholders only
+            " SELECT r.account_id, r.mode, r.id, r.below_minor, r.hysteresis_minor, r.low"
+            " FROM w JOIN alert_rules r ON r.account_id = w.account_id AND r.mode = w.mode"
+            " WHERE r.deleted_at IS NULL"
+            " ORDER BY r.id",
             [v for account_id, mode in ledgers for v in (account_id, mode.value)],
         ).fetchall()
         for row in rows:
@@ -1330,10 +1332,13 @@ class _EntryBatch:
         ordered = sorted(wanted)
         rows = self.store._x(
             self.conn,
-            "SELECT a.id, b.mode, a.payment, a.asset, a.scale, a.credit_limit_minor,"  # noqa: S608 -- placeholders only
-            " b.balance_minor, b.seq, b.held_minor, b.last_entry_at FROM accounts a"
-            " JOIN balances b ON b.account_id = a.id"
-            f" WHERE (b.account_id, b.mode) IN (VALUES {_pairs(len(ordered))})"
+            # A join on a VALUES list, not a row-value IN: SQLite seeks each ledger by its
+            # key instead of scanning every ledger.
+            f"WITH w(account_id, mode) AS (VALUES {_pairs(len(ordered))})"  # noqa: S608 -- placeholders only
+            " SELECT a.id, b.mode, a.payment, a.asset, a.scale, a.credit_limit_minor,"
+            " b.balance_minor, b.seq, b.held_minor, b.last_entry_at"
+            " FROM w JOIN balances b ON b.account_id = w.account_id AND b.mode = w.mode"
+            " JOIN accounts a ON a.id = b.account_id"
             " ORDER BY b.account_id, b.mode" + self.store.for_update,
             [v for account_id, mode in ordered for v in (account_id, mode.value)],
         ).fetchall()
