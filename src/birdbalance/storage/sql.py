@@ -101,11 +101,6 @@ _HOLD_SQL: Final = (
     "SELECT id, account_id, mode, amount_minor, status, captured_minor, expires_at,"
     " reference, metadata, created_at, resolved_at FROM holds"
 )
-_LEDGER_SQL: Final = (
-    "SELECT a.payment, a.asset, a.scale, a.credit_limit_minor, b.balance_minor, b.seq,"
-    " b.held_minor, b.last_entry_at FROM accounts a"
-    " JOIN balances b ON b.account_id = a.id AND b.mode = ? WHERE a.id = ?"
-)
 _INSERT_ENTRY_SQL: Final = (
     "INSERT INTO entries (id, account_id, mode, seq, kind, amount_minor,"
     " balance_after_minor, refund_of, reference, metadata, created_at, hold_id)"
@@ -370,10 +365,28 @@ class SQLStore:
 
     def _read_ledger(self, conn: Any, account_id: str, mode: Mode) -> _Ledger:
         """Read (and, on engines with row locks, lock) a ledger's row."""
-        row = self._x(conn, _LEDGER_SQL + self.for_update, (mode.value, account_id)).fetchone()
-        if row is None:
+        ledger = self._read_ledgers(conn, [(account_id, mode)]).get((account_id, mode))
+        if ledger is None:
             raise NotFound(f"no account {account_id}", "account")
-        return _Ledger(account_id, mode, Payment(row[0]), *row[1:])
+        return ledger
+
+    def _read_ledgers(self, conn: Any, wanted: Iterable[LedgerKey]) -> dict[LedgerKey, _Ledger]:
+        """Read (and lock, in one global order) the wanted ledgers that exist."""
+        ordered = sorted(set(wanted))
+        rows = self._x(
+            conn,
+            # A join on a VALUES list, not a row-value IN: SQLite seeks each ledger by its
+            # key instead of scanning every ledger.
+            f"WITH w(account_id, mode) AS (VALUES {_pairs(len(ordered))})"  # noqa: S608 -- placeholders only
+            " SELECT a.id, b.mode, a.payment, a.asset, a.scale, a.credit_limit_minor,"
+            " b.balance_minor, b.seq, b.held_minor, b.last_entry_at"
+            " FROM w JOIN balances b ON b.account_id = w.account_id AND b.mode = w.mode"
+            " JOIN accounts a ON a.id = b.account_id"
+            " ORDER BY b.account_id, b.mode" + self.for_update,
+            [v for account_id, mode in ordered for v in (account_id, mode.value)],
+        ).fetchall()
+        ledgers = (_Ledger(r[0], Mode(r[1]), Payment(r[2]), *r[3:]) for r in rows)
+        return {(ledger.account_id, ledger.mode): ledger for ledger in ledgers}
 
     def _lock_ledger(self, conn: Any, account_id: str, mode: Mode, now: str) -> _Ledger:
         """Read and lock a ledger, then expire its due holds: the state a write starts from."""
@@ -1328,26 +1341,11 @@ class _EntryBatch:
         return {r[0]: (r[1], r[2], str(r[3])) for r in rows}
 
     def _lock_ledgers(self, wanted: Iterable[LedgerKey]) -> dict[LedgerKey, _Ledger]:
-        """Lock the wanted ledgers that exist (in one order) and expire their due holds."""
-        ordered = sorted(wanted)
-        rows = self.store._x(
-            self.conn,
-            # A join on a VALUES list, not a row-value IN: SQLite seeks each ledger by its
-            # key instead of scanning every ledger.
-            f"WITH w(account_id, mode) AS (VALUES {_pairs(len(ordered))})"  # noqa: S608 -- placeholders only
-            " SELECT a.id, b.mode, a.payment, a.asset, a.scale, a.credit_limit_minor,"
-            " b.balance_minor, b.seq, b.held_minor, b.last_entry_at"
-            " FROM w JOIN balances b ON b.account_id = w.account_id AND b.mode = w.mode"
-            " JOIN accounts a ON a.id = b.account_id"
-            " ORDER BY b.account_id, b.mode" + self.store.for_update,
-            [v for account_id, mode in ordered for v in (account_id, mode.value)],
-        ).fetchall()
-        locked = {}
-        for row in rows:
-            ledger = _Ledger(row[0], Mode(row[1]), Payment(row[2]), *row[3:])
+        """Lock the wanted ledgers that exist and expire their due holds."""
+        locked = self.store._read_ledgers(self.conn, wanted)
+        for key, ledger in locked.items():
             if ledger.held_minor:
-                ledger, _ = self.store._expire_due(self.conn, ledger, self.now)
-            locked[(ledger.account_id, ledger.mode)] = ledger
+                locked[key], _ = self.store._expire_due(self.conn, ledger, self.now)
         return locked
 
     def _flush(self) -> None:
