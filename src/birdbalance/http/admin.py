@@ -22,11 +22,10 @@ from birdbalance.errors import (
     PayloadTooLarge,
     Unauthorized,
 )
-from birdbalance.ledger import EntryKind
-from birdbalance.representations import posted_json
 from birdbalance.service import Service
 from birdbalance.validation import parse_json_body
 
+from .entries import KINDS, EntryEndpoint
 from .responses import JSONBody
 from .writes import WriteQueue
 
@@ -44,6 +43,8 @@ class AdminAPI:
         writers = service.store.max_concurrent_writes
         assert 1 <= writers <= 100
         self.writes = WriteQueue(service.store, writers)
+        #: Ledger entries: a raw ASGI endpoint (see :mod:`birdbalance.http.entries`).
+        self.entries = EntryEndpoint(self.authorize, service, self.writes, max_body_bytes)
         self._reader = (
             None
             if service.store.engine == "sqlite"
@@ -139,18 +140,6 @@ class AdminAPI:
         self._authorize(request)
         key_id = request.path_params["key_id"]
         return JSONBody(await self._write(lambda: self.service.revoke_key(key_id)))
-
-    def entry_handler(self, kind: EntryKind) -> Handler:
-        async def post_entry(request: Request) -> JSONBody:
-            self._authorize(request)
-            body = await self._body(request)
-            idem = request.headers.get("idempotency-key")
-            account_id = request.path_params["account_id"]
-            new, checked = self.service.entry_request(account_id, kind, body, idem)
-            posted = await self.writes.post_entry(new, checked)
-            return JSONBody(posted_json(posted), status_code=201)
-
-        return post_entry
 
     async def list_entries(self, request: Request) -> JSONBody:
         self._authorize(request)
@@ -281,12 +270,6 @@ class AdminAPI:
         return JSONBody(await self._write(lambda: self.service.redeliver(delivery_id)))
 
     def routes(self) -> list[Route]:
-        entry_paths = {
-            "topups": EntryKind.TOPUP,
-            "charges": EntryKind.CHARGE,
-            "refunds": EntryKind.REFUND,
-            "adjustments": EntryKind.ADJUSTMENT,
-        }
         table: dict[str, dict[str, Handler]] = {
             "/v1/accounts": {"POST": self.create_account, "GET": self.list_accounts},
             "/v1/accounts/{account_id}": {"GET": self.get_account},
@@ -309,11 +292,16 @@ class AdminAPI:
             "/v1/deliveries": {"GET": self.list_deliveries},
             "/v1/deliveries/{delivery_id}/redeliver": {"POST": self.redeliver},
         }
-        for path, kind in entry_paths.items():
-            table[f"/v1/accounts/{{account_id}}/{path}"] = {"POST": self.entry_handler(kind)}
+        entries = [
+            Route(f"/v1/accounts/{{account_id}}/{kind_path}", self.entries, methods=["POST"])
+            for kind_path in KINDS
+        ]
         return [
-            Route(path, _by_method(handlers), methods=list(handlers))
-            for path, handlers in table.items()
+            *(
+                Route(path, _by_method(handlers), methods=list(handlers))
+                for path, handlers in table.items()
+            ),
+            *entries,
         ]
 
 

@@ -108,7 +108,7 @@ class BirdbalanceApp:
             if scope["method"] == "POST" and path.startswith("/v1/accounts/"):
                 match = ENTRY_PATH.fullmatch(path)
                 if match is not None:
-                    await self._entries(scope, receive, send, match[1], match[2])
+                    await self._entries.post(scope, receive, send, match[1], match[2])
                     return
         await self._rest(scope, receive, send)
 
@@ -202,6 +202,6 @@ def create_app(settings: Settings, store: Store | None = None) -> BirdbalanceApp
     )
     return BirdbalanceApp(
         BalanceEndpoint(store.lookup_balance, lookups.lookup if lookups else None),
-        EntryEndpoint(admin, settings.max_body_bytes),
+        admin.entries,
         rest,
     )

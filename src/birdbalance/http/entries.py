@@ -17,17 +17,18 @@ from typing import Any, Final
 from birdbalance.errors import BadRequest, InternalError, PayloadTooLarge, ServiceError
 from birdbalance.ledger import EntryKind
 from birdbalance.representations import posted_json
+from birdbalance.service import Service
 from birdbalance.validation import parse_json_body
 
-from .admin import AdminAPI
 from .responses import JSON_CONTENT_TYPE, dumps, error_bytes
+from .writes import WriteQueue
 
 Scope = MutableMapping[str, Any]
 Receive = Callable[[], Awaitable[MutableMapping[str, Any]]]
 Send = Callable[[MutableMapping[str, Any]], Awaitable[None]]
 
 ENTRY_PATH: Final = re.compile(r"/v1/accounts/([^/]+)/(topups|charges|refunds|adjustments)")
-_KINDS: Final = {
+KINDS: Final = {
     "topups": EntryKind.TOPUP,
     "charges": EntryKind.CHARGE,
     "refunds": EntryKind.REFUND,
@@ -41,17 +42,36 @@ logger = logging.getLogger("birdbalance.http")
 
 
 class EntryEndpoint:
-    """Posts one ledger entry per request through the admin API's write queue."""
+    """Posts one ledger entry per request through the admin API's write queue.
 
-    def __init__(self, admin: AdminAPI, max_body_bytes: int) -> None:
-        self._admin = admin
+    :class:`BirdbalanceApp` calls :meth:`post` for every ``POST`` on these paths; the
+    admin API's router also lists the instance as the routes' ASGI endpoint, so the
+    paths exist there for ``405`` answers and the OpenAPI check.
+    """
+
+    def __init__(
+        self,
+        authorize: Callable[[str], None],
+        service: Service,
+        writes: WriteQueue,
+        max_body_bytes: int,
+    ) -> None:
+        self._authorize = authorize
+        self._service = service
+        self._writes = writes
         self._max_body_bytes = max_body_bytes
 
-    async def __call__(
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        """The endpoint as a routed ASGI app (``path_params`` from the router)."""
+        kind_path = scope["path"].rsplit("/", 1)[1]
+        await self.post(scope, receive, send, scope["path_params"]["account_id"], kind_path)
+
+    async def post(
         self, scope: Scope, receive: Receive, send: Send, account_id: str, kind_path: str
     ) -> None:
+        """Answer one entry request (the kind by its path's last segment)."""
         try:
-            status, body = 201, await self._post(scope, receive, account_id, _KINDS[kind_path])
+            status, body = 201, await self._post(scope, receive, account_id, KINDS[kind_path])
         except ServiceError as exc:
             if exc.status_code >= 500:
                 logger.error("POST %s failed: %s", scope["path"][:200], exc.description)
@@ -81,7 +101,7 @@ class EntryEndpoint:
                 idem = value.decode("latin-1")
             elif name == b"content-length":
                 declared = value
-        self._admin.authorize(authorization or "")
+        self._authorize(authorization or "")
         if declared is not None:
             if not declared.isdigit():
                 raise BadRequest("Content-Length is not a number")
@@ -103,7 +123,7 @@ class EntryEndpoint:
                 raise PayloadTooLarge(f"the request body exceeds {self._max_body_bytes} bytes")
             if not message.get("more_body", False):
                 break
-        new, checked = self._admin.service.entry_request(
+        new, checked = self._service.entry_request(
             account_id, kind, parse_json_body(bytes(chunks)), idem
         )
-        return dumps(posted_json(await self._admin.writes.post_entry(new, checked)))
+        return dumps(posted_json(await self._writes.post_entry(new, checked)))
