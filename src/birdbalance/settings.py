@@ -11,6 +11,8 @@ from typing import Final
 import platformdirs
 
 ENV_PREFIX: Final = "BIRDBALANCE_"
+#: Most ``GET /balance`` answers one process may cache (about 300 bytes each).
+MAX_BALANCE_CACHE: Final = 100_000
 
 
 def default_database_url() -> str:
@@ -84,8 +86,8 @@ class Settings:
             raise SettingsError("workers must be 1..64")
         if not 1024 <= self.max_body_bytes <= 16 * 1024 * 1024:
             raise SettingsError("max_body_bytes must be 1 KiB..16 MiB")
-        if not 0 <= self.balance_cache_size <= 100_000:
-            raise SettingsError("balance_cache_size must be 0..100000")
+        if not 0 <= self.balance_cache_size <= MAX_BALANCE_CACHE:
+            raise SettingsError(f"balance_cache_size must be 0..{MAX_BALANCE_CACHE}")
         if not 2 <= self.database_pool_size <= 200:
             raise SettingsError("database_pool_size must be 2..200")
         if not 0.1 <= self.database_timeout_s <= 300:

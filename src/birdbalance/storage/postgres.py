@@ -29,7 +29,7 @@ from birdbalance.ids import utc_timestamp
 from birdbalance.ledger import Payment
 from birdbalance.records import BalanceView
 
-from .sql import SQLStore, pending_migrations
+from .sql import LOOKUP_COLUMNS, LOOKUP_FROM, SQLStore, pending_migrations
 
 #: Requests that may wait for a pooled connection at once; more are refused with 503.
 MAX_POOL_WAITING: Final = 1024
@@ -78,13 +78,7 @@ MAX_LOOKUP_BATCH: Final = 256
 MAX_LOOKUPS_WAITING: Final = 4096
 #: Coalesced lookup queries in flight at once per process (one connection each).
 LOOKUP_CONNECTIONS: Final = 1
-_LOOKUP_MANY_SQL: Final = (
-    "SELECT k.key_hash, a.payment, a.asset, a.scale, b.balance_minor - b.held_minor"
-    " FROM api_keys k"
-    " JOIN balances b ON b.account_id = k.account_id AND b.mode = k.mode"
-    " JOIN accounts a ON a.id = k.account_id"
-    " WHERE k.key_hash = ANY(%s) AND k.revoked_at IS NULL"
-)
+_LOOKUP_MANY_SQL: Final = "SELECT k.key_hash, " + LOOKUP_COLUMNS + LOOKUP_FROM + " = ANY(%s)"
 
 
 class CoalescedLookups:

@@ -79,12 +79,16 @@ MAX_EXPIRE_BATCH: Final = 500
 #: Most entries one group commit (:meth:`SQLStore.post_entries`) writes in a transaction.
 MAX_WRITE_BATCH: Final = 64
 
-LOOKUP_SQL: Final = (
-    "SELECT a.payment, a.asset, a.scale, b.balance_minor - b.held_minor FROM api_keys k"
+#: What ``GET /balance`` reads for a key digest: payment, asset, scale, available.
+LOOKUP_COLUMNS: Final = "a.payment, a.asset, a.scale, b.balance_minor - b.held_minor"
+#: From a live key to its account and ledger; callers add the digest condition.
+LOOKUP_FROM: Final = (
+    " FROM api_keys k"
     " JOIN balances b ON b.account_id = k.account_id AND b.mode = k.mode"
     " JOIN accounts a ON a.id = k.account_id"
-    " WHERE k.key_hash = ? AND k.revoked_at IS NULL"
+    " WHERE k.revoked_at IS NULL AND k.key_hash"
 )
+LOOKUP_SQL: Final = "SELECT " + LOOKUP_COLUMNS + LOOKUP_FROM + " = ?"
 _ACCOUNT_SQL: Final = (
     "SELECT a.id, a.name, a.payment, a.asset, a.scale, a.credit_limit_minor, a.metadata,"
     " a.created_at, l.balance_minor, l.seq, l.held_minor, t.balance_minor, t.seq,"

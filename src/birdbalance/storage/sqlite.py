@@ -21,7 +21,7 @@ from birdbalance.errors import ServiceUnavailable
 from birdbalance.ids import utc_timestamp
 from birdbalance.ledger import Payment
 from birdbalance.records import BalanceView
-from birdbalance.settings import SettingsError
+from birdbalance.settings import MAX_BALANCE_CACHE, SettingsError
 
 from .sql import LOOKUP_SQL, SQLStore, pending_migrations, statements
 
@@ -37,8 +37,6 @@ def path_from_url(url: str) -> Path:
     return Path(rest)
 
 
-#: Most ``GET /balance`` answers one process keeps (about 300 bytes each).
-MAX_BALANCE_CACHE: Final = 100_000
 #: The WAL-index header: two 48-byte copies at the start of the ``-shm`` file.
 _WAL_INDEX_HEADER_BYTES: Final = 96
 
