@@ -132,3 +132,21 @@ def test_no_stamp_no_cache(tmp_path: Path) -> None:
     store.migrate()
     assert store.cache_balances(0) is False
     store.close()
+
+
+def test_the_stamp_keeps_sqlites_locks(served: SQLiteStore, url: str) -> None:
+    """Closing any descriptor of -shm drops all of a process's fcntl locks on it (POSIX).
+
+    SQLite's unix VFS holds a read lock on byte 128 of -shm (its "DMS" lock) while a
+    process uses the database; the next process to open it truncates and rebuilds -shm if
+    it can take that byte exclusively, which crashes this process's connections (SIGBUS).
+    """
+    path = url.removeprefix("sqlite:///")
+    assert served.lookup_balance(hash_key(KEY)) is None  # connections open, stamp mapped
+    script = (
+        "import fcntl, os, sys; fd = os.open(sys.argv[1], os.O_RDWR)\n"
+        "try:\n    fcntl.lockf(fd, fcntl.LOCK_EX | fcntl.LOCK_NB, 1, 128)\n"
+        "except OSError:\n    sys.exit(0)\n"
+        "sys.exit('nobody holds the DMS lock of ' + sys.argv[1])"
+    )
+    subprocess.run([sys.executable, "-c", script, path + "-shm"], check=True)

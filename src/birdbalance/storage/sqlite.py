@@ -53,24 +53,42 @@ class CommitStamp:
     checkpoint or recovery rewrites the header too; that only costs a cache miss.
     """
 
-    def __init__(self, mapped: mmap.mmap) -> None:
+    #: Descriptors that could not be mapped, never closed (see :meth:`open`).
+    _unusable: ClassVar[list[int]] = []
+
+    def __init__(self, fd: int, mapped: mmap.mmap) -> None:
+        self._fd = fd
         self._map = mapped
 
     @classmethod
     def open(cls, database: Path) -> CommitStamp | None:
-        """The stamp of ``database`` (open in WAL mode), or None if it cannot be mapped."""
+        """The stamp of ``database`` (open in WAL mode), or None if it cannot be mapped.
+
+        The descriptors stay open until :meth:`close`, which must come after the process's
+        SQLite connections are closed: POSIX drops *all* of a process's fcntl locks on a
+        file when *any* descriptor of it is closed, and SQLite holds a lock on ``-shm``
+        that tells other processes the file is in use. Losing it lets the next process
+        that opens the database truncate the file under our connections (SIGBUS).
+        """
         try:
-            with open(f"{database}-shm", "rb") as shm:
-                if os.fstat(shm.fileno()).st_size < _WAL_INDEX_HEADER_BYTES:
-                    return None
-                return cls(
-                    mmap.mmap(shm.fileno(), _WAL_INDEX_HEADER_BYTES, access=mmap.ACCESS_READ)
-                )
+            fd = os.open(f"{database}-shm", os.O_RDONLY | os.O_CLOEXEC)
         except OSError:
             return None
+        try:
+            if os.fstat(fd).st_size >= _WAL_INDEX_HEADER_BYTES:
+                return cls(fd, mmap.mmap(fd, _WAL_INDEX_HEADER_BYTES, access=mmap.ACCESS_READ))
+        except OSError:
+            pass
+        # Unusable, but closing it would drop SQLite's lock: keep it for the process's life.
+        cls._unusable.append(fd)
+        return None
 
     def stamp(self) -> bytes:
         return self._map[:_WAL_INDEX_HEADER_BYTES]
+
+    def close(self) -> None:
+        self._map.close()
+        os.close(self._fd)
 
 
 class SQLiteStore(SQLStore):
@@ -155,6 +173,11 @@ class SQLiteStore(SQLStore):
                 conn.close()
             self._connections.clear()
         self._local = threading.local()
+        # Only now: closing it drops the process's locks on -shm (see CommitStamp.open).
+        if self._commits is not None:
+            self._commits.close()
+            self._commits = None
+            self._balances.clear()
 
     # ------------------------------------------------------------------ hot path
 
