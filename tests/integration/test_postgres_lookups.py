@@ -101,3 +101,45 @@ def test_an_unreachable_database_answers_503_within_the_timeout() -> None:
         return time.monotonic() - started
 
     assert asyncio.run(main()) < 3
+
+
+def test_the_coalesced_query_is_planned_once_as_index_seeks(store: PostgresStore) -> None:
+    """A generic plan, so no per-query planning, and one made of index seeks only."""
+    for n in range(300):  # enough rows that a bad plan would be a scan
+        _account(store, n)
+    import psycopg
+
+    from birdbalance.storage.postgres import _LOOKUP_MANY_SQL
+
+    with psycopg.connect(store.url, autocommit=True) as pg:
+        pg.execute("ANALYZE")
+        pg.execute("SET plan_cache_mode = force_generic_plan")
+        pg.execute("PREPARE lookup(bytea[]) AS " + _LOOKUP_MANY_SQL.replace("%s", "$1"))
+        # EXECUTE takes no bound parameters: the client cursor inlines the array.
+        row = (
+            psycopg.ClientCursor(pg)
+            .execute(
+                "EXPLAIN (FORMAT JSON) EXECUTE lookup(%s)",
+                ([hash_key(f"{n:025d}") for n in range(3)],),
+            )
+            .fetchone()
+        )
+    assert row is not None
+    text = str(row[0])
+    assert "Seq Scan" not in text and "Hash" not in text, text
+    for index in ("api_keys_key_hash_key", "balances_pkey", "accounts_pkey"):
+        assert index in text, text
+
+    async def settings() -> str:
+        lookups = store.balance_lookups()
+        try:
+            conn = await lookups._connect()
+            cursor = await conn.execute("SHOW plan_cache_mode")
+            found = await cursor.fetchone()
+            await conn.close()
+            assert found is not None
+            return str(found[0])
+        finally:
+            await lookups.close()
+
+    assert asyncio.run(settings()) == "force_generic_plan"
