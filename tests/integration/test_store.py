@@ -510,6 +510,45 @@ def test_a_batch_spread_over_many_ledgers_moves_each_once(store: Store) -> None:
     assert store.verify() == []
 
 
+def test_a_batch_the_database_refuses_writes_nothing_and_the_connection_recovers(
+    store: Store, database_url: str, caplog: pytest.LogCaptureFixture
+) -> None:
+    """A statement failing inside a (pipelined) batch rolls all of it back."""
+    accounts = [_account(store) for _ in range(3)]
+    for n, account in enumerate(accounts):
+        _post(store, account, EntryKind.TOPUP, 1000, f"t{n}")
+    # A rule the database enforces and birdbalance does not know: charges over 500 fail
+    # on insert, after the batch's reads and locks.
+    if database_url.startswith("sqlite:"):
+        raw_execute(
+            database_url,
+            "CREATE TRIGGER refuse BEFORE INSERT ON entries WHEN NEW.amount_minor < -500"
+            " BEGIN SELECT RAISE(ABORT, 'refused by a test trigger'); END",
+        )
+    else:
+        raw_execute(
+            database_url,
+            "ALTER TABLE entries ADD CONSTRAINT refuse CHECK (amount_minor >= -500) NOT VALID",
+        )
+    batch = [
+        _entry(accounts[0], EntryKind.CHARGE, 10, key="fine-1"),
+        _entry(accounts[1], EntryKind.CHARGE, 600, key="refused"),
+        _entry(accounts[2], EntryKind.CHARGE, 10, key="fine-2"),
+    ]
+    with pytest.raises(Exception, match="refuse"):
+        store.post_entries(batch)
+    # Nothing of the batch landed: no entry, no key, no ledger moved.
+    assert [store.get_account(a).live.balance_minor for a in accounts] == [1000] * 3
+    assert store.verify() == []
+    # The store rolled back itself: the pool found no transaction to clean up.
+    assert not [r for r in caplog.records if "rolling back" in r.getMessage()]
+    # The same connection(s) serve the next batch, and its keys are still free.
+    results = store.post_entries([batch[0], batch[2]] * 4)
+    assert [r.entry.balance_after_minor for r in results] == [990, 990] * 4  # type: ignore[union-attr]
+    assert [r.replayed for r in results] == [False, False] + [True] * 6  # type: ignore[union-attr]
+    assert store.verify() == []
+
+
 def test_alerts_inside_one_batch_fire_per_crossing(store: Store) -> None:
     from birdbalance.records import NewAlertRule
 

@@ -229,6 +229,8 @@ class PostgresStore(SQLStore):
         )
         self._opened = False
         self._open_lock = threading.Lock()
+        # The pipeline of each connection in a group commit (one writer thread each).
+        self._pipelines: dict[psycopg.Connection[Any], psycopg.Pipeline] = {}
 
     def balance_lookups(self) -> CoalescedLookups:
         """Coalesced async lookups for ``GET /balance``; make them on the serving loop."""
@@ -260,6 +262,30 @@ class PostgresStore(SQLStore):
     def _write(self) -> Iterator[psycopg.Connection[Any]]:
         with self._connection() as conn, conn.transaction():
             yield conn
+
+    @contextmanager
+    def _batch_write(self) -> Iterator[psycopg.Connection[Any]]:
+        # Pipeline mode: BEGIN and the batch's four reads go in one round trip, its writes
+        # in a second (when it reads the ledgers' row counts), COMMIT in a third, instead
+        # of one per statement (nine for a batch of one, 0.2-0.3 ms each here). BEGIN and
+        # COMMIT are statements because psycopg's transaction() block would sync the
+        # pipeline on entry and on exit, two more round trips. If a statement fails, the
+        # pipeline skips the rest (COMMIT too) and the pool's connection block rolls the
+        # transaction back as the error leaves it.
+        with self._connection() as conn, conn.pipeline() as pipeline:
+            self._pipelines[conn] = pipeline
+            try:
+                conn.execute("BEGIN")
+                yield conn
+                conn.execute("COMMIT")  # the pipeline's exit sends it and waits for it
+            finally:
+                del self._pipelines[conn]
+
+    def _rowcount(self, conn: Any, cursor: Any) -> int:
+        pipeline = self._pipelines.get(conn)
+        if pipeline is not None and cursor.pgresult is None:
+            pipeline.sync()  # a queued statement has no row count until its result is in
+        return int(cursor.rowcount)
 
     @contextmanager
     def _snapshot(self) -> Iterator[psycopg.Connection[Any]]:
