@@ -15,6 +15,7 @@ import sys
 import uuid
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
+from decimal import Decimal
 from pathlib import Path
 from typing import Any, TypeVar
 
@@ -945,3 +946,59 @@ def balance(base_url: str, timeout_s: float, as_json: bool) -> None:
         )
     else:
         click.echo(f"{result.amount} {result.type} ({result.payment})")
+
+
+def _threshold(ctx: click.Context, param: click.Parameter, value: str) -> Decimal:
+    try:
+        parsed = Decimal(value)
+    except ArithmeticError:
+        raise click.BadParameter(f"{value!r} is not a number") from None
+    if not parsed.is_finite():
+        raise click.BadParameter(f"{value!r} is not a finite number")
+    return parsed
+
+
+class _PluginUsageError(click.UsageError):
+    exit_code = 3
+
+
+class _PluginCommand(click.Command):
+    """A command whose usage errors exit 3: in a monitoring plugin, 2 means CRITICAL."""
+
+    def parse_args(self, ctx: click.Context, args: list[str]) -> list[str]:
+        try:
+            return super().parse_args(ctx, args)
+        except click.UsageError as exc:
+            raise _PluginUsageError(exc.message, exc.ctx) from None
+
+
+@main.command(cls=_PluginCommand)
+@click.option("--warning", "-w", required=True, callback=_threshold, help="Warn below this.")
+@click.option("--critical", "-c", required=True, callback=_threshold, help="Critical below.")
+@click.option(
+    "--base-url",
+    envvar="BIRDBALANCE_BASE_URL",
+    default=DEFAULT_BASE_URL,
+    show_default=True,
+    help="Any MessageBird-compatible endpoint.",
+)
+@click.option("--timeout", "timeout_s", type=float, default=10.0, show_default=True)
+def check(warning: Decimal, critical: Decimal, base_url: str, timeout_s: float) -> None:
+    """A Nagios-style check of the balance of MESSAGEBIRD_ACCESS_KEY's account.
+
+    Prints one line and exits 0 (OK), 1 (WARNING: below --warning), 2 (CRITICAL: below
+    --critical) or 3 (UNKNOWN: unreachable, key refused, postpaid, or bad arguments).
+    """
+    from birdbalance.check import Status
+    from birdbalance.check import check as run_check
+
+    access_key = os.environ.get("MESSAGEBIRD_ACCESS_KEY", "")
+    if not access_key:
+        click.echo("BALANCE UNKNOWN - set MESSAGEBIRD_ACCESS_KEY to an access key")
+        sys.exit(Status.UNKNOWN)
+    if critical > warning:
+        click.echo("BALANCE UNKNOWN - --critical must not be above --warning")
+        sys.exit(Status.UNKNOWN)
+    result = run_check(access_key, warning, critical, base_url=base_url, timeout_s=timeout_s)
+    click.echo(result.line)
+    sys.exit(result.status)

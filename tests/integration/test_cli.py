@@ -211,6 +211,37 @@ def test_balance_command_uses_the_client(server: Server, admin) -> None:  # type
     assert result.returncode == 2 and "MESSAGEBIRD_ACCESS_KEY" in result.stderr
 
 
+def test_check_is_a_nagios_plugin(server: Server, admin) -> None:  # type: ignore[no-untyped-def]
+    account = admin.account("prepaid", "euros")
+    admin.topup(account["id"], "60")
+    env = {
+        "MESSAGEBIRD_ACCESS_KEY": admin.key(account["id"])["key"],
+        "BIRDBALANCE_BASE_URL": server.url,
+    }
+
+    def run(*args: str) -> tuple[int, str]:
+        result = cli("check", *args, db_url="sqlite:///unused.db", env=env)
+        assert result.stdout.count("\n") == 1, result.stdout  # exactly one line
+        return result.returncode, result.stdout.strip()
+
+    assert run("-w", "50", "-c", "10") == (0, "BALANCE OK - 60 euros | balance=60;50:;10:;;")
+    assert admin.post(account["id"], "charges", amount="15.5").status_code == 201  # 44.5
+    assert run("-w", "50", "-c", "10")[0] == 1
+    assert admin.post(account["id"], "charges", amount="40").status_code == 201
+    code, line = run("--warning", "50", "--critical", "10")
+    assert code == 2 and line.startswith("BALANCE CRITICAL - 4.5 euros (below 10)")
+    # Anything that keeps the check from judging is UNKNOWN (3), never CRITICAL (2).
+    assert run("-w", "10", "-c", "50")[0] == 3
+    bad = cli("check", "-w", "ten", "-c", "5", db_url="sqlite:///unused.db", env=env)
+    assert bad.returncode == 3 and "not a number" in bad.stderr
+    assert cli("check", "-c", "5", db_url="sqlite:///unused.db", env=env).returncode == 3
+    env["MESSAGEBIRD_ACCESS_KEY"] = "x" * 25
+    assert run("-w", "50", "-c", "10") == (3, "BALANCE UNKNOWN - the access key was refused")
+    env["BIRDBALANCE_BASE_URL"] = "http://127.0.0.1:9"
+    code, line = run("-w", "50", "-c", "10", "--timeout", "2")
+    assert code == 3 and line.startswith("BALANCE UNKNOWN - ")
+
+
 def test_backup_while_a_server_writes_is_one_consistent_state(tmp_path: Path) -> None:
     import threading
 

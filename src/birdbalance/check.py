@@ -1,0 +1,85 @@
+"""``birdbalance check``: a monitoring plugin for any MessageBird-compatible balance.
+
+It follows the Nagios plugin convention (also Icinga's, Naemon's, Sensu's and Zabbix's
+external checks): one line of output, ``STATUS - text | perfdata``, and the exit code
+0 OK, 1 WARNING, 2 CRITICAL, 3 UNKNOWN. Thresholds are balances to stay at or above: a
+balance below ``warning`` is a warning, below ``critical`` critical. The performance
+data uses Nagios ranges ``W:`` and ``C:`` ("alert below"), so graphs and the plugin agree.
+
+UNKNOWN means the check could not judge: the endpoint was unreachable or refused the
+key, the answer was not a balance, or the account is postpaid (MessageBird reports a
+postpaid account's ``amount`` as 0, which says nothing about how close it is to a limit).
+"""
+
+from __future__ import annotations
+
+import enum
+from dataclasses import dataclass
+from decimal import Decimal
+
+import httpx
+
+from birdbalance.client import DEFAULT_BASE_URL, Balance, Client
+from birdbalance.errors import AuthenticationError, ClientError
+
+
+class Status(enum.IntEnum):
+    """A plugin's state, which is also its exit code."""
+
+    OK = 0
+    WARNING = 1
+    CRITICAL = 2
+    UNKNOWN = 3
+
+
+@dataclass(frozen=True, slots=True)
+class Result:
+    status: Status
+    line: str
+
+
+def _number(value: Decimal) -> str:
+    return format(value.normalize(), "f") if value == value.to_integral() else format(value, "f")
+
+
+def judge(balance: Balance, warning: Decimal, critical: Decimal) -> Result:
+    """The plugin's verdict on ``balance`` (pure: no I/O)."""
+    assert critical <= warning, "critical must not be above warning"
+    if balance.payment != "prepaid":
+        return Result(
+            Status.UNKNOWN,
+            f"BALANCE UNKNOWN - {balance.payment} account: its amount is always 0,"
+            " so there is no balance to check",
+        )
+    amount = _number(balance.amount)
+    perfdata = f"balance={amount};{_number(warning)}:;{_number(critical)}:;;"
+    if balance.amount < critical:
+        status, why = Status.CRITICAL, f" (below {_number(critical)})"
+    elif balance.amount < warning:
+        status, why = Status.WARNING, f" (below {_number(warning)})"
+    else:
+        status, why = Status.OK, ""
+    return Result(status, f"BALANCE {status.name} - {amount} {balance.type}{why} | {perfdata}")
+
+
+def check(
+    access_key: str,
+    warning: Decimal,
+    critical: Decimal,
+    *,
+    base_url: str = DEFAULT_BASE_URL,
+    timeout_s: float = 10.0,
+    transport: httpx.BaseTransport | None = None,
+) -> Result:
+    """Read the balance once (one retry on a transport failure or 5xx) and judge it."""
+    try:
+        with Client(
+            access_key, base_url, timeout_s=timeout_s, max_retries=1, transport=transport
+        ) as client:
+            balance = client.balance()
+    except AuthenticationError:
+        return Result(Status.UNKNOWN, "BALANCE UNKNOWN - the access key was refused")
+    except ClientError as exc:
+        # The error's text names the failure, never the key.
+        return Result(Status.UNKNOWN, f"BALANCE UNKNOWN - {type(exc).__name__}: {exc}")
+    return judge(balance, warning, critical)
