@@ -21,6 +21,26 @@ class BalanceView:
 
 
 @dataclass(frozen=True, slots=True)
+class LedgerBalance:
+    """One ledger's balance, for monitoring (``held_minor`` is reserved by holds)."""
+
+    account_id: str
+    mode: Mode
+    asset: str
+    scale: int
+    balance_minor: int
+    held_minor: int
+
+
+@dataclass(frozen=True, slots=True)
+class OutboxStats:
+    """The webhook outbox: deliveries still to make, and the oldest one's creation time."""
+
+    pending: int
+    oldest_pending_at: str | None
+
+
+@dataclass(frozen=True, slots=True)
 class LedgerTotals:
     balance_minor: int
     entry_count: int

@@ -13,6 +13,8 @@ import platformdirs
 ENV_PREFIX: Final = "BIRDBALANCE_"
 #: Most ``GET /balance`` answers one process may cache (about 300 bytes each).
 MAX_BALANCE_CACHE: Final = 100_000
+#: Most ledgers ``GET /metrics`` reports a balance gauge for.
+MAX_LEDGER_GAUGES: Final = 2000
 
 
 def default_database_url() -> str:
@@ -74,6 +76,8 @@ class Settings:
     balance_cache_size: int = 10_000
     #: Largest request body the admin API reads.
     max_body_bytes: int = 64 * 1024
+    #: ``GET /metrics``: per-ledger balance gauges for the first N ledgers (0: none).
+    metrics_ledger_gauges: int = 0
     #: Whether the database URL came from the environment/flags (False: the embedded default).
     database_url_explicit: bool = False
 
@@ -88,6 +92,8 @@ class Settings:
             raise SettingsError("max_body_bytes must be 1 KiB..16 MiB")
         if not 0 <= self.balance_cache_size <= MAX_BALANCE_CACHE:
             raise SettingsError(f"balance_cache_size must be 0..{MAX_BALANCE_CACHE}")
+        if not 0 <= self.metrics_ledger_gauges <= MAX_LEDGER_GAUGES:
+            raise SettingsError(f"metrics_ledger_gauges must be 0..{MAX_LEDGER_GAUGES}")
         if not 2 <= self.database_pool_size <= 200:
             raise SettingsError("database_pool_size must be 2..200")
         if not 0.1 <= self.database_timeout_s <= 300:
@@ -125,6 +131,7 @@ class Settings:
             "max_body_bytes",
             "database_pool_size",
             "webhook_max_attempts",
+            "metrics_ledger_gauges",
         ):
             if (value := get(name)) is not None:
                 try:

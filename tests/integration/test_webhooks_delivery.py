@@ -11,6 +11,7 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+from prometheus_client.parser import text_string_to_metric_families
 
 from birdbalance import verify_webhook
 from tests.receivers import Receiver
@@ -105,6 +106,17 @@ def test_every_event_arrives_once_signed_across_a_receiver_outage(node: Server) 
             "data"
         ]
         assert [d["event_id"] for d in by_hook] == [outbox[3]["id"]]
+        # /metrics counted the same story: five deliveries, failures retried, none dead.
+        metrics = admin.http.get("/metrics").text
+        attempts = {
+            s.labels["outcome"]: s.value
+            for f in text_string_to_metric_families(metrics)
+            for s in f.samples
+            if s.name == "birdbalance_webhook_attempts_total"
+        }
+        assert attempts["delivered"] == 5 and attempts["retrying"] >= 2
+        assert "dead" not in attempts
+        assert "birdbalance_webhook_outbox_pending 0" in metrics
 
         # Redeliver one: it arrives again, with a fresh signature, and is delivered again.
         again = admin.http.post(f"/v1/deliveries/{by_hook[0]['id']}/redeliver")

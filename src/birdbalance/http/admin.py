@@ -22,6 +22,7 @@ from birdbalance.errors import (
     PayloadTooLarge,
     Unauthorized,
 )
+from birdbalance.metrics import Metrics
 from birdbalance.service import Service
 from birdbalance.validation import parse_json_body
 
@@ -36,7 +37,13 @@ Handler = Callable[[Request], Awaitable[JSONBody]]
 class AdminAPI:
     """Request handlers of the admin API, bound to one service and writer thread."""
 
-    def __init__(self, service: Service, admin_token: str | None, max_body_bytes: int) -> None:
+    def __init__(
+        self,
+        service: Service,
+        admin_token: str | None,
+        max_body_bytes: int,
+        metrics: Metrics | None = None,
+    ) -> None:
         self.service = service
         self._token = admin_token.encode("utf-8") if admin_token else None
         self._max_body_bytes = max_body_bytes
@@ -44,7 +51,7 @@ class AdminAPI:
         assert 1 <= writers <= 100
         self.writes = WriteQueue(service.store, writers)
         #: Ledger entries: a raw ASGI endpoint (see :mod:`birdbalance.http.entries`).
-        self.entries = EntryEndpoint(self.authorize, service, self.writes, max_body_bytes)
+        self.entries = EntryEndpoint(self.authorize, service, self.writes, max_body_bytes, metrics)
         self._reader = (
             None
             if service.store.engine == "sqlite"

@@ -13,6 +13,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import time
 from collections.abc import AsyncIterator, Awaitable, Callable, MutableMapping
 from typing import Any, Final
 from urllib.parse import parse_qsl
@@ -33,6 +34,7 @@ from birdbalance.errors import (
     ServiceError,
     ServiceUnavailable,
 )
+from birdbalance.metrics import Metrics
 from birdbalance.service import Service
 from birdbalance.settings import Settings
 from birdbalance.storage import Store, open_store
@@ -40,7 +42,8 @@ from birdbalance.storage import Store, open_store
 from .admin import AdminAPI
 from .balance import BALANCE_PATHS, BalanceEndpoint
 from .deliverer import Deliverer
-from .entries import ENTRY_PATH, EntryEndpoint
+from .entries import ENTRY_PATH, KINDS, EntryEndpoint
+from .gauges import METRICS_CONTENT_TYPE, database_gauge, scrape_gauges, write_queue_gauge
 from .openapi import openapi_document
 from .responses import JSONBody, error_response
 
@@ -49,6 +52,8 @@ Receive = Callable[[], Awaitable[MutableMapping[str, Any]]]
 Send = Callable[[MutableMapping[str, Any]], Awaitable[None]]
 
 _OVERRIDABLE_METHODS: Final = frozenset({"GET", "POST", "PUT", "PATCH", "DELETE", "HEAD"})
+_UNMATCHED: Final = "unmatched"
+_ENTRY_ROUTES: Final = {kind: f"/v1/accounts/{{account_id}}/{kind}" for kind in KINDS}
 
 logger = logging.getLogger("birdbalance.http")
 
@@ -92,25 +97,55 @@ async def _unexpected_error(request: Request, exc: Exception) -> Response:
 class BirdbalanceApp:
     """The ASGI app. Build it with :func:`create_app`."""
 
-    def __init__(self, balance: BalanceEndpoint, entries: EntryEndpoint, rest: Starlette) -> None:
+    def __init__(
+        self,
+        balance: BalanceEndpoint,
+        entries: EntryEndpoint,
+        rest: Starlette,
+        metrics: Metrics | None = None,
+    ) -> None:
         self._balance = balance
         self._entries = entries
         self._rest = rest
+        self.metrics = metrics if metrics is not None else Metrics()
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        if scope["type"] == "http":
+        if scope["type"] != "http":
+            await self._rest(scope, receive, send)
+            return
+        started = time.perf_counter()
+        status = 0
+
+        async def send_counted(message: MutableMapping[str, Any]) -> None:
+            nonlocal status
+            if message["type"] == "http.response.start":
+                status = message["status"]
+            await send(message)
+
+        route = _UNMATCHED
+        try:
             if b"_method=" in scope["query_string"]:
                 scope = _method_override(scope)
             path = scope["path"]
             if path in BALANCE_PATHS:
-                await self._balance(scope, send)
+                route = "/balance"
+                await self._balance(scope, send_counted)
                 return
             if scope["method"] == "POST" and path.startswith("/v1/accounts/"):
                 match = ENTRY_PATH.fullmatch(path)
                 if match is not None:
-                    await self._entries.post(scope, receive, send, match[1], match[2])
+                    route = _ENTRY_ROUTES[match[2]]
+                    await self._entries.post(scope, receive, send_counted, match[1], match[2])
                     return
-        await self._rest(scope, receive, send)
+            await self._rest(scope, receive, send_counted)
+            # Starlette's router leaves the matched route in the scope: its template, never
+            # the raw path, so ids do not become label values.
+            matched = scope.get("route")
+            route = getattr(matched, "path", _UNMATCHED)
+        finally:
+            method = scope["method"] if scope["method"] in _OVERRIDABLE_METHODS else "other"
+            self.metrics.requests.inc(route, method, str(status or 500))
+            self.metrics.latency.observe(time.perf_counter() - started, route)
 
 
 def create_app(settings: Settings, store: Store | None = None) -> BirdbalanceApp:
@@ -120,7 +155,8 @@ def create_app(settings: Settings, store: Store | None = None) -> BirdbalanceApp
     """
     store = store if store is not None else open_store(settings)
     service = Service(store)
-    admin = AdminAPI(service, settings.admin_token, settings.max_body_bytes)
+    metrics = Metrics()
+    admin = AdminAPI(service, settings.admin_token, settings.max_body_bytes, metrics)
     document = openapi_document()
     lookups = store.balance_lookups()
 
@@ -159,6 +195,20 @@ def create_app(settings: Settings, store: Store | None = None) -> BirdbalanceApp
     async def openapi(request: Request) -> JSONBody:
         return JSONBody(document)
 
+    async def metrics_text(request: Request) -> Response:
+        """Prometheus metrics of this process (the admin token, as for ``/v1/``)."""
+        admin.authorize(request.headers.get("authorization", ""))
+        try:
+            gauges = await asyncio.wait_for(
+                run_in_threadpool(scrape_gauges, store, settings.metrics_ledger_gauges),
+                timeout=settings.database_timeout_s + 1,
+            )
+        except Exception as exc:  # noqa: BLE001 -- the process metrics still answer
+            logger.warning("metrics: the database gauges failed: %s", type(exc).__name__)
+            gauges = [database_gauge(ok=False)]
+        gauges.append(write_queue_gauge(admin.writes.depth))
+        return Response(metrics.render(gauges), media_type=METRICS_CONTENT_TYPE)
+
     @contextlib.asynccontextmanager
     async def lifespan(app: Starlette) -> AsyncIterator[None]:
         current, latest = store.schema_version()
@@ -168,7 +218,7 @@ def create_app(settings: Settings, store: Store | None = None) -> BirdbalanceApp
                 " run `birdbalance migrate`"
             )
         store.cache_balances(settings.balance_cache_size)
-        deliverer = Deliverer(store, settings, admin.background_write)
+        deliverer = Deliverer(store, settings, admin.background_write, metrics)
         tasks = [
             asyncio.create_task(sweep_holds(), name="birdbalance-hold-sweeper"),
             asyncio.create_task(deliverer.run(), name="birdbalance-webhooks"),
@@ -191,6 +241,7 @@ def create_app(settings: Settings, store: Store | None = None) -> BirdbalanceApp
             Route("/healthz", healthz, methods=["GET"]),
             Route("/readyz", readyz, methods=["GET"]),
             Route("/openapi.json", openapi, methods=["GET"]),
+            Route("/metrics", metrics_text, methods=["GET"]),
             *admin.routes(),
         ],
         exception_handlers={
@@ -204,4 +255,5 @@ def create_app(settings: Settings, store: Store | None = None) -> BirdbalanceApp
         BalanceEndpoint(store.lookup_balance, lookups.lookup if lookups else None),
         admin.entries,
         rest,
+        metrics,
     )

@@ -22,6 +22,7 @@ import httpx
 
 from birdbalance._version import __version__
 from birdbalance.ids import utc_timestamp
+from birdbalance.metrics import Metrics
 from birdbalance.records import DueDelivery
 from birdbalance.settings import Settings
 from birdbalance.storage import Store
@@ -42,8 +43,11 @@ logger = logging.getLogger("birdbalance.webhooks")
 class Deliverer:
     """Sends due deliveries until cancelled."""
 
-    def __init__(self, store: Store, settings: Settings, run_write: RunWrite) -> None:
+    def __init__(
+        self, store: Store, settings: Settings, run_write: RunWrite, metrics: Metrics | None = None
+    ) -> None:
         self._store = store
+        self._metrics = metrics
         self._settings = settings
         self._run_write = run_write
         # Jitter only spreads retries out; it needs no cryptographic randomness.
@@ -84,6 +88,9 @@ class Deliverer:
                     rng=self._rng,
                 )
                 retry_at = timestamp_after(delay)
+            if self._metrics is not None:
+                outcome = "delivered" if delivered else "retrying" if retry_at else "dead"
+                self._metrics.deliveries.inc(outcome)
             record = partial(
                 self._store.record_attempt,
                 delivery.id,

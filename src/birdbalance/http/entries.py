@@ -16,6 +16,8 @@ from typing import Any, Final
 
 from birdbalance.errors import BadRequest, InternalError, PayloadTooLarge, ServiceError
 from birdbalance.ledger import EntryKind
+from birdbalance.metrics import Metrics
+from birdbalance.records import PostedEntry
 from birdbalance.representations import posted_json
 from birdbalance.service import Service
 from birdbalance.validation import parse_json_body
@@ -55,11 +57,13 @@ class EntryEndpoint:
         service: Service,
         writes: WriteQueue,
         max_body_bytes: int,
+        metrics: Metrics | None = None,
     ) -> None:
         self._authorize = authorize
         self._service = service
         self._writes = writes
         self._max_body_bytes = max_body_bytes
+        self._metrics = metrics
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         """The endpoint as a routed ASGI app (``path_params`` from the router)."""
@@ -70,16 +74,22 @@ class EntryEndpoint:
         self, scope: Scope, receive: Receive, send: Send, account_id: str, kind_path: str
     ) -> None:
         """Answer one entry request (the kind by its path's last segment)."""
+        kind = KINDS[kind_path]
         try:
-            status, body = 201, await self._post(scope, receive, account_id, KINDS[kind_path])
+            posted = await self._post(scope, receive, account_id, kind)
+            status, body = 201, dumps(posted_json(posted))
+            outcome = "replayed" if posted.replayed else "posted"
         except ServiceError as exc:
             if exc.status_code >= 500:
                 logger.error("POST %s failed: %s", scope["path"][:200], exc.description)
             status, body = exc.status_code, error_bytes(exc)
+            outcome = "failed" if exc.status_code >= 500 else "refused"
         except Exception:
             # The traceback goes to the server log, never to the client.
             logger.exception("POST %s failed", scope["path"][:200])
-            status, body = 500, error_bytes(InternalError())
+            status, body, outcome = 500, error_bytes(InternalError()), "failed"
+        if self._metrics is not None:
+            self._metrics.entries.inc(kind.value, outcome)
         headers = [
             (b"content-length", str(len(body)).encode("ascii")),
             (b"content-type", JSON_CONTENT_TYPE),
@@ -92,7 +102,7 @@ class EntryEndpoint:
 
     async def _post(
         self, scope: Scope, receive: Receive, account_id: str, kind: EntryKind
-    ) -> bytes:
+    ) -> PostedEntry:
         authorization = idem = declared = None
         for name, value in scope["headers"]:
             if name == b"authorization":
@@ -126,4 +136,4 @@ class EntryEndpoint:
         new, checked = self._service.entry_request(
             account_id, kind, parse_json_body(bytes(chunks)), idem
         )
-        return dumps(posted_json(await self._writes.post_entry(new, checked)))
+        return await self._writes.post_entry(new, checked)

@@ -522,6 +522,21 @@ def openapi_document() -> dict[str, Any]:
             },
             "/healthz": _probe("healthz", "The process is up (says nothing of the database)"),
             "/readyz": _probe("readyz", "The database answers and its schema is current"),
+            "/metrics": {
+                "get": {
+                    "operationId": "metrics",
+                    "summary": "Prometheus metrics of this process (docs/monitoring.md)",
+                    "tags": ["Operations"],
+                    "security": _ADMIN,
+                    "responses": {
+                        "200": {
+                            "description": "The Prometheus text format, version 0.0.4",
+                            "content": {"text/plain": {"schema": {"type": "string"}}},
+                        },
+                        **_errors(401),
+                    },
+                }
+            },
         },
         "components": {
             "securitySchemes": {

@@ -67,6 +67,11 @@ class WriteQueue:
         for thread in self._threads:
             thread.start()
 
+    @property
+    def depth(self) -> int:
+        """Jobs waiting for a writer."""
+        return len(self._jobs)
+
     async def post_entry(self, new: NewEntry, idem: Idempotency) -> PostedEntry:
         """Post one entry in the next group commit; its own answer (or error)."""
         result: PostedEntry = await self._submit(entry=(new, idem))

@@ -33,12 +33,14 @@ from birdbalance.records import (
     Hold,
     HoldResult,
     Idempotency,
+    LedgerBalance,
     NewAccount,
     NewAlertRule,
     NewEntry,
     NewHold,
     NewKey,
     NewWebhook,
+    OutboxStats,
     Page,
     PostedEntry,
     Webhook,
@@ -200,6 +202,12 @@ class Store(Protocol):
         self, status: str | None, webhook_id: str | None, cursor: str | None, limit: int
     ) -> Page[Delivery]:
         """Deliveries, newest first."""
+
+    def outbox_stats(self) -> OutboxStats:
+        """How many deliveries are pending, and since when the oldest waits."""
+
+    def ledger_balances(self, limit: int) -> list[LedgerBalance]:
+        """The first ``limit`` ledgers (by account, then mode) with their balances."""
 
     def verify(self) -> list[str]:
         """Recompute every ledger from its entries; return the problems found."""

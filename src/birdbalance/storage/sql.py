@@ -62,6 +62,7 @@ from birdbalance.records import (
     Hold,
     HoldResult,
     Idempotency,
+    LedgerBalance,
     LedgerTotals,
     NewAccount,
     NewAlertRule,
@@ -69,10 +70,12 @@ from birdbalance.records import (
     NewHold,
     NewKey,
     NewWebhook,
+    OutboxStats,
     Page,
     PostedEntry,
     Webhook,
 )
+from birdbalance.settings import MAX_LEDGER_GAUGES
 
 #: How many due holds one sweep expires at most.
 MAX_EXPIRE_BATCH: Final = 500
@@ -1058,6 +1061,28 @@ class SQLStore:
             rows = self._x(conn, sql, [*args, limit + 1]).fetchall()
         items = [Delivery(*r) for r in rows[:limit]]
         return Page(items, items[-1].id if len(rows) > limit else None)
+
+    # ------------------------------------------------------------------ monitoring
+
+    def outbox_stats(self) -> OutboxStats:
+        with self._read() as conn:
+            # Both read the partial index of pending deliveries, however many were sent.
+            pending, oldest = self._x(
+                conn, "SELECT COUNT(*), MIN(created_at) FROM deliveries WHERE status = 'pending'"
+            ).fetchone()
+        return OutboxStats(int(pending), oldest)
+
+    def ledger_balances(self, limit: int) -> list[LedgerBalance]:
+        assert 0 <= limit <= MAX_LEDGER_GAUGES
+        with self._read() as conn:
+            rows = self._x(
+                conn,
+                "SELECT b.account_id, b.mode, a.asset, a.scale, b.balance_minor, b.held_minor"
+                " FROM balances b JOIN accounts a ON a.id = b.account_id"
+                " ORDER BY b.account_id, b.mode LIMIT ?",
+                (limit,),
+            ).fetchall()
+        return [LedgerBalance(r[0], Mode(r[1]), *r[2:]) for r in rows]
 
     # ------------------------------------------------------------------ verify
 
