@@ -1002,3 +1002,144 @@ def check(warning: Decimal, critical: Decimal, base_url: str, timeout_s: float) 
     result = run_check(access_key, warning, critical, base_url=base_url, timeout_s=timeout_s)
     click.echo(result.line)
     sys.exit(result.status)
+
+
+def _amount(ctx: click.Context, param: click.Parameter, value: Any) -> Any:
+    def one(text: str) -> Decimal:
+        parsed = _threshold(ctx, param, text)
+        if parsed < 0:
+            raise click.BadParameter(f"{text!r} is negative")
+        return parsed
+
+    if value is None:
+        return None
+    return tuple(one(v) for v in value) if isinstance(value, tuple) else one(value)
+
+
+@main.command()
+@click.option("--below", multiple=True, callback=_amount, help="Alert below this (repeatable).")
+@click.option("--hysteresis", default="0", callback=_amount, help="Recover above below + this.")
+@click.option(
+    "--interval",
+    "interval_s",
+    type=click.FloatRange(1, 86400),
+    default=60.0,
+    show_default=True,
+    help="Seconds between polls.",
+)
+@click.option("--webhook", help="POST events here, signed with BIRDBALANCE_WATCH_WEBHOOK_SECRET.")
+@click.option("--command", "command", help="Run this with each event's JSON on stdin.")
+@click.option(
+    "--state",
+    "state_path",
+    type=click.Path(dir_okay=False, path_type=Path),
+    help="State file (default: one per endpoint and key in the user state dir).",
+)
+@click.option("--once", is_flag=True, help="Poll once, deliver, and exit (for cron).")
+@click.option(
+    "--base-url",
+    envvar="BIRDBALANCE_BASE_URL",
+    default=DEFAULT_BASE_URL,
+    show_default=True,
+    help="Any MessageBird-compatible endpoint.",
+)
+@click.option("--timeout", "timeout_s", type=float, default=10.0, show_default=True)
+def watch(
+    below: tuple[Decimal, ...],
+    hysteresis: Decimal,
+    interval_s: float,
+    webhook: str | None,
+    command: str | None,
+    state_path: Path | None,
+    once: bool,
+    base_url: str,
+    timeout_s: float,
+) -> None:
+    """Poll the balance of MESSAGEBIRD_ACCESS_KEY and alert on threshold crossings.
+
+    Raises balance.low once below each --below, balance.recovered once back above it
+    (plus --hysteresis), and balance.depleted at zero, like the server's alert rules.
+    Events go to --webhook (signed), to --command, and as JSON lines to stdout; the state
+    file makes a restart neither repeat nor lose one.
+    """
+    import hashlib
+    import shlex
+    import signal
+    import threading
+    from datetime import UTC, datetime
+
+    import platformdirs
+
+    from birdbalance.watch import (
+        MAX_RULES,
+        Channel,
+        CommandChannel,
+        Rule,
+        WatchError,
+        WebhookChannel,
+        deliver,
+        load_state,
+        observe,
+        save_state,
+    )
+
+    access_key = os.environ.get("MESSAGEBIRD_ACCESS_KEY", "")
+    if not access_key:
+        raise CLIUsageError("set MESSAGEBIRD_ACCESS_KEY to an access key")
+    if len(below) > MAX_RULES:
+        raise CLIUsageError(f"at most {MAX_RULES} --below thresholds")
+    channels: list[Channel] = []
+    if webhook is not None:
+        secret = os.environ.get("BIRDBALANCE_WATCH_WEBHOOK_SECRET", "")
+        if len(secret) < 16:
+            raise CLIUsageError(
+                "--webhook needs BIRDBALANCE_WATCH_WEBHOOK_SECRET (16+ characters) to sign with"
+            )
+        channels.append(WebhookChannel(webhook, secret, timeout_s))
+    if command is not None:
+        channels.append(CommandChannel(shlex.split(command)))
+    if state_path is None:
+        # One file per endpoint and key; the key itself is never written anywhere.
+        tag = hashlib.sha256(f"{base_url}\n{access_key}".encode()).hexdigest()[:16]
+        state_path = Path(platformdirs.user_state_dir("birdbalance")) / f"watch-{tag}.json"
+    rules = [Rule(b, hysteresis) for b in sorted(set(below), reverse=True)]
+    source = {"source": base_url, "key_hint": access_key[-4:]}
+    stop = threading.Event()
+    for signum in (signal.SIGINT, signal.SIGTERM):
+        signal.signal(signum, lambda *_: stop.set())
+
+    def log(message: str) -> None:
+        click.echo(f"watch: {message}", err=True)
+
+    def save(state: Any) -> None:
+        save_state(state_path, state)
+
+    with _errors():
+        try:
+            state = load_state(state_path)
+        except WatchError as exc:
+            raise CLIError(str(exc)) from None
+    names = [c.name for c in channels]
+    failed = False
+    with Client(access_key, base_url, timeout_s=timeout_s) as client:
+        while not stop.is_set():
+            try:
+                balance = client.balance()
+            except ClientError as exc:
+                log(f"could not read the balance: {type(exc).__name__}: {exc}")
+                failed = True
+            else:
+                failed = False
+                try:
+                    events = observe(state, balance, rules, names, source, datetime.now(UTC))
+                except WatchError as exc:
+                    raise CLIError(str(exc)) from None
+                save(state)  # before sending: a crash now loses nothing
+                for event in events:
+                    click.echo(json.dumps(event, separators=(",", ":")))
+            deliver(state, channels, save, log)
+            if once:
+                break
+            stop.wait(interval_s)
+    if once and failed:
+        sys.exit(1)

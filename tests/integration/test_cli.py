@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import time
 from pathlib import Path
 
 import pytest
@@ -291,3 +292,89 @@ def test_backup_while_a_server_writes_is_one_consistent_state(tmp_path: Path) ->
         assert int(live["amount"]) == 100000 - (live["entries"] - 1)
         seen.append(live["entries"])
     assert seen == sorted(seen) and seen[-1] > seen[0], seen  # taken while writes went on
+
+
+def test_watch_alerts_once_across_restarts_and_a_receiver_outage(
+    server: Server,
+    admin,  # type: ignore[no-untyped-def]
+    tmp_path: Path,
+) -> None:
+    from birdbalance.webhooks import verify_webhook
+    from tests.receivers import Receiver
+
+    account = admin.account("prepaid", "euros")
+    admin.topup(account["id"], "60")
+    secret = "whsec_watch-test-0123456789"
+    receiver = Receiver().start()
+    log = tmp_path / "events.jsonl"
+    env = {
+        "MESSAGEBIRD_ACCESS_KEY": admin.key(account["id"])["key"],
+        "BIRDBALANCE_BASE_URL": server.url,
+        "BIRDBALANCE_WATCH_WEBHOOK_SECRET": secret,
+    }
+    state = tmp_path / "watch.json"
+    command = f"sh -c 'cat >> {log}; echo >> {log}'"
+
+    def run_once() -> list[dict]:  # type: ignore[type-arg]
+        # Each run is a fresh process: a restart every time.
+        result = cli(
+            "watch", "--below", "50", "--below", "10", "--hysteresis", "5",
+            "--webhook", receiver.url, "--command", command, "--state", str(state), "--once",
+            db_url="sqlite:///unused.db", env=env,
+        )  # fmt: skip
+        assert result.returncode == 0, result.stderr
+        return [json.loads(line) for line in result.stdout.splitlines()]
+
+    def charge(amount: str) -> None:
+        assert admin.post(account["id"], "charges", amount=amount).status_code == 201
+
+    try:
+        assert run_once() == []  # 60: above both lines
+        charge("15")  # 45
+        [low] = run_once()
+        assert low["type"] == "balance.low" and low["data"]["threshold"] == "50"
+        assert low["data"]["available"] == "45" and low["data"]["source"] == server.url
+        assert run_once() == []  # restarted, same balance: nothing again
+        charge("1")
+        assert run_once() == []  # still low
+        receiver.stop()  # the receiver goes away; events wait in the state file
+        charge("44")  # 0: low 10 and depleted
+        raised = run_once()
+        assert [(e["type"], e["data"].get("threshold")) for e in raised] == [
+            ("balance.low", "10"),
+            ("balance.depleted", None),
+        ]
+        assert len(json.loads(state.read_text())["outbox"]) == 2  # webhook still owed
+        receiver.start()
+        assert run_once() == []  # nothing new: the owed events go out now
+        received = receiver.wait_for(3)
+        time.sleep(0.2)
+        ids = [r.event_id for r in received]
+        assert sorted(ids) == sorted([low["id"]] + [e["id"] for e in raised])  # once each
+        for r in received:
+            event = verify_webhook(r.body, r.signature, secret)
+            assert event["id"] == r.event_id
+        # The command got every event once, the first time (it never failed).
+        lines = [json.loads(x) for x in log.read_text().splitlines() if x.strip()]
+        assert [e["id"] for e in lines] == [low["id"]] + [e["id"] for e in raised]
+        assert json.loads(state.read_text())["outbox"] == []
+        # No key in the state file.
+        assert env["MESSAGEBIRD_ACCESS_KEY"] not in state.read_text()
+    finally:
+        receiver.stop()
+
+
+def test_watch_refuses_what_it_cannot_do(tmp_path: Path) -> None:
+    env = {"MESSAGEBIRD_ACCESS_KEY": "x" * 25, "BIRDBALANCE_BASE_URL": "http://127.0.0.1:9"}
+    unsigned = cli("watch", "--below", "5", "--webhook", "http://x", "--once",
+                   db_url="sqlite:///unused.db", env=env)  # fmt: skip
+    assert unsigned.returncode == 2 and "BIRDBALANCE_WATCH_WEBHOOK_SECRET" in unsigned.stderr
+    negative = cli("watch", "--below", "-5", "--once", db_url="sqlite:///unused.db", env=env)
+    assert negative.returncode == 2 and "negative" in negative.stderr
+    state = tmp_path / "s.json"
+    state.write_text("garbage")
+    damaged = cli("watch", "--state", str(state), "--once", db_url="sqlite:///unused.db", env=env)
+    assert damaged.returncode == 1 and "not JSON" in damaged.stderr
+    down = cli("watch", "--state", str(tmp_path / "t.json"), "--once", "--timeout", "1",
+               db_url="sqlite:///unused.db", env=env)  # fmt: skip
+    assert down.returncode == 1 and "could not read the balance" in down.stderr
