@@ -1029,6 +1029,7 @@ def _amount(ctx: click.Context, param: click.Parameter, value: Any) -> Any:
 )
 @click.option("--webhook", help="POST events here, signed with BIRDBALANCE_WATCH_WEBHOOK_SECRET.")
 @click.option("--command", "command", help="Run this with each event's JSON on stdin.")
+@click.option("--email", multiple=True, help="Mail events here (BIRDBALANCE_SMTP_*; repeatable).")
 @click.option(
     "--state",
     "state_path",
@@ -1050,6 +1051,7 @@ def watch(
     interval_s: float,
     webhook: str | None,
     command: str | None,
+    email: tuple[str, ...],
     state_path: Path | None,
     once: bool,
     base_url: str,
@@ -1059,8 +1061,8 @@ def watch(
 
     Raises balance.low once below each --below, balance.recovered once back above it
     (plus --hysteresis), and balance.depleted at zero, like the server's alert rules.
-    Events go to --webhook (signed), to --command, and as JSON lines to stdout; the state
-    file makes a restart neither repeat nor lose one.
+    Events go to --webhook (signed), --email, --command, and as JSON lines to stdout; the
+    state file makes a restart neither repeat nor lose one.
     """
     import hashlib
     import shlex
@@ -1074,6 +1076,7 @@ def watch(
         MAX_RULES,
         Channel,
         CommandChannel,
+        EmailChannel,
         Rule,
         WatchError,
         WebhookChannel,
@@ -1098,6 +1101,20 @@ def watch(
         channels.append(WebhookChannel(webhook, secret, timeout_s))
     if command is not None:
         channels.append(CommandChannel(shlex.split(command)))
+    if email:
+        from birdbalance.mail import MAX_RECIPIENTS, MailError, SMTPSettings, is_address
+
+        bad = [a for a in email if not is_address(a)]
+        if bad or len(email) > MAX_RECIPIENTS:
+            raise CLIUsageError(f"--email takes 1..{MAX_RECIPIENTS} plain addresses: {bad}")
+        try:
+            smtp = SMTPSettings.from_env(os.environ)
+        except MailError as exc:
+            raise CLIUsageError(str(exc)) from None
+        if smtp is None:
+            raise CLIUsageError("--email needs BIRDBALANCE_SMTP_HOST and BIRDBALANCE_SMTP_FROM")
+        signing = os.environ.get("BIRDBALANCE_WATCH_WEBHOOK_SECRET") or None
+        channels.append(EmailChannel(smtp, list(email), signing))
     if state_path is None:
         # One file per endpoint and key; the key itself is never written anywhere.
         tag = hashlib.sha256(f"{base_url}\n{access_key}".encode()).hexdigest()[:16]

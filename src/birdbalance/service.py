@@ -18,6 +18,7 @@ from birdbalance import keys as access_keys
 from birdbalance.alerts import EventType
 from birdbalance.errors import InvalidParameter, MissingParameter
 from birdbalance.ledger import EntryKind, HoldStatus, Mode, Payment
+from birdbalance.mail import is_address
 from birdbalance.money import AssetError, format_amount, normalize_asset, scale_of
 from birdbalance.records import (
     Idempotency,
@@ -350,8 +351,14 @@ class Service:
         url = fields.text("url", required=True, max_chars=MAX_URL_CHARS)
         assert url is not None
         parsed = urlsplit(url)
-        if parsed.scheme not in ("http", "https") or not parsed.hostname:
-            raise InvalidParameter("url must be an absolute http:// or https:// URL", "url")
+        if parsed.scheme == "mailto":
+            # Email: the same outbox, retries and dead letters, sent over SMTP.
+            if not is_address(parsed.path) or parsed.query or parsed.fragment:
+                raise InvalidParameter("a mailto: URL takes one plain address", "url")
+        elif parsed.scheme not in ("http", "https") or not parsed.hostname:
+            raise InvalidParameter(
+                "url must be an absolute http:// or https:// URL, or mailto:address", "url"
+            )
         account = fields.text("account")
         account_id = resource_id(account, "account") if account is not None else None
         events = _event_types(fields.take("events"))

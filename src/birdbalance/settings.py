@@ -10,6 +10,8 @@ from typing import Final
 
 import platformdirs
 
+from birdbalance.mail import MailError, SMTPSettings
+
 ENV_PREFIX: Final = "BIRDBALANCE_"
 #: Most ``GET /balance`` answers one process may cache (about 300 bytes each).
 MAX_BALANCE_CACHE: Final = 100_000
@@ -78,6 +80,8 @@ class Settings:
     max_body_bytes: int = 64 * 1024
     #: ``GET /metrics``: per-ledger balance gauges for the first N ledgers (0: none).
     metrics_ledger_gauges: int = 0
+    #: Mail for ``mailto:`` subscriptions (``BIRDBALANCE_SMTP_*``); None: not configured.
+    smtp: SMTPSettings | None = None
     #: Whether the database URL came from the environment/flags (False: the embedded default).
     database_url_explicit: bool = False
 
@@ -151,6 +155,10 @@ class Settings:
                     values[name] = float(value)
                 except ValueError:
                     raise SettingsError(f"{ENV_PREFIX}{name.upper()} must be a number") from None
+        try:
+            values["smtp"] = SMTPSettings.from_env(env)
+        except MailError as exc:
+            raise SettingsError(str(exc)) from None
         values["database_url_explicit"] = "database_url" in values
         return cls(**values)  # type: ignore[arg-type]
 

@@ -4,8 +4,8 @@ The server raises its events inside the write that crosses a threshold. An endpo
 do not run (MessageBird itself, or a birdbalance we only hold a key for) can only be
 polled, so the watcher applies the same rules (:func:`birdbalance.alerts.crossings`) to
 each balance it reads, and sends the same events (``balance.low``,
-``balance.recovered``, ``balance.depleted``) to its channels: a signed webhook, or a
-command that gets the event on stdin.
+``balance.recovered``, ``balance.depleted``) to its channels: a signed webhook, email,
+or a command that gets the event on stdin.
 
 Its state file is its memory: the last amount, each rule's ``low`` flag, and an outbox
 of events not yet handed to every channel. It is written atomically (temporary file,
@@ -35,6 +35,8 @@ import httpx
 from birdbalance.alerts import Crossing, EventType, RuleState, crossings, is_low
 from birdbalance.client import Balance
 from birdbalance.ledger import Payment
+from birdbalance.mail import SMTPSettings, event_message
+from birdbalance.mail import send as send_mail
 from birdbalance.webhooks import SIGNATURE_HEADER, sign
 
 #: Decimal places the watcher compares amounts at (MessageBird's amounts have fewer).
@@ -289,6 +291,23 @@ class CommandChannel:
             raise OSError(f"the command ran longer than {self.timeout_s:g} s") from None
         if done.returncode != 0:
             raise OSError(f"the command exited {done.returncode}")
+
+
+@dataclass
+class EmailChannel:
+    """Mail the event over SMTP (:mod:`birdbalance.mail`), signed if there is a secret."""
+
+    settings: SMTPSettings
+    to: Sequence[str]
+    secret: str | None = None
+
+    @property
+    def name(self) -> str:
+        return "email"
+
+    def send(self, event: dict[str, Any], body: bytes) -> None:
+        message = event_message(event, body, self.settings.sender, self.to, self.secret)
+        send_mail(self.settings, message, self.to)
 
 
 def deliver(

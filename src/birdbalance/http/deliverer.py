@@ -22,6 +22,8 @@ import httpx
 
 from birdbalance._version import __version__
 from birdbalance.ids import utc_timestamp
+from birdbalance.mail import event_message
+from birdbalance.mail import send as send_mail
 from birdbalance.metrics import Metrics
 from birdbalance.records import DueDelivery
 from birdbalance.settings import Settings
@@ -106,6 +108,8 @@ class Deliverer:
         self, client: httpx.AsyncClient, delivery: DueDelivery
     ) -> tuple[bool, int | None, str | None]:
         body = delivery.payload.encode("utf-8")
+        if delivery.url.startswith("mailto:"):
+            return await self._mail(delivery, body)
         event_id = str(json.loads(body)["id"])
         headers = {
             "Content-Type": "application/json",
@@ -120,3 +124,18 @@ class Deliverer:
         if 200 <= response.status_code < 300:
             return True, response.status_code, None
         return False, response.status_code, f"HTTP {response.status_code}"
+
+    async def _mail(
+        self, delivery: DueDelivery, body: bytes
+    ) -> tuple[bool, int | None, str | None]:
+        smtp = self._settings.smtp
+        if smtp is None:
+            return False, None, "SMTP is not configured (set BIRDBALANCE_SMTP_HOST and _FROM)"
+        to = [delivery.url.removeprefix("mailto:")]
+        message = event_message(json.loads(body), body, smtp.sender, to, delivery.secret)
+        try:
+            # smtplib blocks: a thread, bounded by the SMTP timeout.
+            await asyncio.to_thread(send_mail, smtp, message, to)
+        except OSError as exc:
+            return False, None, f"{type(exc).__name__}: {exc}"[:MAX_ERROR_CHARS]
+        return True, None, None
