@@ -14,6 +14,9 @@ Sections:
   spread over 10,000 accounts and all on one hot account, on SQLite (synchronous=FULL)
   and PostgreSQL; against pgbench's TPC-B-like run on the same PostgreSQL at the same
   client counts, and a raw sqlite3 loop of one transaction per write.
+- ``alerts``: alert latency, from the answer to a write that crosses a threshold to the
+  arrival of its ``balance.low``/``balance.recovered`` webhook at a receiver on loopback,
+  while 16 clients charge other accounts.
 - ``scale``: ``GET /balance`` latency with 10,000 random keys and the worker's resident
   memory with 1,000 accounts and with 1,000,000 accounts and 10,000,000 entries, with
   the answer cache off (every request reads the database) and as configured by default.
@@ -27,6 +30,7 @@ from __future__ import annotations
 import argparse
 import contextlib
 import os
+import random
 import re
 import shutil
 import signal
@@ -40,6 +44,7 @@ import time
 import uuid
 from collections.abc import Iterator
 from dataclasses import dataclass
+from decimal import Decimal
 from pathlib import Path
 
 import httpx
@@ -585,7 +590,134 @@ def section_scale(options: argparse.Namespace) -> None:
     )
 
 
-SECTIONS = {"balance": section_balance, "writes": section_writes, "scale": section_scale}
+class _Receiver:
+    """A webhook receiver on loopback that stamps each event's arrival (monotonic)."""
+
+    def __init__(self) -> None:
+        import threading
+        from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+
+        arrivals: dict[str, float] = {}
+        self.arrivals = arrivals
+        lock = threading.Lock()
+
+        class Handler(BaseHTTPRequestHandler):
+            def do_POST(self) -> None:
+                at = time.monotonic()
+                self.rfile.read(int(self.headers.get("Content-Length", "0")))
+                with lock:
+                    arrivals.setdefault(self.headers.get("Birdbalance-Event-Id", ""), at)
+                self.send_response(204)
+                self.end_headers()
+
+            def log_message(self, *args: object) -> None:
+                pass
+
+        self.server = ThreadingHTTPServer(("127.0.0.1", free_port()), Handler)
+        self.url = f"http://127.0.0.1:{self.server.server_address[1]}/hooks"
+        self.thread = threading.Thread(target=self.server.serve_forever, daemon=True)
+
+    def __enter__(self) -> _Receiver:
+        self.thread.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.server.shutdown()
+        self.server.server_close()
+
+
+def _percentile(values: list[float], q: float) -> float:
+    ordered = sorted(values)
+    return ordered[min(len(ordered) - 1, round(q * (len(ordered) - 1)))]
+
+
+def section_alerts(options: argparse.Namespace) -> None:
+    """Alert latency: a threshold crossing to its webhook's arrival, under a charge load."""
+    crossings = max(20, int(options.duration * 10))
+    rows = []
+    for engine in options.engines:
+        fixture = fresh_fixture(engine, "bench_alerts", 10_000, 1)
+        accounts_file = DATA / "accounts.txt"
+        accounts_file.write_text("\n".join(fixture.account_id(n) for n in range(1, 10_000)) + "\n")
+        with (
+            _Receiver() as receiver,
+            birdbalance(fixture.url) as (base, _),
+            httpx.Client(
+                base_url=base, headers={"Authorization": f"Bearer {ADMIN_TOKEN}"}
+            ) as admin,
+        ):
+            watched = fixture.account_id(0)
+            rule = admin.post(f"/v1/accounts/{watched}/alerts", json={"below": "100"})
+            hook = admin.post("/v1/webhooks", json={"url": receiver.url, "account": watched})
+            assert rule.status_code == 201 and hook.status_code == 201, (rule.text, hook.text)
+            balance = admin.get(f"/v1/accounts/{watched}").json()["balances"]["live"]["available"]
+            # Down to 100.01: every charge of 0.02 then crosses below 100, and every top-up
+            # of 0.02 climbs back above it: one balance.low or balance.recovered per write.
+            drop = str(Decimal(balance) - Decimal("100.01"))
+            admin.post(
+                f"/v1/accounts/{watched}/charges",
+                json={"amount": drop},
+                headers={"Idempotency-Key": uuid.uuid4().hex},
+            )
+            load = subprocess.Popen(  # background charges on the other accounts
+                [
+                    "wrk", "-t1", "-c16", f"-d{int(crossings * 0.2) + 10}s",
+                    "-s", str(BENCH / "charges.lua"), base,
+                    "--", str(accounts_file), ADMIN_TOKEN, uuid.uuid4().hex,
+                ],
+                stdout=subprocess.DEVNULL,
+                stderr=subprocess.DEVNULL,
+            )  # fmt: skip
+            latencies_ms: list[float] = []
+            try:
+                time.sleep(2)
+                for n in range(crossings):
+                    kind = "charges" if n % 2 == 0 else "topups"
+                    before = {e for e in receiver.arrivals}
+                    answered = admin.post(
+                        f"/v1/accounts/{watched}/{kind}",
+                        json={"amount": "0.02"},
+                        headers={"Idempotency-Key": uuid.uuid4().hex},
+                    )
+                    written = time.monotonic()
+                    assert answered.status_code == 201, answered.text
+                    deadline = written + 10
+                    while set(receiver.arrivals) == before and time.monotonic() < deadline:
+                        time.sleep(0.001)
+                    new = set(receiver.arrivals) - before
+                    if not new:
+                        print(f"  {engine}: crossing {n} never arrived")
+                        continue
+                    latencies_ms.append(1000 * (receiver.arrivals[new.pop()] - written))
+                    # A random gap, so crossings do not fall in step with the poll loop.
+                    time.sleep(random.uniform(0.02, 0.3))
+            finally:
+                load.terminate()
+                load.wait()
+        rows.append(
+            [
+                engine,
+                f"{len(latencies_ms)} / {crossings}",
+                f"{_percentile(latencies_ms, 0.5):.0f}",
+                f"{_percentile(latencies_ms, 0.99):.0f}",
+                f"{max(latencies_ms):.0f}",
+                "✓" if _percentile(latencies_ms, 0.99) <= 1000 else "✗",
+            ]
+        )
+    table(
+        "Alert latency: a write's answer to its webhook's arrival, with 16 clients charging"
+        " other accounts (target p99 <= 1,000 ms)",
+        ["engine", "arrived", "p50 ms", "p99 ms", "max ms", "p99 <= 1 s"],
+        rows,
+    )
+
+
+SECTIONS = {
+    "balance": section_balance,
+    "writes": section_writes,
+    "scale": section_scale,
+    "alerts": section_alerts,
+}
 
 
 def main() -> None:
