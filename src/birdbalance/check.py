@@ -21,6 +21,7 @@ import httpx
 
 from birdbalance.client import DEFAULT_BASE_URL, Balance, Client
 from birdbalance.errors import AuthenticationError, ClientError
+from birdbalance.money import decimal_text
 
 
 class Status(enum.IntEnum):
@@ -38,10 +39,6 @@ class Result:
     line: str
 
 
-def _number(value: Decimal) -> str:
-    return format(value.normalize(), "f") if value == value.to_integral() else format(value, "f")
-
-
 def judge(balance: Balance, warning: Decimal, critical: Decimal) -> Result:
     """The plugin's verdict on ``balance`` (pure: no I/O)."""
     assert critical <= warning, "critical must not be above warning"
@@ -51,12 +48,12 @@ def judge(balance: Balance, warning: Decimal, critical: Decimal) -> Result:
             f"BALANCE UNKNOWN - {balance.payment} account: its amount is always 0,"
             " so there is no balance to check",
         )
-    amount = _number(balance.amount)
-    perfdata = f"balance={amount};{_number(warning)}:;{_number(critical)}:;;"
+    amount = decimal_text(balance.amount)
+    perfdata = f"balance={amount};{decimal_text(warning)}:;{decimal_text(critical)}:;;"
     if balance.amount < critical:
-        status, why = Status.CRITICAL, f" (below {_number(critical)})"
+        status, why = Status.CRITICAL, f" (below {decimal_text(critical)})"
     elif balance.amount < warning:
-        status, why = Status.WARNING, f" (below {_number(warning)})"
+        status, why = Status.WARNING, f" (below {decimal_text(warning)})"
     else:
         status, why = Status.OK, ""
     return Result(status, f"BALANCE {status.name} - {amount} {balance.type}{why} | {perfdata}")

@@ -15,6 +15,7 @@ This module does no I/O.
 from __future__ import annotations
 
 import re
+from decimal import Decimal
 from typing import Final
 
 #: Decimal places of every asset: one minor unit is 10**-6 of the major unit.
@@ -275,3 +276,9 @@ def format_amount(amount_minor: int, scale: int = SCALE) -> str:
         return f"{sign}{whole}"
     digits = str(fraction).rjust(scale, "0").rstrip("0")
     return f"{sign}{whole}.{digits}"
+
+
+def decimal_text(value: Decimal) -> str:
+    """A decimal as the shortest exact plain text (``Decimal("9.20")`` -> ``"9.2"``)."""
+    assert value.is_finite()
+    return "0" if value.is_zero() else format(value.normalize(), "f")

@@ -37,6 +37,7 @@ from birdbalance.client import Balance
 from birdbalance.ledger import Payment
 from birdbalance.mail import SMTPSettings, event_message
 from birdbalance.mail import send as send_mail
+from birdbalance.money import decimal_text
 from birdbalance.webhooks import SIGNATURE_HEADER, sign
 
 #: Decimal places the watcher compares amounts at (MessageBird's amounts have fewer).
@@ -63,7 +64,7 @@ class Rule:
 
     @property
     def id(self) -> str:
-        return f"below:{_text(self.below)}"
+        return f"below:{decimal_text(self.below)}"
 
 
 def to_minor(amount: Decimal) -> int:
@@ -72,10 +73,6 @@ def to_minor(amount: Decimal) -> int:
     if scaled != scaled.to_integral_value():
         raise WatchError(f"{amount} has more than {SCALE} decimal places")
     return int(scaled)
-
-
-def _text(amount: Decimal) -> str:
-    return format(amount.normalize(), "f")
 
 
 @dataclass
@@ -161,10 +158,10 @@ def _event(
         **source,
         "payment": balance.payment,
         "type": balance.type,
-        "available": _text(balance.amount),
+        "available": decimal_text(balance.amount),
     }
     if crossing.threshold_minor is not None:
-        data["threshold"] = _text(Decimal(crossing.threshold_minor).scaleb(-SCALE))
+        data["threshold"] = decimal_text(Decimal(crossing.threshold_minor).scaleb(-SCALE))
     moment = now.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
     # A random id: unique across watchers and restarts, so receivers can dedup by it.
     return {
@@ -190,7 +187,7 @@ def observe(
     A postpaid balance (MessageBird reports its amount as 0) raises nothing.
     """
     if balance.payment != Payment.PREPAID.value:
-        state.amount = _text(balance.amount)
+        state.amount = decimal_text(balance.amount)
         return []
     after = to_minor(balance.amount)
     before = None if state.amount is None else to_minor(Decimal(state.amount))
@@ -216,7 +213,7 @@ def observe(
     for crossing in raised:
         if crossing.rule_id is not None:
             state.low[crossing.rule_id] = crossing.type is EventType.LOW
-    state.amount = _text(balance.amount)
+    state.amount = decimal_text(balance.amount)
     events = [_event(c, balance, source, now) for c in raised]
     if channels:
         state.outbox += [Pending(event, list(channels)) for event in events]
