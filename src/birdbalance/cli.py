@@ -921,15 +921,20 @@ def restore(ctx: click.Context, file: Path, force: bool) -> None:
 # --------------------------------------------------------------------------- client
 
 
+def endpoint_options(fn: F) -> F:
+    """``--base-url`` (any MessageBird-compatible endpoint) and ``--timeout``."""
+    fn = click.option("--timeout", "timeout_s", type=float, default=10.0, show_default=True)(fn)
+    return click.option(
+        "--base-url",
+        envvar="BIRDBALANCE_BASE_URL",
+        default=DEFAULT_BASE_URL,
+        show_default=True,
+        help="Any MessageBird-compatible endpoint.",
+    )(fn)
+
+
 @main.command()
-@click.option(
-    "--base-url",
-    envvar="BIRDBALANCE_BASE_URL",
-    default=DEFAULT_BASE_URL,
-    show_default=True,
-    help="Any MessageBird-compatible endpoint.",
-)
-@click.option("--timeout", "timeout_s", type=float, default=10.0, show_default=True)
+@endpoint_options
 @json_option
 def balance(base_url: str, timeout_s: float, as_json: bool) -> None:
     """GET /balance with the key in MESSAGEBIRD_ACCESS_KEY (works with MessageBird too)."""
@@ -975,14 +980,7 @@ class _PluginCommand(click.Command):
 @main.command(cls=_PluginCommand)
 @click.option("--warning", "-w", required=True, callback=_threshold, help="Warn below this.")
 @click.option("--critical", "-c", required=True, callback=_threshold, help="Critical below.")
-@click.option(
-    "--base-url",
-    envvar="BIRDBALANCE_BASE_URL",
-    default=DEFAULT_BASE_URL,
-    show_default=True,
-    help="Any MessageBird-compatible endpoint.",
-)
-@click.option("--timeout", "timeout_s", type=float, default=10.0, show_default=True)
+@endpoint_options
 def check(warning: Decimal, critical: Decimal, base_url: str, timeout_s: float) -> None:
     """A Nagios-style check of the balance of MESSAGEBIRD_ACCESS_KEY's account.
 
@@ -1037,14 +1035,7 @@ def _amount(ctx: click.Context, param: click.Parameter, value: Any) -> Any:
     help="State file (default: one per endpoint and key in the user state dir).",
 )
 @click.option("--once", is_flag=True, help="Poll once, deliver, and exit (for cron).")
-@click.option(
-    "--base-url",
-    envvar="BIRDBALANCE_BASE_URL",
-    default=DEFAULT_BASE_URL,
-    show_default=True,
-    help="Any MessageBird-compatible endpoint.",
-)
-@click.option("--timeout", "timeout_s", type=float, default=10.0, show_default=True)
+@endpoint_options
 def watch(
     below: tuple[Decimal, ...],
     hysteresis: Decimal,
