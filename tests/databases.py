@@ -22,7 +22,13 @@ ADMIN_URL = os.environ.get(
 )
 ENGINES = ("sqlite", "postgresql")
 #: Every migration, in order: the same versions on both engines.
-MIGRATIONS = ["0001_initial.sql", "0002_holds.sql", "0003_alerts.sql", "0004_webhooks.sql"]
+MIGRATIONS = [
+    "0001_initial.sql",
+    "0002_holds.sql",
+    "0003_alerts.sql",
+    "0004_webhooks.sql",
+    "0005_recharge.sql",
+]
 LATEST = len(MIGRATIONS)
 SKIP_REASON = (
     "PostgreSQL tests left out: no server at {url} ({error}); run scripts/postgres-up or "

@@ -27,6 +27,10 @@ class EventType(StrEnum):
     RECOVERED = "balance.recovered"
     DEPLETED = "balance.depleted"
     CREDIT_LIMIT_REACHED = "credit_limit.reached"
+    #: An alert rule with a recharge went low: the operator's payment system should top up.
+    TOPUP_REQUESTED = "topup.requested"
+    #: A rule's recharge failed ``max_failures`` times in a row and stopped asking.
+    RECHARGE_DISABLED = "recharge.disabled"
 
 
 @dataclass(frozen=True, slots=True)

@@ -665,11 +665,20 @@ def alerts() -> None:
     """Low-balance thresholds; their events go to the outbox (`birdbalance events`)."""
 
 
-_ALERT_HEADERS = ["id", "mode", "below", "hysteresis", "state", "created at"]
+_ALERT_HEADERS = ["id", "mode", "below", "hysteresis", "state", "recharge", "created at"]
+
+
+def _recharge_cell(recharge: dict[str, Any] | None) -> str:
+    if recharge is None:
+        return ""
+    what = f"+{recharge['amount']}" if recharge["amount"] else f"up to {recharge['up_to']}"
+    failed = f", {recharge['failures']}/{recharge['max_failures']} failed"
+    return what + failed + (", disabled" if recharge["disabled_at"] else "")
 
 
 def _alert_row(a: dict[str, Any]) -> list[Any]:
-    return [a["id"], a["mode"], a["below"], a["hysteresis"], a["state"], a["created_at"]]
+    recharge = _recharge_cell(a["recharge"])
+    return [a["id"], a["mode"], a["below"], a["hysteresis"], a["state"], recharge, a["created_at"]]
 
 
 @alerts.command("add")
@@ -677,6 +686,9 @@ def _alert_row(a: dict[str, Any]) -> list[Any]:
 @click.option("--below", required=True, help="balance.low fires once below this amount.")
 @click.option("--hysteresis", help="balance.recovered needs below + this (default 0).")
 @click.option("--test", is_flag=True, help="Watch the sandbox ledger.")
+@click.option("--recharge", help="Also request a top-up of this amount (topup.requested).")
+@click.option("--recharge-up-to", help="Also request a top-up back up to this amount.")
+@click.option("--max-failures", type=int, help="Disable the recharge after N failures (3).")
 @json_option
 @click.pass_context
 def alerts_add(
@@ -685,12 +697,28 @@ def alerts_add(
     below: str,
     hysteresis: str | None,
     test: bool,
+    recharge: str | None,
+    recharge_up_to: str | None,
+    max_failures: int | None,
     as_json: bool,
 ) -> None:
-    """Alert when ACCOUNT_ID's available balance falls below an amount."""
+    """Alert when ACCOUNT_ID's available balance falls below an amount.
+
+    With --recharge or --recharge-up-to, going low also emits topup.requested for your
+    payment system, which answers with a top-up or `alerts recharge-failed`.
+    """
     body: dict[str, Any] = {"below": below, "mode": "test" if test else "live"}
     if hysteresis is not None:
         body["hysteresis"] = hysteresis
+    if recharge is not None or recharge_up_to is not None or max_failures is not None:
+        spec: dict[str, Any] = {}
+        if recharge is not None:
+            spec["amount"] = recharge
+        if recharge_up_to is not None:
+            spec["up_to"] = recharge_up_to
+        if max_failures is not None:
+            spec["max_failures"] = max_failures
+        body["recharge"] = spec
     with _store(ctx) as store, _errors():
         rule = Service(store).create_alert(account_id, body)
     if as_json:
@@ -711,6 +739,24 @@ def alerts_list(ctx: click.Context, account_id: str, as_json: bool) -> None:
         _print_json(rules)
     else:
         _table(_ALERT_HEADERS, [_alert_row(r) for r in rules["data"]])
+
+
+@alerts.command("recharge-failed")
+@click.argument("alert_id")
+@click.option("--reason", help="Why the top-up failed (kept in the event).")
+@json_option
+@click.pass_context
+def alerts_recharge_failed(
+    ctx: click.Context, alert_id: str, reason: str | None, as_json: bool
+) -> None:
+    """Report that a requested top-up failed: ask again, or disable at max failures."""
+    body = {} if reason is None else {"reason": reason}
+    with _store(ctx) as store, _errors():
+        rule = Service(store).recharge_failed(alert_id, body)
+    if as_json:
+        _print_json(rule)
+    else:
+        _table(_ALERT_HEADERS, [_alert_row(rule)])
 
 
 @alerts.command("remove")

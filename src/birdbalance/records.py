@@ -190,6 +190,22 @@ class AlertRule:
     hysteresis_minor: int
     low: bool
     created_at: str
+    recharge: Recharge | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class Recharge:
+    """An alert rule's auto-recharge: ask for ``amount_minor``, or up to ``up_to_minor``."""
+
+    amount_minor: int | None
+    up_to_minor: int | None
+    max_failures: int
+    failures: int = 0
+    disabled_at: str | None = None
+
+    def __post_init__(self) -> None:
+        assert (self.amount_minor is None) != (self.up_to_minor is None)
+        assert 1 <= self.max_failures <= 100 and self.failures >= 0
 
 
 @dataclass(frozen=True, slots=True)
@@ -198,6 +214,7 @@ class NewAlertRule:
     mode: Mode
     below_minor: int
     hysteresis_minor: int
+    recharge: Recharge | None = None
 
 
 @dataclass(frozen=True, slots=True)

@@ -21,6 +21,7 @@ from birdbalance.records import (
     LedgerTotals,
     Page,
     PostedEntry,
+    Recharge,
     Webhook,
 )
 
@@ -138,7 +139,24 @@ def alert_json(rule: AlertRule, scale: int) -> dict[str, Any]:
         "below": format_amount(rule.below_minor, scale),
         "hysteresis": format_amount(rule.hysteresis_minor, scale),
         "state": "low" if rule.low else "ok",
+        "recharge": _recharge_json(rule.recharge, scale),
         "created_at": rule.created_at,
+    }
+
+
+def _recharge_json(recharge: Recharge | None, scale: int) -> dict[str, Any] | None:
+    if recharge is None:
+        return None
+
+    def text(minor: int | None) -> str | None:
+        return None if minor is None else format_amount(minor, scale)
+
+    return {
+        "amount": text(recharge.amount_minor),
+        "up_to": text(recharge.up_to_minor),
+        "max_failures": recharge.max_failures,
+        "failures": recharge.failures,
+        "disabled_at": recharge.disabled_at,
     }
 
 

@@ -28,6 +28,7 @@ from birdbalance.records import (
     NewHold,
     NewKey,
     NewWebhook,
+    Recharge,
 )
 from birdbalance.representations import (
     account_json,
@@ -48,6 +49,7 @@ from birdbalance.validation import (
     MAX_NAME_CHARS,
     MAX_REFERENCE_CHARS,
     Fields,
+    JSONNumber,
     idempotency_key,
     page_limit,
     resource_id,
@@ -317,11 +319,20 @@ class Service:
         if hysteresis < 0:
             raise InvalidParameter("hysteresis must not be negative", "hysteresis")
         mode = fields.mode()
+        recharge = _recharge(fields.take("recharge"), below)
         fields.done()
         account = self.store.get_account(account_id)
-        new = NewAlertRule(account_id, mode, below, hysteresis)
+        new = NewAlertRule(account_id, mode, below, hysteresis, recharge)
         rule = self.store.create_alert_rule(new, MAX_ALERTS_PER_ACCOUNT)
         return alert_json(rule, account.scale)
+
+    def recharge_failed(self, alert_id: str, body: Mapping[str, Any]) -> dict[str, Any]:
+        """The payment system could not top up after a ``topup.requested``."""
+        fields = Fields(body)
+        reason = fields.text("reason", max_chars=500)
+        fields.done()
+        rule = self.store.record_recharge_failure(resource_id(alert_id, "alert"), reason)
+        return alert_json(rule, self.store.get_account(rule.account_id).scale)
 
     def list_alerts(self, account_id: str) -> dict[str, Any]:
         account_id = resource_id(account_id, "account")
@@ -426,3 +437,34 @@ def _mode(value: str | None) -> Mode:
     if value not in (None, Mode.LIVE.value, Mode.TEST.value):
         raise InvalidParameter("mode must be live or test", "mode")
     return Mode(value or "live")
+
+
+def _recharge(value: Any, below_minor: int) -> Recharge | None:
+    """``{"amount": "50"}`` or ``{"up_to": "200"}``, and ``max_failures`` (1-100, default 3)."""
+    if value is None:
+        return None
+    if not isinstance(value, Mapping):
+        raise InvalidParameter('recharge must be an object like {"amount": "50"}', "recharge")
+    fields = Fields(value)
+    amount = fields.amount("amount", required=False)
+    up_to = fields.amount("up_to", required=False)
+    max_failures = fields.take("max_failures")
+    fields.done()
+    if (amount is None) == (up_to is None):
+        raise InvalidParameter("recharge takes one of amount and up_to", "recharge")
+    if amount is not None and amount <= 0:
+        raise InvalidParameter("recharge amount must be positive", "recharge")
+    if up_to is not None and up_to <= below_minor:
+        raise InvalidParameter("recharge up_to must be above the rule's below", "recharge")
+    if max_failures is None:
+        return Recharge(amount, up_to, 3)
+    # A JSON body gives its numbers as text (JSONNumber); the CLI gives an int.
+    if isinstance(max_failures, JSONNumber) and max_failures.isdigit() and len(max_failures) <= 3:
+        max_failures = int(max_failures)
+    if (
+        not isinstance(max_failures, int)
+        or isinstance(max_failures, bool)
+        or not 1 <= max_failures <= 100
+    ):
+        raise InvalidParameter("recharge max_failures must be an integer 1..100", "recharge")
+    return Recharge(amount, up_to, max_failures)

@@ -230,6 +230,12 @@ class AdminAPI:
         alert_id = request.path_params["alert_id"]
         return JSONBody(await self._write(lambda: self.service.delete_alert(alert_id)))
 
+    async def recharge_failed(self, request: Request) -> JSONBody:
+        self._authorize(request)
+        body = await self._body(request)
+        alert_id = request.path_params["alert_id"]
+        return JSONBody(await self._write(lambda: self.service.recharge_failed(alert_id, body)))
+
     async def list_events(self, request: Request) -> JSONBody:
         self._authorize(request)
         q = request.query_params
@@ -293,6 +299,7 @@ class AdminAPI:
                 "GET": self.list_alerts,
             },
             "/v1/alerts/{alert_id}": {"DELETE": self.delete_alert},
+            "/v1/alerts/{alert_id}/recharge-failures": {"POST": self.recharge_failed},
             "/v1/events": {"GET": self.list_events},
             "/v1/webhooks": {"POST": self.create_webhook, "GET": self.list_webhooks},
             "/v1/webhooks/{webhook_id}": {"DELETE": self.delete_webhook},

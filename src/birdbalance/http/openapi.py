@@ -10,6 +10,7 @@ from __future__ import annotations
 from typing import Any
 
 from birdbalance._version import __version__
+from birdbalance.alerts import EventType
 
 
 def _ref(name: str) -> dict[str, str]:
@@ -104,7 +105,7 @@ def _entry_operation(kind: str, summary: str, extra: dict[str, Any]) -> dict[str
 
 
 _HOLD_STATUSES = ["pending", "captured", "voided", "expired"]
-_EVENT_TYPES = ["balance.low", "balance.recovered", "balance.depleted", "credit_limit.reached"]
+_EVENT_TYPES = [t.value for t in EventType]
 _REFERENCE = {"type": "string", "minLength": 1, "maxLength": 255}
 
 
@@ -427,6 +428,33 @@ def openapi_document() -> dict[str, Any]:
                     "responses": {"200": _json(_ref("Alert"), "The rule"), **_errors(401, 404)},
                 }
             },
+            "/v1/alerts/{alert_id}/recharge-failures": {
+                "post": {
+                    "operationId": "recordRechargeFailure",
+                    "summary": "A top-up asked for by topup.requested failed: ask again, or"
+                    " disable the recharge (recharge.disabled) at max_failures",
+                    "tags": ["Alerts"],
+                    "security": _ADMIN,
+                    "parameters": [_path_param("alert_id")],
+                    "requestBody": {
+                        "required": False,
+                        "content": {
+                            "application/json": {
+                                "schema": {
+                                    "type": "object",
+                                    "additionalProperties": False,
+                                    "properties": {"reason": {"type": "string", "maxLength": 500}},
+                                }
+                            }
+                        },
+                    },
+                    "responses": {
+                        "200": _json(_ref("Alert"), "The rule, its failures counted"),
+                        "409": _json(_ref("Errors"), "No recharge, or it is disabled"),
+                        **_errors(400, 401, 404, 413, 422, 503),
+                    },
+                }
+            },
             "/v1/events": {
                 "get": {
                     "operationId": "listEvents",
@@ -657,6 +685,19 @@ def _schemas() -> dict[str, Any]:
                 "delivered_at": {"type": ["string", "null"], "format": "date-time"},
             },
         },
+        "Recharge": {
+            "type": ["object", "null"],
+            "description": "Auto-recharge: topup.requested when the rule goes low, for a"
+            " fixed amount or up to a level; disabled after max_failures failures in a row.",
+            "additionalProperties": False,
+            "properties": {
+                "amount": _AMOUNT,
+                "up_to": _AMOUNT,
+                "max_failures": {"type": "integer", "minimum": 1, "maximum": 100},
+                "failures": {"type": "integer", "readOnly": True},
+                "disabled_at": {**timestamp, "readOnly": True},
+            },
+        },
         "NewAlert": {
             "type": "object",
             "required": ["below"],
@@ -668,6 +709,7 @@ def _schemas() -> dict[str, Any]:
                     "description": "balance.recovered fires once above below + hysteresis.",
                 },
                 "mode": _MODE,
+                "recharge": _ref("Recharge"),
             },
         },
         "Alert": {
@@ -679,6 +721,7 @@ def _schemas() -> dict[str, Any]:
                 "below": _AMOUNT,
                 "hysteresis": _AMOUNT,
                 "state": {"type": "string", "enum": ["ok", "low"]},
+                "recharge": _ref("Recharge"),
                 "created_at": timestamp,
             },
         },

@@ -171,6 +171,9 @@ class Store(Protocol):
     def delete_alert_rule(self, rule_id: str) -> AlertRule:
         """Raises ``NotFound``."""
 
+    def record_recharge_failure(self, rule_id: str, reason: str | None) -> AlertRule:
+        """A failed top-up: ask again while low, or disable at ``max_failures``."""
+
     def list_events(self, account_id: str | None, cursor: str | None, limit: int) -> Page[Event]:
         """Outbox events, newest first."""
 

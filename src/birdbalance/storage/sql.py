@@ -73,6 +73,7 @@ from birdbalance.records import (
     OutboxStats,
     Page,
     PostedEntry,
+    Recharge,
     Webhook,
 )
 from birdbalance.settings import MAX_LEDGER_GAUGES
@@ -493,12 +494,7 @@ class SQLStore:
         raised = crossings(ledger.payment, ledger.credit_limit_minor, before, after, rules)
         if not raised:
             return rules
-        subscribers = self._x(
-            conn,
-            "SELECT id, events FROM webhooks WHERE deleted_at IS NULL"
-            " AND (account_id = ? OR account_id IS NULL) ORDER BY id",
-            (ledger.account_id,),
-        ).fetchall()
+        moved = _Moved(ledger, balance_after_minor, held_after_minor, now, cause)
         lows: dict[str, bool] = {}
         for crossing in raised:
             if crossing.rule_id is not None:
@@ -508,33 +504,126 @@ class SQLStore:
                     "UPDATE alert_rules SET low = ? WHERE id = ?",
                     (int(lows[crossing.rule_id]), crossing.rule_id),
                 )
-            event_id = new_id("evt")
-            payload = _event_payload(
-                event_id, crossing, ledger, balance_after_minor, held_after_minor, now, cause
-            )
+            self._emit(conn, crossing, moved)
+            if crossing.rule_id is not None:
+                self._recharge_on(conn, crossing, moved)
+        return [replace(r, low=lows.get(r.id, r.low)) for r in rules]
+
+    def _emit(
+        self, conn: Any, crossing: Crossing, moved: _Moved, extra: dict[str, Any] | None = None
+    ) -> str:
+        """Write one event and a delivery per matching subscription; the event's id."""
+        ledger = moved.ledger
+        event_id = new_id("evt")
+        payload = _event_payload(
+            event_id,
+            crossing,
+            ledger,
+            moved.balance_minor,
+            moved.held_minor,
+            moved.now,
+            moved.cause,
+            extra,
+        )
+        self._x(
+            conn,
+            "INSERT INTO events (id, type, account_id, mode, rule_id, payload, created_at)"
+            " VALUES (?, ?, ?, ?, ?, ?, ?)",
+            (
+                event_id,
+                crossing.type.value,
+                ledger.account_id,
+                ledger.mode.value,
+                crossing.rule_id,
+                payload,
+                moved.now,
+            ),
+        )
+        subscribers = self._x(
+            conn,
+            "SELECT id, events FROM webhooks WHERE deleted_at IS NULL"
+            " AND (account_id = ? OR account_id IS NULL) ORDER BY id",
+            (ledger.account_id,),
+        ).fetchall()
+        for webhook_id, wanted in subscribers:
+            if not wanted or crossing.type.value in wanted.split(","):
+                self._x(
+                    conn,
+                    "INSERT INTO deliveries (id, event_id, webhook_id, status, attempts,"
+                    " next_attempt_at, created_at) VALUES (?, ?, ?, 'pending', 0, ?, ?)",
+                    (new_id("dlv"), event_id, webhook_id, moved.now, moved.now),
+                )
+        return event_id
+
+    # ------------------------------------------------------------------ auto-recharge
+
+    def _recharge_on(self, conn: Any, crossing: Crossing, moved: _Moved) -> None:
+        """A rule's crossing and its recharge: going low asks for a top-up; recovering
+        (the top-up arrived, or any other credit) clears the failure count."""
+        assert crossing.rule_id is not None
+        if crossing.type is EventType.RECOVERED:
             self._x(
                 conn,
-                "INSERT INTO events (id, type, account_id, mode, rule_id, payload, created_at)"
-                " VALUES (?, ?, ?, ?, ?, ?, ?)",
-                (
-                    event_id,
-                    crossing.type.value,
-                    ledger.account_id,
-                    ledger.mode.value,
-                    crossing.rule_id,
-                    payload,
-                    now,
-                ),
+                "UPDATE alert_rules SET recharge_failures = 0"
+                " WHERE id = ? AND recharge_failures > 0",
+                (crossing.rule_id,),
             )
-            for webhook_id, wanted in subscribers:
-                if not wanted or crossing.type.value in wanted.split(","):
-                    self._x(
-                        conn,
-                        "INSERT INTO deliveries (id, event_id, webhook_id, status, attempts,"
-                        " next_attempt_at, created_at) VALUES (?, ?, ?, 'pending', 0, ?, ?)",
-                        (new_id("dlv"), event_id, webhook_id, now, now),
-                    )
-        return [replace(r, low=lows.get(r.id, r.low)) for r in rules]
+        elif crossing.type is EventType.LOW:
+            rule = self._alert_rule(conn, crossing.rule_id)
+            if rule.recharge is not None and rule.recharge.disabled_at is None:
+                self._request_topup(conn, rule, rule.recharge, moved)
+
+    def _request_topup(self, conn: Any, rule: AlertRule, recharge: Recharge, moved: _Moved) -> None:
+        available = moved.balance_minor - moved.held_minor
+        if recharge.amount_minor is not None:
+            amount = recharge.amount_minor
+        else:
+            assert recharge.up_to_minor is not None
+            amount = recharge.up_to_minor - available
+            if amount <= 0:  # already there (a credit since): nothing to ask for
+                return
+        scale = moved.ledger.scale
+        extra = {
+            "recharge": {
+                "amount": format_amount(amount, scale),
+                "attempt": recharge.failures + 1,
+                "max_failures": recharge.max_failures,
+            }
+        }
+        crossing = Crossing(EventType.TOPUP_REQUESTED, rule.id, rule.below_minor)
+        self._emit(conn, crossing, moved, extra)
+
+    def record_recharge_failure(self, rule_id: str, reason: str | None) -> AlertRule:
+        """The operator's payment system could not top up: ask again while the rule is
+        low, or stop asking (``recharge.disabled``) at the rule's ``max_failures``."""
+        now = utc_timestamp()
+        with self._write() as conn:
+            found = self._alert_rule(conn, rule_id)
+            ledger = self._lock_ledger(conn, found.account_id, found.mode, now)
+            rule = self._alert_rule(conn, rule_id)  # under the ledger's lock now
+            recharge = rule.recharge
+            if recharge is None:
+                raise StateConflict(f"alert rule {rule_id} has no recharge")
+            if recharge.disabled_at is not None:
+                raise StateConflict(f"the recharge of {rule_id} is disabled")
+            failures = recharge.failures + 1
+            disabled = now if failures >= recharge.max_failures else None
+            self._x(
+                conn,
+                "UPDATE alert_rules SET recharge_failures = ?, recharge_disabled_at = ?"
+                " WHERE id = ?",
+                (failures, disabled, rule_id),
+            )
+            cause: dict[str, Any] = {"recharge_failed": reason or ""}
+            moved = _Moved(ledger, ledger.balance_minor, ledger.held_minor, now, cause)
+            after = replace(recharge, failures=failures, disabled_at=disabled)
+            if disabled is not None:
+                crossing = Crossing(EventType.RECHARGE_DISABLED, rule.id, rule.below_minor)
+                extra = {"recharge": {"failures": failures, "max_failures": after.max_failures}}
+                self._emit(conn, crossing, moved, extra)
+            elif rule.low:
+                self._request_topup(conn, rule, after, moved)
+            return self._alert_rule(conn, rule_id)
 
     @staticmethod
     def _next_entry(
@@ -856,10 +945,12 @@ class SQLStore:
                 raise InvalidParameter(f"an account has at most {max_rules} alert rules", "below")
             rule_id = new_id("alr")
             low = is_low(new.below_minor, ledger.balance_minor - ledger.held_minor)
+            recharge = new.recharge
             self._x(
                 conn,
                 "INSERT INTO alert_rules (id, account_id, mode, below_minor, hysteresis_minor,"
-                " low, created_at, deleted_at) VALUES (?, ?, ?, ?, ?, ?, ?, NULL)",
+                " low, created_at, deleted_at, recharge_amount_minor, recharge_up_to_minor,"
+                " recharge_max_failures) VALUES (?, ?, ?, ?, ?, ?, ?, NULL, ?, ?, ?)",
                 (
                     rule_id,
                     new.account_id,
@@ -868,9 +959,18 @@ class SQLStore:
                     new.hysteresis_minor,
                     int(low),
                     now,
+                    None if recharge is None else recharge.amount_minor,
+                    None if recharge is None else recharge.up_to_minor,
+                    3 if recharge is None else recharge.max_failures,
                 ),
             )
-            return self._alert_rule(conn, rule_id)
+            rule = self._alert_rule(conn, rule_id)
+            if low and rule.recharge is not None:
+                # Created on a ledger already below the line: ask now, not at the next dip.
+                cause = {"alert_created": rule_id}
+                moved = _Moved(ledger, ledger.balance_minor, ledger.held_minor, now, cause)
+                self._request_topup(conn, rule, rule.recharge, moved)
+            return rule
 
     def _alert_rule(self, conn: Any, rule_id: str) -> AlertRule:
         row = self._x(
@@ -1178,13 +1278,29 @@ def _webhook_from_row(row: Any) -> Webhook:
 
 
 _RULE_SQL: Final = (
-    "SELECT id, account_id, mode, below_minor, hysteresis_minor, low, created_at FROM alert_rules"
+    "SELECT id, account_id, mode, below_minor, hysteresis_minor, low, created_at,"
+    " recharge_amount_minor, recharge_up_to_minor, recharge_max_failures, recharge_failures,"
+    " recharge_disabled_at FROM alert_rules"
 )
 _EVENT_SQL: Final = "SELECT id, type, account_id, mode, rule_id, payload, created_at FROM events"
 
 
 def _rule_from_row(row: Any) -> AlertRule:
-    return AlertRule(row[0], row[1], Mode(row[2]), row[3], row[4], bool(row[5]), row[6])
+    recharge = None
+    if row[7] is not None or row[8] is not None:
+        recharge = Recharge(row[7], row[8], row[9], row[10], row[11])
+    return AlertRule(row[0], row[1], Mode(row[2]), row[3], row[4], bool(row[5]), row[6], recharge)
+
+
+@dataclass(frozen=True, slots=True)
+class _Moved:
+    """A ledger's move, as the events it raises describe it."""
+
+    ledger: _Ledger
+    balance_minor: int
+    held_minor: int
+    now: str
+    cause: dict[str, Any]
 
 
 def _event_payload(
@@ -1195,6 +1311,7 @@ def _event_payload(
     held_minor: int,
     now: str,
     cause: dict[str, Any],
+    extra: dict[str, Any] | None = None,
 ) -> str:
     """The JSON body of an event, fixed when it is written."""
     scale = ledger.scale
@@ -1214,6 +1331,7 @@ def _event_payload(
         data["threshold"] = format_amount(crossing.threshold_minor, scale)
     if ledger.credit_limit_minor is not None:
         data["credit_limit"] = format_amount(ledger.credit_limit_minor, scale)
+    data.update(extra or {})
     body = {"id": event_id, "type": crossing.type.value, "created_at": now, "data": data}
     return json.dumps(body, separators=(",", ":"), ensure_ascii=False)
 
