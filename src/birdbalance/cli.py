@@ -26,7 +26,7 @@ from birdbalance.errors import APIError, ClientError, ServiceError
 from birdbalance.ledger import EntryKind
 from birdbalance.service import Service
 from birdbalance.settings import Settings, SettingsError, redacted_url
-from birdbalance.storage import Store, open_store
+from birdbalance.storage import MAX_PAGE_SIZE, Store, open_store
 
 F = TypeVar("F", bound=Callable[..., Any])
 
@@ -489,6 +489,47 @@ def balance_at(ctx: click.Context, account_id: str, at: str, test: bool, as_json
         _print_json(found)
     else:
         click.echo(f"{found['amount']} {found['type']} at {found['at']} (after seq {found['seq']})")
+
+
+@main.command()
+@click.argument("account_id")
+@click.option("--from", "start", required=True, help="RFC 3339 start (inclusive).")
+@click.option("--to", "end", help="RFC 3339 end (exclusive; default and latest: now).")
+@click.option("--test", is_flag=True, help="The sandbox ledger.")
+@click.option("--csv", "as_csv", is_flag=True, help="Every entry as CSV, with totals.")
+@json_option
+@click.pass_context
+def statement(
+    ctx: click.Context,
+    account_id: str,
+    start: str,
+    end: str | None,
+    test: bool,
+    as_csv: bool,
+    as_json: bool,
+) -> None:
+    """ACCOUNT_ID's statement: opening balance, entries, closing balance, totals by kind."""
+    mode = "test" if test else "live"
+    with _store(ctx) as store, _errors():
+        service = Service(store)
+        if as_csv:
+            _, chunks = service.statement_csv(account_id, start=start, end=end, mode=mode)
+            for chunk in chunks:
+                click.echo(chunk, nl=False)
+            return
+        found = service.statement(
+            account_id, start=start, end=end, mode=mode, cursor=None, limit=str(MAX_PAGE_SIZE)
+        )
+    if as_json:
+        _print_json(found)
+        return
+    click.echo(f"{found['from']} .. {found['to']} ({found['type']}, {found['mode']})")
+    click.echo(f"opening balance {found['opening_balance']}")
+    totals = ", ".join(f"{k} {v} ({found['counts'][k]})" for k, v in found["totals"].items())
+    click.echo(f"totals          {totals}")
+    click.echo(f"closing balance {found['closing_balance']}")
+    if found["next_cursor"] is not None:
+        click.echo(f"(more than {MAX_PAGE_SIZE} entries: --json pages them, --csv lists all)")
 
 
 # --------------------------------------------------------------------------- holds

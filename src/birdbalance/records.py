@@ -286,3 +286,20 @@ class Idempotency:
 class Page(Generic[T]):
     items: list[T]
     next_cursor: str | None
+
+
+@dataclass(frozen=True, slots=True)
+class Statement:
+    """A ledger over ``[start, end)``: opening + the entries' amounts = closing, always.
+
+    ``totals_minor`` and ``counts`` cover every entry of the range by kind; ``entries`` is
+    one page of them (in seq order) and ``next_cursor`` the seq to continue after.
+    """
+
+    account: Account
+    opening_minor: int
+    closing_minor: int
+    totals_minor: dict[str, int]
+    counts: dict[str, int]
+    entries: list[Entry]
+    next_cursor: int | None

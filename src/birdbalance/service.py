@@ -8,15 +8,18 @@ identically. Methods are synchronous: the HTTP layer runs writes on its writer t
 
 from __future__ import annotations
 
+import csv
 import hashlib
+import io
 import json
-from collections.abc import Mapping
+from collections.abc import Iterator, Mapping
 from typing import Any, Final
 from urllib.parse import urlsplit
 
 from birdbalance import keys as access_keys
 from birdbalance.alerts import EventType
 from birdbalance.errors import InvalidParameter, MissingParameter
+from birdbalance.ids import utc_timestamp
 from birdbalance.ledger import EntryKind, HoldStatus, Mode, Payment
 from birdbalance.mail import is_address
 from birdbalance.money import AssetError, format_amount, normalize_asset, scale_of
@@ -29,6 +32,7 @@ from birdbalance.records import (
     NewKey,
     NewWebhook,
     Recharge,
+    Statement,
 )
 from birdbalance.representations import (
     account_json,
@@ -198,6 +202,73 @@ class Service:
         account = self.store.get_account(account_id)
         page = self.store.list_entries(account_id, ledger_mode, cursor, size)
         return page_json(page, [entry_json(e, account.scale) for e in page.items])
+
+    def _statement_range(
+        self, account_id: str, start: str | None, end: str | None, mode: str | None
+    ) -> tuple[str, Mode, str, str]:
+        account_id = resource_id(account_id, "account")
+        ledger_mode = _mode(mode)
+        if start is None:
+            raise MissingParameter("from is required (an RFC 3339 time)", "from")
+        now = utc_timestamp()
+        try:
+            first = parse_timestamp(start)
+            # A range reaching into the future ends now: entries written later, even in
+            # the range, would change a statement already given out.
+            last = min(parse_timestamp(end), now) if end is not None else now
+        except TimestampError as exc:
+            raise InvalidParameter(f"from and to must be RFC 3339 times: {exc}", "from") from None
+        if first > last:
+            raise InvalidParameter("from must not be after to (or now)", "from")
+        return account_id, ledger_mode, first, last
+
+    def statement(
+        self,
+        account_id: str,
+        *,
+        start: str | None,
+        end: str | None,
+        mode: str | None,
+        cursor: str | None,
+        limit: str | None,
+    ) -> dict[str, Any]:
+        """Opening balance, totals by kind, closing balance, and a page of the entries."""
+        account_id, ledger_mode, first, last = self._statement_range(account_id, start, end, mode)
+        if cursor is not None and not (cursor.isdigit() and len(cursor) <= 18):
+            raise InvalidParameter("cursor is not one this API gave out", "cursor")
+        size = page_limit(limit, default=DEFAULT_PAGE_SIZE, maximum=MAX_PAGE_SIZE)
+        found = self.store.statement(account_id, ledger_mode, first, last, int(cursor or 0), size)
+        scale = found.account.scale
+        return {
+            "account_id": account_id,
+            "mode": ledger_mode.value,
+            "type": account_json(found.account)["type"],
+            "from": first,
+            "to": last,
+            "opening_balance": format_amount(found.opening_minor, scale),
+            "closing_balance": format_amount(found.closing_minor, scale),
+            "totals": {
+                kind.value: format_amount(found.totals_minor.get(kind.value, 0), scale)
+                for kind in EntryKind
+            },
+            "counts": {kind.value: found.counts.get(kind.value, 0) for kind in EntryKind},
+            "data": [entry_json(e, scale) for e in found.entries],
+            "next_cursor": None if found.next_cursor is None else str(found.next_cursor),
+        }
+
+    def statement_csv(
+        self, account_id: str, *, start: str | None, end: str | None, mode: str | None
+    ) -> tuple[str, Iterator[str]]:
+        """A file name and the CSV text in chunks (every entry of the range, any number).
+
+        Checks everything before the first chunk, so errors are answers, not broken files.
+        The closing row and the totals are sums of the rows written, so the file adds up
+        by construction; the first page's snapshot gives the opening balance.
+        """
+        account_id, ledger_mode, first, last = self._statement_range(account_id, start, end, mode)
+        head = self.store.statement(account_id, ledger_mode, first, last, 0, CSV_PAGE_ROWS)
+        name = f"statement-{account_id}-{ledger_mode.value}-{first[:10]}-{last[:10]}.csv"
+        return name, _statement_csv(self.store, head, ledger_mode, first, last)
 
     def balance_at(self, account_id: str, *, at: str | None, mode: str | None) -> dict[str, Any]:
         """A ledger's balance at a past moment, from the running balances of its entries."""
@@ -468,3 +539,62 @@ def _recharge(value: Any, below_minor: int) -> Recharge | None:
     ):
         raise InvalidParameter("recharge max_failures must be an integer 1..100", "recharge")
     return Recharge(amount, up_to, max_failures)
+
+
+#: Entries per database read while a statement is exported as CSV.
+CSV_PAGE_ROWS: Final = 2000
+_CSV_FORMULA_START: Final = ("=", "+", "-", "@", "\t", "\r")
+
+
+def _csv_text(value: str | None) -> str:
+    """Free text for a spreadsheet: a cell that starts like a formula is kept as text."""
+    if not value:
+        return ""
+    return "'" + value if value.startswith(_CSV_FORMULA_START) else value
+
+
+def _statement_csv(
+    store: Store, head: Statement, mode: Mode, first: str, last: str
+) -> Iterator[str]:
+    scale = head.account.scale
+    buffer = io.StringIO()
+    writer = csv.writer(buffer, lineterminator="\r\n")
+
+    def flush() -> str:
+        text = buffer.getvalue()
+        buffer.seek(0)
+        buffer.truncate()
+        return text
+
+    writer.writerow(["created_at", "id", "kind", "amount", "balance_after", "reference"])
+    writer.writerow(
+        [first, "", "opening_balance", "", format_amount(head.opening_minor, scale), ""]
+    )
+    running = head.opening_minor
+    totals = dict.fromkeys((kind.value for kind in EntryKind), 0)
+    page = head
+    while True:
+        for entry in page.entries:
+            running += entry.amount_minor
+            assert running == entry.balance_after_minor, "a ledger's entries must chain"
+            totals[entry.kind.value] += entry.amount_minor
+            writer.writerow(
+                [
+                    entry.created_at,
+                    entry.id,
+                    entry.kind.value,
+                    format_amount(entry.amount_minor, scale),
+                    format_amount(entry.balance_after_minor, scale),
+                    _csv_text(entry.reference),
+                ]
+            )
+        yield flush()
+        if page.next_cursor is None:
+            break
+        page = store.statement(
+            head.account.id, mode, first, last, page.next_cursor, CSV_PAGE_ROWS, summary=False
+        )
+    writer.writerow([last, "", "closing_balance", "", format_amount(running, scale), ""])
+    for kind, total in totals.items():
+        writer.writerow(["", "", f"total_{kind}", format_amount(total, scale), "", ""])
+    yield flush()

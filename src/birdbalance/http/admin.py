@@ -15,6 +15,7 @@ from concurrent.futures import ThreadPoolExecutor
 from typing import Any, TypeVar
 
 from starlette.requests import Request
+from starlette.responses import Response, StreamingResponse
 from starlette.routing import Route
 
 from birdbalance.errors import (
@@ -31,7 +32,7 @@ from .responses import JSONBody
 from .writes import WriteQueue
 
 T = TypeVar("T")
-Handler = Callable[[Request], Awaitable[JSONBody]]
+Handler = Callable[[Request], Awaitable[Response]]
 
 
 class AdminAPI:
@@ -156,6 +157,36 @@ class AdminAPI:
             await self._read(
                 lambda: self.service.list_entries(
                     account_id, mode=q.get("mode"), cursor=q.get("cursor"), limit=q.get("limit")
+                )
+            )
+        )
+
+    async def statement(self, request: Request) -> Response:
+        self._authorize(request)
+        q = request.query_params
+        account_id = request.path_params["account_id"]
+        accept = request.headers.get("accept", "")
+        if q.get("format") == "csv" or "text/csv" in accept:
+            name, chunks = await self._read(
+                lambda: self.service.statement_csv(
+                    account_id, start=q.get("from"), end=q.get("to"), mode=q.get("mode")
+                )
+            )
+            # The rows are read page by page while they are sent (a thread, not the loop).
+            return StreamingResponse(
+                chunks,
+                media_type="text/csv; charset=utf-8",
+                headers={"Content-Disposition": f'attachment; filename="{name}"'},
+            )
+        return JSONBody(
+            await self._read(
+                lambda: self.service.statement(
+                    account_id,
+                    start=q.get("from"),
+                    end=q.get("to"),
+                    mode=q.get("mode"),
+                    cursor=q.get("cursor"),
+                    limit=q.get("limit"),
                 )
             )
         )
@@ -290,6 +321,7 @@ class AdminAPI:
             "/v1/keys/{key_id}": {"DELETE": self.revoke_key},
             "/v1/accounts/{account_id}/entries": {"GET": self.list_entries},
             "/v1/accounts/{account_id}/balance": {"GET": self.balance_at},
+            "/v1/accounts/{account_id}/statement": {"GET": self.statement},
             "/v1/accounts/{account_id}/holds": {"POST": self.create_hold, "GET": self.list_holds},
             "/v1/holds/{hold_id}": {"GET": self.get_hold},
             "/v1/holds/{hold_id}/capture": {"POST": self.capture_hold},
@@ -324,7 +356,7 @@ def _by_method(handlers: dict[str, Handler]) -> Handler:
     if "GET" in handlers:
         handlers = {**handlers, "HEAD": handlers["GET"]}
 
-    async def endpoint(request: Request) -> JSONBody:
+    async def endpoint(request: Request) -> Response:
         return await handlers[request.method](request)
 
     return endpoint

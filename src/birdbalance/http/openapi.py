@@ -335,6 +335,43 @@ def openapi_document() -> dict[str, Any]:
                     },
                 }
             },
+            "/v1/accounts/{account_id}/statement": {
+                "get": {
+                    "operationId": "getStatement",
+                    "summary": "A ledger over [from, to): opening, entries, closing, totals",
+                    "description": "Opening balance + every entry's amount = closing balance,"
+                    " always (read in one snapshot). JSON pages the entries (`cursor`,"
+                    " `limit`); CSV (`format=csv` or `Accept: text/csv`) holds every entry"
+                    " of the range, then the closing balance and a total per kind. `to`"
+                    " defaults to now and never passes it.",
+                    "tags": ["Ledger"],
+                    "security": _ADMIN,
+                    "parameters": [
+                        _path_param("account_id"),
+                        {
+                            "name": "from",
+                            "in": "query",
+                            "required": True,
+                            "schema": {"type": "string", "format": "date-time"},
+                        },
+                        _query("to", {"type": "string", "format": "date-time"}),
+                        _query("mode", _MODE),
+                        _query("format", {"type": "string", "enum": ["json", "csv"]}),
+                        _query("cursor", {"type": "string"}),
+                        _query("limit", {"type": "integer", "minimum": 1, "maximum": 500}),
+                    ],
+                    "responses": {
+                        "200": {
+                            "description": "The statement",
+                            "content": {
+                                "application/json": {"schema": {"type": "object"}},
+                                "text/csv": {"schema": {"type": "string"}},
+                            },
+                        },
+                        **_errors(401, 404, 422),
+                    },
+                }
+            },
             "/v1/accounts/{account_id}/holds": {
                 "post": {
                     "operationId": "createHold",

@@ -43,6 +43,7 @@ from birdbalance.records import (
     OutboxStats,
     Page,
     PostedEntry,
+    Statement,
     Webhook,
 )
 from birdbalance.settings import Settings, SettingsError
@@ -205,6 +206,19 @@ class Store(Protocol):
         self, status: str | None, webhook_id: str | None, cursor: str | None, limit: int
     ) -> Page[Delivery]:
         """Deliveries, newest first."""
+
+    def statement(
+        self,
+        account_id: str,
+        mode: Mode,
+        start: str,
+        end: str,
+        after_seq: int,
+        limit: int,
+        *,
+        summary: bool = True,
+    ) -> Statement:
+        """The ledger over ``[start, end)``: opening, totals by kind, a page of entries."""
 
     def outbox_stats(self) -> OutboxStats:
         """How many deliveries are pending, and since when the oldest waits."""

@@ -74,10 +74,13 @@ from birdbalance.records import (
     Page,
     PostedEntry,
     Recharge,
+    Statement,
     Webhook,
 )
 from birdbalance.settings import MAX_LEDGER_GAUGES
 
+#: Most entries one page of a statement holds.
+MAX_STATEMENT_PAGE: Final = 10_000
 #: How many due holds one sweep expires at most.
 MAX_EXPIRE_BATCH: Final = 500
 #: Most entries one group commit (:meth:`SQLStore.post_entries`) writes in a transaction.
@@ -761,6 +764,72 @@ class SQLStore:
         if row is None:
             return BalanceAt(0, 0, None, account)
         return BalanceAt(row[0], row[1], row[2], account)
+
+    def statement(
+        self,
+        account_id: str,
+        mode: Mode,
+        start: str,
+        end: str,
+        after_seq: int,
+        limit: int,
+        *,
+        summary: bool = True,
+    ) -> Statement:
+        """The ledger over ``[start, end)``, read in one snapshot (so it always adds up).
+
+        Without ``summary`` only the page of entries is read (opening, closing and totals
+        are 0 and empty): the later pages of an export need nothing else.
+        """
+        assert start <= end and after_seq >= 0 and 1 <= limit <= MAX_STATEMENT_PAGE
+        ledger = (account_id, mode.value)
+        in_range = " WHERE account_id = ? AND mode = ? AND created_at >= ? AND created_at < ?"
+        if not summary:
+            with self._read() as conn:
+                account = self._account(conn, account_id)
+                rows = self._x(
+                    conn,
+                    _ENTRY_SQL + in_range + " AND seq > ? ORDER BY seq LIMIT ?",
+                    (*ledger, start, end, after_seq, limit + 1),
+                ).fetchall()
+            entries = [_entry_from_row(r) for r in rows[:limit]]
+            more = entries[-1].seq if len(rows) > limit else None
+            return Statement(account, 0, 0, {}, {}, entries, more)
+        with self._snapshot() as conn:
+            account = self._account(conn, account_id)
+            # Entry times never go backwards in a ledger: the balance before a moment is
+            # the last entry's before it (one seek on entries_at), and the range is a run
+            # of consecutive seqs.
+            before = "SELECT balance_after_minor FROM entries WHERE account_id = ? AND mode = ?"
+            before += " AND created_at < ? ORDER BY created_at DESC, seq DESC LIMIT 1"
+            opening = self._x(conn, before, (*ledger, start)).fetchone()
+            closing = self._x(conn, before, (*ledger, end)).fetchone()
+            totals = self._x(
+                conn,
+                "SELECT kind, SUM(amount_minor), COUNT(*) FROM entries"  # noqa: S608 -- constants only
+                + in_range
+                + " GROUP BY kind",
+                (*ledger, start, end),
+            ).fetchall()
+            rows = self._x(
+                conn,
+                _ENTRY_SQL + in_range + " AND seq > ? ORDER BY seq LIMIT ?",
+                (*ledger, start, end, after_seq, limit + 1),
+            ).fetchall()
+        entries = [_entry_from_row(r) for r in rows[:limit]]
+        opening_minor = 0 if opening is None else int(opening[0])
+        closing_minor = 0 if closing is None else int(closing[0])
+        sums = {str(r[0]): int(r[1]) for r in totals}
+        assert opening_minor + sum(sums.values()) == closing_minor, "a statement must add up"
+        return Statement(
+            account,
+            opening_minor,
+            closing_minor,
+            sums,
+            {str(r[0]): int(r[2]) for r in totals},
+            entries,
+            entries[-1].seq if len(rows) > limit else None,
+        )
 
     # ------------------------------------------------------------------ holds
 
