@@ -784,16 +784,20 @@ class SQLStore:
         assert start <= end and after_seq >= 0 and 1 <= limit <= MAX_STATEMENT_PAGE
         ledger = (account_id, mode.value)
         in_range = " WHERE account_id = ? AND mode = ? AND created_at >= ? AND created_at < ?"
+
+        def page(conn: Any) -> tuple[list[Entry], int | None]:
+            rows = self._x(
+                conn,
+                _ENTRY_SQL + in_range + " AND seq > ? ORDER BY seq LIMIT ?",
+                (*ledger, start, end, after_seq, limit + 1),
+            ).fetchall()
+            entries = [_entry_from_row(r) for r in rows[:limit]]
+            return entries, entries[-1].seq if len(rows) > limit else None
+
         if not summary:
             with self._read() as conn:
                 account = self._account(conn, account_id)
-                rows = self._x(
-                    conn,
-                    _ENTRY_SQL + in_range + " AND seq > ? ORDER BY seq LIMIT ?",
-                    (*ledger, start, end, after_seq, limit + 1),
-                ).fetchall()
-            entries = [_entry_from_row(r) for r in rows[:limit]]
-            more = entries[-1].seq if len(rows) > limit else None
+                entries, more = page(conn)
             return Statement(account, 0, 0, {}, {}, entries, more)
         with self._snapshot() as conn:
             account = self._account(conn, account_id)
@@ -811,25 +815,13 @@ class SQLStore:
                 + " GROUP BY kind",
                 (*ledger, start, end),
             ).fetchall()
-            rows = self._x(
-                conn,
-                _ENTRY_SQL + in_range + " AND seq > ? ORDER BY seq LIMIT ?",
-                (*ledger, start, end, after_seq, limit + 1),
-            ).fetchall()
-        entries = [_entry_from_row(r) for r in rows[:limit]]
+            entries, more = page(conn)
         opening_minor = 0 if opening is None else int(opening[0])
         closing_minor = 0 if closing is None else int(closing[0])
         sums = {str(r[0]): int(r[1]) for r in totals}
         assert opening_minor + sum(sums.values()) == closing_minor, "a statement must add up"
-        return Statement(
-            account,
-            opening_minor,
-            closing_minor,
-            sums,
-            {str(r[0]): int(r[2]) for r in totals},
-            entries,
-            entries[-1].seq if len(rows) > limit else None,
-        )
+        counts = {str(r[0]): int(r[2]) for r in totals}
+        return Statement(account, opening_minor, closing_minor, sums, counts, entries, more)
 
     # ------------------------------------------------------------------ holds
 
