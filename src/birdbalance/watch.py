@@ -38,7 +38,7 @@ from birdbalance.ledger import Payment
 from birdbalance.mail import SMTPSettings, event_message
 from birdbalance.mail import send as send_mail
 from birdbalance.money import decimal_text
-from birdbalance.webhooks import SIGNATURE_HEADER, sign
+from birdbalance.webhooks import signed_headers
 
 #: Decimal places the watcher compares amounts at (MessageBird's amounts have fewer).
 SCALE: Final = 6
@@ -246,11 +246,7 @@ class WebhookChannel:
         return "webhook"
 
     def send(self, event: dict[str, Any], body: bytes) -> None:
-        headers = {
-            "Content-Type": "application/json",
-            SIGNATURE_HEADER: sign(body, self.secret),
-            "Birdbalance-Event-Id": str(event["id"]),
-        }
+        headers = signed_headers(body, self.secret, str(event["id"]))
         with httpx.Client(timeout=self.timeout_s, transport=self.transport) as client:
             response = client.post(self.url, content=body, headers=headers)
         if not 200 <= response.status_code < 300:

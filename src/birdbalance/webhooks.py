@@ -42,6 +42,15 @@ def sign(body: bytes, secret: str, timestamp: int | None = None) -> str:
     return f"t={moment},v1={_digest(secret, moment, body)}"
 
 
+def signed_headers(body: bytes, secret: str, event_id: str) -> dict[str, str]:
+    """The headers every webhook POST carries, from the server or from ``watch``."""
+    return {
+        "Content-Type": "application/json",
+        SIGNATURE_HEADER: sign(body, secret),
+        "Birdbalance-Event-Id": event_id,
+    }
+
+
 def verify_webhook(
     payload: bytes | str,
     header: str | None,

@@ -29,7 +29,7 @@ from birdbalance.records import DueDelivery
 from birdbalance.settings import Settings
 from birdbalance.storage import Store
 from birdbalance.timestamps import timestamp_after
-from birdbalance.webhooks import SIGNATURE_HEADER, retry_delay_s, sign
+from birdbalance.webhooks import retry_delay_s, signed_headers
 
 T = TypeVar("T")
 RunWrite = Callable[[Callable[[], Any]], Awaitable[Any]]
@@ -112,9 +112,7 @@ class Deliverer:
             return await self._mail(delivery, body)
         event_id = str(json.loads(body)["id"])
         headers = {
-            "Content-Type": "application/json",
-            SIGNATURE_HEADER: sign(body, delivery.secret),
-            "Birdbalance-Event-Id": event_id,
+            **signed_headers(body, delivery.secret, event_id),
             "Birdbalance-Delivery-Id": delivery.id,
         }
         try:
