@@ -497,7 +497,7 @@ class SQLStore:
         raised = crossings(ledger.payment, ledger.credit_limit_minor, before, after, rules)
         if not raised:
             return rules
-        moved = _Moved(ledger, balance_after_minor, held_after_minor, now, cause)
+        moved = self._moved(conn, ledger, balance_after_minor, held_after_minor, now, cause)
         lows: dict[str, bool] = {}
         for crossing in raised:
             if crossing.rule_id is not None:
@@ -511,6 +511,24 @@ class SQLStore:
             if crossing.rule_id is not None:
                 self._recharge_on(conn, crossing, moved)
         return [replace(r, low=lows.get(r.id, r.low)) for r in rules]
+
+    def _moved(
+        self,
+        conn: Any,
+        ledger: _Ledger,
+        balance_minor: int,
+        held_minor: int,
+        now: str,
+        cause: dict[str, Any],
+    ) -> _Moved:
+        """A move about to raise events, with the subscriptions they may go to (read once)."""
+        subscribers = self._x(
+            conn,
+            "SELECT id, events FROM webhooks WHERE deleted_at IS NULL"
+            " AND (account_id = ? OR account_id IS NULL) ORDER BY id",
+            (ledger.account_id,),
+        ).fetchall()
+        return _Moved(ledger, balance_minor, held_minor, now, cause, subscribers)
 
     def _emit(
         self, conn: Any, crossing: Crossing, moved: _Moved, extra: dict[str, Any] | None = None
@@ -542,13 +560,7 @@ class SQLStore:
                 moved.now,
             ),
         )
-        subscribers = self._x(
-            conn,
-            "SELECT id, events FROM webhooks WHERE deleted_at IS NULL"
-            " AND (account_id = ? OR account_id IS NULL) ORDER BY id",
-            (ledger.account_id,),
-        ).fetchall()
-        for webhook_id, wanted in subscribers:
+        for webhook_id, wanted in moved.subscribers:
             if not wanted or crossing.type.value in wanted.split(","):
                 self._x(
                     conn,
@@ -618,7 +630,7 @@ class SQLStore:
                 (failures, disabled, rule_id),
             )
             cause: dict[str, Any] = {"recharge_failed": reason or ""}
-            moved = _Moved(ledger, ledger.balance_minor, ledger.held_minor, now, cause)
+            moved = self._moved(conn, ledger, ledger.balance_minor, ledger.held_minor, now, cause)
             after = replace(recharge, failures=failures, disabled_at=disabled)
             if disabled is not None:
                 crossing = Crossing(EventType.RECHARGE_DISABLED, rule.id, rule.below_minor)
@@ -1029,7 +1041,9 @@ class SQLStore:
             if low and rule.recharge is not None:
                 # Created on a ledger already below the line: ask now, not at the next dip.
                 cause = {"alert_created": rule_id}
-                moved = _Moved(ledger, ledger.balance_minor, ledger.held_minor, now, cause)
+                moved = self._moved(
+                    conn, ledger, ledger.balance_minor, ledger.held_minor, now, cause
+                )
                 self._request_topup(conn, rule, rule.recharge, moved)
             return rule
 
@@ -1362,6 +1376,8 @@ class _Moved:
     held_minor: int
     now: str
     cause: dict[str, Any]
+    #: (webhook id, its comma-separated event filter) of the ledger's account.
+    subscribers: Sequence[tuple[str, str]]
 
 
 def _event_payload(
