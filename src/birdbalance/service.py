@@ -196,8 +196,7 @@ class Service:
     ) -> dict[str, Any]:
         account_id = resource_id(account_id, "account")
         ledger_mode = _mode(mode)
-        if cursor is not None and not (cursor.isdigit() and len(cursor) <= 18):
-            raise InvalidParameter("cursor is not one this API gave out", "cursor")
+        _check_seq_cursor(cursor)
         size = page_limit(limit, default=DEFAULT_PAGE_SIZE, maximum=MAX_PAGE_SIZE)
         account = self.store.get_account(account_id)
         page = self.store.list_entries(account_id, ledger_mode, cursor, size)
@@ -234,8 +233,7 @@ class Service:
     ) -> dict[str, Any]:
         """Opening balance, totals by kind, closing balance, and a page of the entries."""
         account_id, ledger_mode, first, last = self._statement_range(account_id, start, end, mode)
-        if cursor is not None and not (cursor.isdigit() and len(cursor) <= 18):
-            raise InvalidParameter("cursor is not one this API gave out", "cursor")
+        _check_seq_cursor(cursor)
         size = page_limit(limit, default=DEFAULT_PAGE_SIZE, maximum=MAX_PAGE_SIZE)
         found = self.store.statement(account_id, ledger_mode, first, last, int(cursor or 0), size)
         scale = found.account.scale
@@ -508,6 +506,12 @@ def _mode(value: str | None) -> Mode:
     if value not in (None, Mode.LIVE.value, Mode.TEST.value):
         raise InvalidParameter("mode must be live or test", "mode")
     return Mode(value or "live")
+
+
+def _check_seq_cursor(cursor: str | None) -> None:
+    """A ledger page's cursor is the seq this API gave out: digits, and not too many."""
+    if cursor is not None and not (cursor.isdigit() and len(cursor) <= 18):
+        raise InvalidParameter("cursor is not one this API gave out", "cursor")
 
 
 def _recharge(value: Any, below_minor: int) -> Recharge | None:
