@@ -1008,6 +1008,14 @@ def restore(ctx: click.Context, file: Path, force: bool) -> None:
 # --------------------------------------------------------------------------- client
 
 
+def _access_key() -> str:
+    """The key of the client commands: MESSAGEBIRD_ACCESS_KEY, as MessageBird's SDKs read it."""
+    access_key = os.environ.get("MESSAGEBIRD_ACCESS_KEY", "")
+    if not access_key:
+        raise CLIUsageError("set MESSAGEBIRD_ACCESS_KEY to an access key")
+    return access_key
+
+
 def endpoint_options(fn: F) -> F:
     """``--base-url`` (any MessageBird-compatible endpoint) and ``--timeout``."""
     fn = click.option("--timeout", "timeout_s", type=float, default=10.0, show_default=True)(fn)
@@ -1025,9 +1033,7 @@ def endpoint_options(fn: F) -> F:
 @json_option
 def balance(base_url: str, timeout_s: float, as_json: bool) -> None:
     """GET /balance with the key in MESSAGEBIRD_ACCESS_KEY (works with MessageBird too)."""
-    access_key = os.environ.get("MESSAGEBIRD_ACCESS_KEY", "")
-    if not access_key:
-        raise CLIUsageError("set MESSAGEBIRD_ACCESS_KEY to an access key")
+    access_key = _access_key()
     with _errors(), Client(access_key, base_url, timeout_s=timeout_s) as client:
         result = client.balance()
     if as_json:
@@ -1164,9 +1170,7 @@ def watch(
         save_state,
     )
 
-    access_key = os.environ.get("MESSAGEBIRD_ACCESS_KEY", "")
-    if not access_key:
-        raise CLIUsageError("set MESSAGEBIRD_ACCESS_KEY to an access key")
+    access_key = _access_key()
     if len(below) > MAX_RULES:
         raise CLIUsageError(f"at most {MAX_RULES} --below thresholds")
     channels: list[Channel] = []
