@@ -9,6 +9,14 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 from tests.servers import free_port
 
+#: Server settings that poll and retry deliveries fast, for tests of outages.
+FAST_RETRIES = {
+    "BIRDBALANCE_WEBHOOK_POLL_INTERVAL_S": "0.05",
+    "BIRDBALANCE_WEBHOOK_RETRY_BASE_S": "0.05",
+    "BIRDBALANCE_WEBHOOK_RETRY_CAP_S": "0.3",
+    "BIRDBALANCE_WEBHOOK_TIMEOUT_S": "2",
+}
+
 
 @dataclass(frozen=True)
 class Received:

@@ -12,6 +12,7 @@ import pytest
 from birdbalance.mail import MailError, SMTPSettings, event_message, send
 from birdbalance.webhooks import verify_webhook
 from tests.mailserver import PASSWORD, MailServer
+from tests.receivers import FAST_RETRIES
 from tests.servers import Admin, Server, cli
 
 EVENT = {
@@ -76,19 +77,12 @@ def test_settings_refuse_what_would_leak_or_cannot_work() -> None:
         SMTPSettings.from_env({**base, "BIRDBALANCE_SMTP_FROM": "A <a@b.test>\\nBcc: x@y"})
 
 
-FAST = {
-    "BIRDBALANCE_WEBHOOK_POLL_INTERVAL_S": "0.05",
-    "BIRDBALANCE_WEBHOOK_RETRY_BASE_S": "0.05",
-    "BIRDBALANCE_WEBHOOK_RETRY_CAP_S": "0.3",
-}
-
-
 def test_a_mailto_subscription_gets_every_event_once_across_an_outage(
     database_url: str, tmp_path: Path
 ) -> None:
     mail = MailServer(tmp_path)
     node = Server(
-        db_url=database_url, log_path=tmp_path / "node.log", env={**FAST, **mail.env()}
+        db_url=database_url, log_path=tmp_path / "node.log", env={**FAST_RETRIES, **mail.env()}
     ).start()
     admin = Admin(node.url)
     try:

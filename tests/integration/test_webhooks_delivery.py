@@ -14,15 +14,8 @@ import pytest
 from prometheus_client.parser import text_string_to_metric_families
 
 from birdbalance import verify_webhook
-from tests.receivers import Receiver
+from tests.receivers import FAST_RETRIES, Receiver
 from tests.servers import Admin, Server
-
-FAST_RETRIES = {
-    "BIRDBALANCE_WEBHOOK_POLL_INTERVAL_S": "0.05",
-    "BIRDBALANCE_WEBHOOK_RETRY_BASE_S": "0.05",
-    "BIRDBALANCE_WEBHOOK_RETRY_CAP_S": "0.3",
-    "BIRDBALANCE_WEBHOOK_TIMEOUT_S": "2",
-}
 
 
 @pytest.fixture
