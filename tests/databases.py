@@ -28,6 +28,7 @@ MIGRATIONS = [
     "0003_alerts.sql",
     "0004_webhooks.sql",
     "0005_recharge.sql",
+    "0006_dashboard.sql",
 ]
 LATEST = len(MIGRATIONS)
 SKIP_REASON = (

@@ -303,3 +303,39 @@ class Statement:
     counts: dict[str, int]
     entries: list[Entry]
     next_cursor: int | None
+
+
+@dataclass(frozen=True, slots=True)
+class EntryFilter:
+    """What the entries list may be narrowed to; every field None means all entries.
+
+    ``start``/``end`` bound ``created_at`` as ``[start, end)`` in the stored form; a
+    ``reference`` matches exactly.
+    """
+
+    kind: EntryKind | None = None
+    start: str | None = None
+    end: str | None = None
+    reference: str | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class DayTotal:
+    """One UTC day's entries of one kind: their sum and count, and the balance after the
+    day's last entry of that kind (``last_seq``)."""
+
+    day: str
+    kind: EntryKind
+    amount_minor: int
+    entries: int
+    last_seq: int
+    balance_after_minor: int
+
+
+@dataclass(frozen=True, slots=True)
+class DailySeries:
+    """A ledger's days ``[first_day, last_day]``: the balance before them and their totals
+    (days without entries have no rows)."""
+
+    opening_minor: int
+    days: list[DayTotal]

@@ -8,6 +8,7 @@ from __future__ import annotations
 import json
 from typing import Any
 
+from birdbalance.daily import Day
 from birdbalance.money import balance_type, format_amount
 from birdbalance.records import (
     Account,
@@ -83,6 +84,17 @@ def entry_json(entry: Entry, scale: int) -> dict[str, Any]:
         "metadata": entry.metadata,
         "created_at": entry.created_at,
         "hold": entry.hold_id,
+    }
+
+
+def day_json(day: Day, scale: int) -> dict[str, Any]:
+    """One chart day: closing balance, usage (charges less refunds) and totals by kind."""
+    return {
+        "day": day.day,
+        "balance": format_amount(day.balance_minor, scale),
+        "usage": format_amount(day.usage_minor, scale),
+        "totals": {k.value: format_amount(v, scale) for k, v in day.totals_minor.items()},
+        "entries": day.entries,
     }
 
 

@@ -13,17 +13,20 @@ import hashlib
 import io
 import json
 from collections.abc import Iterator, Mapping
+from datetime import UTC, date, datetime
 from typing import Any, Final
 from urllib.parse import urlsplit
 
 from birdbalance import keys as access_keys
 from birdbalance.alerts import EventType
+from birdbalance.daily import MAX_CHART_DAYS, day_range, fill_days
 from birdbalance.errors import InvalidParameter, MissingParameter
 from birdbalance.ids import utc_timestamp
 from birdbalance.ledger import EntryKind, HoldStatus, Mode, Payment
 from birdbalance.mail import is_address
-from birdbalance.money import AssetError, format_amount, normalize_asset, scale_of
+from birdbalance.money import AssetError, balance_type, format_amount, normalize_asset, scale_of
 from birdbalance.records import (
+    EntryFilter,
     Idempotency,
     NewAccount,
     NewAlertRule,
@@ -37,6 +40,7 @@ from birdbalance.records import (
 from birdbalance.representations import (
     account_json,
     alert_json,
+    day_json,
     delivery_json,
     entry_json,
     event_json,
@@ -192,15 +196,48 @@ class Service:
         return NewEntry(account_id, mode, kind, amount, refund_of, reference, metadata), idem
 
     def list_entries(
-        self, account_id: str, *, mode: str | None, cursor: str | None, limit: str | None
+        self,
+        account_id: str,
+        *,
+        mode: str | None,
+        cursor: str | None,
+        limit: str | None,
+        kind: str | None = None,
+        start: str | None = None,
+        end: str | None = None,
+        reference: str | None = None,
     ) -> dict[str, Any]:
+        """A page of entries, newest first, narrowed to a kind, a time range
+        ``[from, to)`` and an exact reference (each optional)."""
         account_id = resource_id(account_id, "account")
         ledger_mode = _mode(mode)
         _check_seq_cursor(cursor)
         size = page_limit(limit, default=DEFAULT_PAGE_SIZE, maximum=MAX_PAGE_SIZE)
+        filters = entry_filter(kind=kind, start=start, end=end, reference=reference)
         account = self.store.get_account(account_id)
-        page = self.store.list_entries(account_id, ledger_mode, cursor, size)
+        page = self.store.list_entries(account_id, ledger_mode, cursor, size, filters)
         return page_json(page, [entry_json(e, account.scale) for e in page.items])
+
+    def daily(
+        self, account_id: str, *, mode: str | None, days: str | None, today: date | None = None
+    ) -> dict[str, Any]:
+        """The last ``days`` UTC days (default 30, at most 366), ending today: each day's
+        closing balance, usage and totals by kind, from the per-day totals."""
+        account_id = resource_id(account_id, "account")
+        ledger_mode = _mode(mode)
+        count = page_limit(days, default=30, maximum=MAX_CHART_DAYS, parameter="days")
+        first, last = day_range(today or datetime.now(UTC).date(), count)
+        series = self.store.daily_totals(account_id, ledger_mode, first, last)
+        account = self.store.get_account(account_id)
+        return {
+            "account_id": account_id,
+            "mode": ledger_mode.value,
+            "type": balance_type(account.asset),
+            "from": first,
+            "to": last,
+            "opening_balance": format_amount(series.opening_minor, account.scale),
+            "data": [day_json(d, account.scale) for d in fill_days(series, first, last)],
+        }
 
     def _statement_range(
         self, account_id: str, start: str | None, end: str | None, mode: str | None
@@ -506,6 +543,29 @@ def _mode(value: str | None) -> Mode:
     if value not in (None, Mode.LIVE.value, Mode.TEST.value):
         raise InvalidParameter("mode must be live or test", "mode")
     return Mode(value or "live")
+
+
+def entry_filter(
+    *, kind: str | None, start: str | None, end: str | None, reference: str | None
+) -> EntryFilter:
+    """The entries list's filters from query text: ``kind``, ``from``/``to`` (RFC 3339
+    times, ``[from, to)``) and ``reference`` (exact)."""
+    if kind is not None and kind not in {k.value for k in EntryKind}:
+        raise InvalidParameter("kind must be topup, charge, refund or adjustment", "kind")
+    if reference is not None and len(reference) > MAX_REFERENCE_CHARS:
+        raise InvalidParameter(f"reference is longer than {MAX_REFERENCE_CHARS}", "reference")
+    times: dict[str, str | None] = {}
+    for name, text in (("from", start), ("to", end)):
+        try:
+            times[name] = None if text is None else parse_timestamp(text)
+        except TimestampError as exc:
+            raise InvalidParameter(f"{name} must be an RFC 3339 time: {exc}", name) from None
+    return EntryFilter(
+        kind=None if kind is None else EntryKind(kind),
+        start=times["from"],
+        end=times["to"],
+        reference=reference or None,
+    )
 
 
 def _check_seq_cursor(cursor: str | None) -> None:

@@ -167,9 +167,10 @@ def resource_id(value: str, parameter: str) -> str:
     return value
 
 
-def page_limit(value: str | None, *, default: int, maximum: int) -> int:
+def page_limit(value: str | None, *, default: int, maximum: int, parameter: str = "limit") -> int:
+    """A count from query text (``limit``, ``days``...): digits, 1 to ``maximum``."""
     if value is None:
         return default
-    if not value.isdigit() or not 1 <= int(value) <= maximum:
-        raise InvalidParameter(f"limit must be 1 to {maximum}", "limit")
+    if not (value.isdigit() and len(value) <= 9) or not 1 <= int(value) <= maximum:
+        raise InvalidParameter(f"{parameter} must be 1 to {maximum}", parameter)
     return int(value)

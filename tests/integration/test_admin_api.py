@@ -289,3 +289,39 @@ def test_openapi_document(server: Server) -> None:
     for route in routes:
         documented = {m.upper() for m in doc["paths"][route.path]}
         assert documented == set(route.methods or ()) - {"HEAD"}, route.path
+
+
+def test_entry_filters_and_days_over_http(admin: Admin) -> None:
+    account = admin.account()["id"]
+    admin.topup(account, "100")
+    for n in range(4):
+        assert admin.post(account, "charges", amount="2", reference=f"r{n % 2}").status_code == 201
+    entries = f"/v1/accounts/{account}/entries"
+
+    def kinds(**params: str) -> list[str]:
+        r = admin.http.get(entries, params=params)
+        assert r.status_code == 200, r.text
+        return [e["kind"] for e in r.json()["data"]]
+
+    assert kinds(kind="charge") == ["charge"] * 4
+    assert kinds(reference="r1", limit="1") == ["charge"]
+    assert kinds(reference="r1") == ["charge", "charge"]
+    assert kinds(**{"from": "2999-01-01T00:00:00Z"}) == []
+    assert kinds(to="2000-01-01T00:00:00+02:00") == []
+    for params, parameter in (
+        ({"kind": "gift"}, "kind"),
+        ({"from": "monday"}, "from"),
+        ({"to": "2026-01-01"}, "to"),
+        ({"reference": "x" * 256}, "reference"),
+    ):
+        r = admin.http.get(entries, params=params)
+        assert r.status_code == 422 and r.json()["errors"][0]["parameter"] == parameter
+    days = admin.http.get(f"/v1/accounts/{account}/daily", params={"days": "3"}).json()
+    assert [d["balance"] for d in days["data"]][-1] == "92"
+    assert days["data"][-1]["usage"] == "8" and days["data"][-1]["entries"] == 5
+    assert days["opening_balance"] == "0" and len(days["data"]) == 3
+    for bad in ("0", "367", "x", "9" * 30):
+        r = admin.http.get(f"/v1/accounts/{account}/daily", params={"days": bad})
+        assert r.status_code == 422 and r.json()["errors"][0]["parameter"] == "days"
+    missing = admin.http.get("/v1/accounts/acc_01JD3Z8Q6W6B7Y2M0N4R5T8V9X/daily")
+    assert missing.status_code == 404

@@ -10,7 +10,7 @@ import pytest
 from birdbalance.errors import IdempotencyConflict, NotEnoughBalance, NotFound
 from birdbalance.keys import hash_key
 from birdbalance.ledger import EntryKind, Mode, Payment
-from birdbalance.records import Idempotency, NewAccount, NewEntry, NewKey
+from birdbalance.records import DayTotal, EntryFilter, Idempotency, NewAccount, NewEntry, NewKey
 from birdbalance.settings import Settings
 from birdbalance.storage import Store, open_store
 from tests.databases import MIGRATIONS, REFUSED, raw_execute
@@ -130,6 +130,93 @@ def test_pages_are_bounded_and_complete(store: Store) -> None:
             break
         cursor = page.next_cursor
     assert seen == [7, 6, 5, 4, 3, 2, 1]
+
+
+def _at(database_url: str, moment: str) -> None:
+    """The next entries are written at ``moment`` (entry times never go backwards)."""
+    raw_execute(database_url, f"UPDATE balances SET last_entry_at = '{moment}'")
+
+
+def _post_ref(store: Store, account: str, kind: EntryKind, amount: int, key: str, ref: str):  # type: ignore[no-untyped-def]
+    new = NewEntry(account, Mode.LIVE, kind, amount, None, ref, {})
+    return store.post_entry(new, Idempotency(key, "fp-" + key))
+
+
+def test_entry_filters_are_index_ranges_that_page(store: Store, database_url: str) -> None:
+    account = _account(store)
+    _at(database_url, "2990-01-01T10:00:00.000000Z")
+    for i in range(5):
+        _post_ref(store, account, EntryKind.TOPUP, 10, f"t{i}", f"inv-{i % 2}")
+    _at(database_url, "2990-01-02T10:00:00.000000Z")
+    for i in range(4):
+        _post_ref(store, account, EntryKind.CHARGE, 3, f"c{i}", f"msg-{i}")
+    _at(database_url, "2990-01-04T00:00:00.000000Z")
+    _post_ref(store, account, EntryKind.CHARGE, 1, "late", "msg-0")
+
+    def seqs(filters: EntryFilter, limit: int = 2) -> list[int]:
+        seen, cursor = [], None
+        while True:
+            page = store.list_entries(account, Mode.LIVE, cursor, limit, filters)
+            assert len(page.items) <= limit
+            seen += [e.seq for e in page.items]
+            if page.next_cursor is None:
+                return seen
+            cursor = page.next_cursor
+
+    assert seqs(EntryFilter()) == list(range(10, 0, -1))
+    assert seqs(EntryFilter(kind=EntryKind.CHARGE)) == [10, 9, 8, 7, 6]
+    assert seqs(EntryFilter(kind=EntryKind.REFUND)) == []
+    assert seqs(EntryFilter(reference="inv-1")) == [4, 2]
+    assert seqs(EntryFilter(reference="msg-0", kind=EntryKind.CHARGE)) == [10, 6]
+    day2 = EntryFilter(start="2990-01-02T00:00:00.000000Z", end="2990-01-03T00:00:00.000000Z")
+    assert seqs(day2) == [9, 8, 7, 6]
+    assert seqs(EntryFilter(start="2990-01-02T10:00:00.000000Z")) == [10, 9, 8, 7, 6]
+    assert seqs(EntryFilter(end="2990-01-02T10:00:00.000000Z")) == [5, 4, 3, 2, 1]
+    assert seqs(EntryFilter(start="2990-01-05T00:00:00.000000Z")) == []
+    assert seqs(EntryFilter(end="2000-01-01T00:00:00.000000Z")) == []
+    assert seqs(EntryFilter(kind=EntryKind.TOPUP, start=day2.start)) == []
+    # Another ledger's entries never show up.
+    assert store.list_entries(account, Mode.TEST, None, 5, EntryFilter()).items == []
+
+
+def test_daily_totals_follow_every_entry(store: Store, database_url: str) -> None:
+    account = _account(store)
+    _at(database_url, "2990-03-01T23:59:59.999999Z")
+    _post(store, account, EntryKind.TOPUP, 100, "a")
+    charge = _post(store, account, EntryKind.CHARGE, 30, "b").entry
+    _post(store, account, EntryKind.CHARGE, 20, "c")
+    _at(database_url, "2990-03-03T00:00:00.000000Z")
+    _post(store, account, EntryKind.REFUND, 5, "d", refund_of=charge.id)
+    # A group commit goes through the same trigger.
+    batch = [_entry(account, EntryKind.CHARGE, 1, key=f"g{i}") for i in range(3)]
+    store.post_entries(batch)
+    series = store.daily_totals(account, Mode.LIVE, "2990-03-01", "2990-03-31")
+    assert series.opening_minor == 0
+    assert series.days == [
+        DayTotal("2990-03-01", EntryKind.TOPUP, 100, 1, 1, 100),
+        DayTotal("2990-03-01", EntryKind.CHARGE, -50, 2, 3, 50),
+        DayTotal("2990-03-03", EntryKind.REFUND, 5, 1, 4, 55),
+        DayTotal("2990-03-03", EntryKind.CHARGE, -3, 3, 7, 52),
+    ]
+    later = store.daily_totals(account, Mode.LIVE, "2990-03-02", "2990-03-02")
+    assert (later.opening_minor, later.days) == (50, [])
+    assert store.daily_totals(account, Mode.TEST, "2990-03-01", "2990-03-31").days == []
+    with pytest.raises(NotFound):
+        store.daily_totals("acc_nobody", Mode.LIVE, "2990-03-01", "2990-03-31")
+    assert store.verify() == []
+    raw_execute(database_url, "UPDATE daily_totals SET amount_minor = 99 WHERE kind = 'topup'")
+    problems = store.verify()
+    assert any("daily_totals" in p for p in problems), problems
+
+
+def test_key_by_digest_finds_live_keys_only(store: Store) -> None:
+    account = _account(store)
+    key, _ = store.create_key(NewKey(account, Mode.TEST, hash_key("k" * 25), "…kkkk"), None)
+    found = store.key_by_digest(hash_key("k" * 25))
+    assert found is not None and (found.account_id, found.mode) == (account, Mode.TEST)
+    assert store.key_by_digest(hash_key("x" * 25)) is None
+    store.revoke_key(key.id)
+    assert store.key_by_digest(hash_key("k" * 25)) is None
 
 
 # --------------------------------------------------------------------------- holds
@@ -277,6 +364,10 @@ def test_migrating_from_v1_keeps_every_row(database_url: str) -> None:
         got = s.get_account(acc)
         assert (got.name, got.live.balance_minor, got.live.entry_count) == ("Old", 7000000, 1)
         assert s.balance_at(acc, Mode.LIVE, now).balance_minor == 7000000
+        # The per-day totals are filled from the entries already there.
+        assert s.daily_totals(acc, Mode.LIVE, "2026-01-01", "2026-01-31").days == [
+            DayTotal("2026-01-02", EntryKind.TOPUP, 7000000, 1, 1, 7000000)
+        ]
         # The old idempotency key still answers for its entry.
         replay = _post(s, acc, EntryKind.TOPUP, 7000000, "old-key", fp="fp")
         assert replay.replayed and replay.entry.reference == "r"

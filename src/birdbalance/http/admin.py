@@ -19,14 +19,13 @@ from starlette.responses import Response, StreamingResponse
 from starlette.routing import Route
 
 from birdbalance.errors import (
-    BadRequest,
-    PayloadTooLarge,
     Unauthorized,
 )
 from birdbalance.metrics import Metrics
 from birdbalance.service import Service
 from birdbalance.validation import parse_json_body
 
+from .bodies import read_body
 from .entries import KINDS, EntryEndpoint
 from .responses import JSONBody
 from .writes import WriteQueue
@@ -85,21 +84,14 @@ class AdminAPI:
             raise Unauthorized("Request not allowed (incorrect admin token)", "Authorization")
 
     async def _body(self, request: Request) -> dict[str, Any]:
-        declared = request.headers.get("content-length")
-        if declared is not None:
-            if not declared.isdigit():
-                raise BadRequest("Content-Length is not a number")
-            if int(declared) > self._max_body_bytes:
-                raise PayloadTooLarge(f"the request body exceeds {self._max_body_bytes} bytes")
-        chunks = bytearray()
-        async for chunk in request.stream():
-            chunks += chunk
-            if len(chunks) > self._max_body_bytes:
-                raise PayloadTooLarge(f"the request body exceeds {self._max_body_bytes} bytes")
-        return parse_json_body(bytes(chunks))
+        return parse_json_body(await read_body(request, self._max_body_bytes))
 
     async def _write(self, fn: Callable[[], T]) -> T:
         return await self.writes.call(fn)
+
+    async def read(self, fn: Callable[[], T]) -> T:
+        """Run a store read off the event loop, on the bounded reader threads."""
+        return await self._read(fn)
 
     async def _read(self, fn: Callable[[], T]) -> T:
         if self._reader is None:
@@ -156,8 +148,25 @@ class AdminAPI:
         return JSONBody(
             await self._read(
                 lambda: self.service.list_entries(
-                    account_id, mode=q.get("mode"), cursor=q.get("cursor"), limit=q.get("limit")
+                    account_id,
+                    mode=q.get("mode"),
+                    cursor=q.get("cursor"),
+                    limit=q.get("limit"),
+                    kind=q.get("kind"),
+                    start=q.get("from"),
+                    end=q.get("to"),
+                    reference=q.get("reference"),
                 )
+            )
+        )
+
+    async def daily(self, request: Request) -> JSONBody:
+        self._authorize(request)
+        q = request.query_params
+        account_id = request.path_params["account_id"]
+        return JSONBody(
+            await self._read(
+                lambda: self.service.daily(account_id, mode=q.get("mode"), days=q.get("days"))
             )
         )
 
@@ -322,6 +331,7 @@ class AdminAPI:
             "/v1/accounts/{account_id}/entries": {"GET": self.list_entries},
             "/v1/accounts/{account_id}/balance": {"GET": self.balance_at},
             "/v1/accounts/{account_id}/statement": {"GET": self.statement},
+            "/v1/accounts/{account_id}/daily": {"GET": self.daily},
             "/v1/accounts/{account_id}/holds": {"POST": self.create_hold, "GET": self.list_holds},
             "/v1/holds/{hold_id}": {"GET": self.get_hold},
             "/v1/holds/{hold_id}/capture": {"POST": self.capture_hold},

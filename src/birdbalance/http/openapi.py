@@ -285,6 +285,9 @@ def openapi_document() -> dict[str, Any]:
                 "get": {
                     "operationId": "listEntries",
                     "summary": "A ledger's entries, newest first",
+                    "description": "Narrowed by `kind`, `from`/`to` (created in [from, to))"
+                    " and an exact `reference`; every filter is an index range, so a page"
+                    " costs the same on a ledger of any size.",
                     "tags": ["Ledger"],
                     "security": _ADMIN,
                     "parameters": [
@@ -292,6 +295,13 @@ def openapi_document() -> dict[str, Any]:
                         _query("mode", _MODE),
                         _query("limit", {"type": "integer", "minimum": 1, "maximum": 500}),
                         _query("cursor", {"type": "string", "pattern": "^[0-9]{1,18}$"}),
+                        _query(
+                            "kind",
+                            {"type": "string", "enum": ["topup", "charge", "refund", "adjustment"]},
+                        ),
+                        _query("from", {"type": "string", "format": "date-time"}),
+                        _query("to", {"type": "string", "format": "date-time"}),
+                        _query("reference", {"type": "string", "maxLength": 255}),
                     ],
                     "responses": {
                         "200": _json(_page("Entry"), "A page of entries"),
@@ -368,6 +378,28 @@ def openapi_document() -> dict[str, Any]:
                                 "text/csv": {"schema": {"type": "string"}},
                             },
                         },
+                        **_errors(401, 404, 422),
+                    },
+                }
+            },
+            "/v1/accounts/{account_id}/daily": {
+                "get": {
+                    "operationId": "getDaily",
+                    "summary": "A ledger day by day (UTC): closing balance, usage, totals",
+                    "description": "The last `days` UTC days ending today (default 30, at"
+                    " most 366), one item per day, days without entries included. `usage`"
+                    " is the day's charges less its refunds. Read from per-day totals kept"
+                    " in each entry's transaction, so it costs the same on any ledger size;"
+                    " each day's balance is the one before plus that day's totals.",
+                    "tags": ["Ledger"],
+                    "security": _ADMIN,
+                    "parameters": [
+                        _path_param("account_id"),
+                        _query("mode", _MODE),
+                        _query("days", {"type": "integer", "minimum": 1, "maximum": 366}),
+                    ],
+                    "responses": {
+                        "200": _json(_ref("Daily"), "The days"),
                         **_errors(401, 404, 422),
                     },
                 }
@@ -809,6 +841,34 @@ def _schemas() -> dict[str, Any]:
                 "hold": _ref("Hold"),
                 "entry": _ref("Entry"),
                 "balance": {"type": "object"},
+            },
+        },
+        "Daily": {
+            "type": "object",
+            "properties": {
+                "account_id": _ID,
+                "mode": _MODE,
+                "type": {"type": "string"},
+                "from": {"type": "string", "format": "date"},
+                "to": {"type": "string", "format": "date"},
+                "opening_balance": {**_AMOUNT, "description": "Before the first day."},
+                "data": _list(
+                    {
+                        "type": "object",
+                        "properties": {
+                            "day": {"type": "string", "format": "date"},
+                            "balance": {**_AMOUNT, "description": "After the day's last entry."},
+                            "usage": {**_AMOUNT, "description": "Charges less refunds."},
+                            "totals": {
+                                "type": "object",
+                                "properties": {
+                                    k: _AMOUNT for k in ("topup", "charge", "refund", "adjustment")
+                                },
+                            },
+                            "entries": {"type": "integer", "minimum": 0},
+                        },
+                    }
+                ),
             },
         },
         "BalanceAt": {

@@ -26,9 +26,11 @@ from birdbalance.records import (
     ApiKey,
     BalanceAt,
     BalanceView,
+    DailySeries,
     Delivery,
     DueDelivery,
     Entry,
+    EntryFilter,
     Event,
     Hold,
     HoldResult,
@@ -121,12 +123,30 @@ class Store(Protocol):
         """
 
     def list_entries(
-        self, account_id: str, mode: Mode, cursor: str | None, limit: int
+        self,
+        account_id: str,
+        mode: Mode,
+        cursor: str | None,
+        limit: int,
+        filters: EntryFilter | None = None,
     ) -> Page[Entry]:
-        """A ledger's entries, newest first, ``limit`` <= :data:`MAX_PAGE_SIZE`.
+        """A ledger's entries, newest first, ``limit`` <= :data:`MAX_PAGE_SIZE`, narrowed
+        by ``filters`` (each an index range, whatever the ledger's size).
 
         An unknown account has no entries; callers check the account first.
         """
+
+    def daily_totals(
+        self, account_id: str, mode: Mode, first_day: str, last_day: str
+    ) -> DailySeries:
+        """Per-UTC-day totals by kind over ``[first_day, last_day]`` and the balance before
+        them, from the per-day table the entries' trigger keeps; raises ``NotFound``."""
+
+    def key_by_digest(self, key_hash: bytes) -> ApiKey | None:
+        """The live (not revoked) key with this digest, or None."""
+
+    def deliveries_of(self, event_ids: Sequence[str]) -> dict[str, list[Delivery]]:
+        """The deliveries of up to 10,000 events, by event id."""
 
     def balance_at(self, account_id: str, mode: Mode, at: str) -> BalanceAt:
         """The balance after the ledger's last entry at or before ``at``; one index seek."""

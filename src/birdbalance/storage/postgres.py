@@ -191,6 +191,7 @@ class PostgresStore(SQLStore):
     engine: ClassVar[str] = "postgresql"
     for_update: ClassVar[str] = " FOR UPDATE OF b"
     skip_locked: ClassVar[str] = " FOR UPDATE OF d SKIP LOCKED"
+    _ENTRY_DAY_SQL: ClassVar[str] = "(created_at AT TIME ZONE 'UTC')::date"
 
     def __init__(
         self,

@@ -55,9 +55,12 @@ from birdbalance.records import (
     ApiKey,
     BalanceAt,
     BalanceView,
+    DailySeries,
+    DayTotal,
     Delivery,
     DueDelivery,
     Entry,
+    EntryFilter,
     Event,
     Hold,
     HoldResult,
@@ -755,18 +758,85 @@ class SQLStore:
         return _entry_from_row(row)
 
     def list_entries(
-        self, account_id: str, mode: Mode, cursor: str | None, limit: int
+        self,
+        account_id: str,
+        mode: Mode,
+        cursor: str | None,
+        limit: int,
+        filters: EntryFilter | None = None,
     ) -> Page[Entry]:
-        before = int(cursor) if cursor else 2**62
+        """Newest first. Every filter is an index range in seq order: a kind or a reference
+        has its own index, and a date range becomes a seq range by two seeks on entries_at
+        (entry times never go backwards in a ledger), so a page costs the same on a ledger
+        of a million entries as on one of ten."""
+        assert 1 <= limit <= MAX_STATEMENT_PAGE
+        wanted = filters or EntryFilter()
+        sql = _ENTRY_SQL + " WHERE account_id = ? AND mode = ? AND seq < ?"
+        args: list[Any] = [account_id, mode.value, int(cursor) if cursor else 2**62]
         with self._read() as conn:
-            rows = self._x(
-                conn,
-                _ENTRY_SQL
-                + " WHERE account_id = ? AND mode = ? AND seq < ? ORDER BY seq DESC LIMIT ?",
-                (account_id, mode.value, before, limit + 1),
-            ).fetchall()
+            if wanted.start is not None or wanted.end is not None:
+                low, high = self._seq_range(conn, account_id, mode, wanted.start, wanted.end)
+                if low > high:
+                    return Page([], None)
+                sql += " AND seq >= ? AND seq <= ?"
+                args += [low, high]
+            if wanted.kind is not None:
+                sql += " AND kind = ?"
+                args.append(wanted.kind.value)
+            if wanted.reference is not None:
+                sql += " AND reference = ?"
+                args.append(wanted.reference)
+            rows = self._x(conn, sql + " ORDER BY seq DESC LIMIT ?", [*args, limit + 1])
+            rows = rows.fetchall()
         items = [_entry_from_row(r) for r in rows[:limit]]
         return Page(items, str(items[-1].seq) if len(rows) > limit else None)
+
+    def _seq_range(
+        self, conn: Any, account_id: str, mode: Mode, start: str | None, end: str | None
+    ) -> tuple[int, int]:
+        """The seqs of the ledger's entries in ``[start, end)``: (first, last), first > last
+        when there are none."""
+        ledger = (account_id, mode.value)
+        low, high = 1, 2**62
+        if start is not None:
+            row = self._x(conn, _FIRST_SEQ_FROM_SQL, (*ledger, start)).fetchone()
+            if row is None:
+                return 1, 0
+            low = int(row[0])
+        if end is not None:
+            row = self._x(conn, _LAST_SEQ_BEFORE_SQL, (*ledger, end)).fetchone()
+            if row is None:
+                return 1, 0
+            high = int(row[0])
+        return low, high
+
+    def daily_totals(
+        self, account_id: str, mode: Mode, first_day: str, last_day: str
+    ) -> DailySeries:
+        """The ledger's days ``[first_day, last_day]`` (UTC ``YYYY-MM-DD``) from the per-day
+        totals, and the balance before them: at most four rows a day, and one seek."""
+        assert first_day <= last_day
+        ledger = (account_id, mode.value)
+        with self._snapshot() as conn:
+            self._account(conn, account_id)
+            before = self._x(conn, _LAST_BALANCE_BEFORE_SQL, (*ledger, first_day)).fetchone()
+            rows = self._x(
+                conn,
+                "SELECT day, kind, amount_minor, entries, last_seq, balance_after_minor"
+                " FROM daily_totals WHERE account_id = ? AND mode = ? AND day >= ?"
+                " AND day <= ? ORDER BY day, last_seq",
+                (*ledger, first_day, last_day),
+            ).fetchall()
+        days = [DayTotal(str(r[0]), EntryKind(r[1]), *map(int, r[2:])) for r in rows]
+        return DailySeries(0 if before is None else int(before[0]), days)
+
+    def key_by_digest(self, key_hash: bytes) -> ApiKey | None:
+        """The live (not revoked) key with this digest, or None."""
+        with self._read() as conn:
+            row = self._x(
+                conn, _KEY_SQL + " WHERE key_hash = ? AND revoked_at IS NULL", (key_hash,)
+            ).fetchone()
+        return None if row is None else _key_from_row(row)
 
     def balance_at(self, account_id: str, mode: Mode, at: str) -> BalanceAt:
         """The balance after the ledger's last entry at or before ``at`` (one index seek)."""
@@ -1076,6 +1146,23 @@ class SQLStore:
             )
             return rule
 
+    def deliveries_of(self, event_ids: Sequence[str]) -> dict[str, list[Delivery]]:
+        """The deliveries of these events (at most :data:`MAX_STATEMENT_PAGE`), by event."""
+        assert len(event_ids) <= MAX_STATEMENT_PAGE
+        found: dict[str, list[Delivery]] = {event_id: [] for event_id in event_ids}
+        if not event_ids:
+            return found
+        marks = ", ".join(["?"] * len(event_ids))
+        with self._read() as conn:
+            rows = self._x(
+                conn,
+                _DELIVERY_SQL + f" WHERE event_id IN ({marks}) ORDER BY id",
+                list(event_ids),
+            ).fetchall()
+        for row in rows:
+            found[row[1]].append(Delivery(*row))
+        return found
+
     def list_events(self, account_id: str | None, cursor: str | None, limit: int) -> Page[Event]:
         """Events newest first, of one account or of all."""
         sql = _EVENT_SQL + " WHERE id < ?"
@@ -1288,6 +1375,37 @@ class SQLStore:
                     found.append(f"holds reserve {held} but pending holds sum to {pending}")
                 problems += [f"{account_id} {mode}: {p}" for p in found]
             problems += self._verify_links(conn)
+            problems += self._verify_daily_totals(conn)
+        return problems
+
+    #: The UTC day (``YYYY-MM-DD``) of an entry's ``created_at``, as the engine writes it.
+    _ENTRY_DAY_SQL: ClassVar[str] = "substr(created_at, 1, 10)"
+
+    def _verify_daily_totals(self, conn: Any) -> list[str]:
+        """The per-day totals are exactly what the entries add up to, day by day."""
+        recomputed = (
+            "SELECT t.account_id, t.mode, t.day, t.kind, t.amount_minor, t.entries,"  # noqa: S608 -- constants only
+            " t.last_seq, e.balance_after_minor FROM (SELECT account_id, mode,"
+            f" {self._ENTRY_DAY_SQL} AS day, kind, SUM(amount_minor) AS amount_minor,"
+            " COUNT(*) AS entries, MAX(seq) AS last_seq FROM entries"
+            " GROUP BY account_id, mode, day, kind) t JOIN entries e"
+            " ON e.account_id = t.account_id AND e.mode = t.mode AND e.seq = t.last_seq"
+        )
+        stored = (
+            "SELECT account_id, mode, day, kind, amount_minor, entries, last_seq,"
+            " balance_after_minor FROM daily_totals"
+        )
+        problems = []
+        for first, second, what in (
+            (recomputed, stored, "days of entries are missing or wrong in daily_totals"),
+            (stored, recomputed, "rows of daily_totals match no day of entries"),
+        ):
+            count = self._x(
+                conn,
+                f"SELECT COUNT(*) FROM ({first} EXCEPT {second}) x",  # noqa: S608 -- constants only
+            ).fetchone()[0]
+            if count:
+                problems.append(f"{count} {what}")
         return problems
 
     def _verify_links(self, conn: Any) -> list[str]:
@@ -1414,6 +1532,18 @@ def _event_payload(
 
 
 #: The point-in-time lookup: one seek on ``entries_at`` (account, mode, created_at, seq).
+_FIRST_SEQ_FROM_SQL: Final = (
+    "SELECT seq FROM entries WHERE account_id = ? AND mode = ? AND created_at >= ?"
+    " ORDER BY created_at, seq LIMIT 1"
+)
+_LAST_SEQ_BEFORE_SQL: Final = (
+    "SELECT seq FROM entries WHERE account_id = ? AND mode = ? AND created_at < ?"
+    " ORDER BY created_at DESC, seq DESC LIMIT 1"
+)
+_LAST_BALANCE_BEFORE_SQL: Final = (
+    "SELECT balance_after_minor FROM entries WHERE account_id = ? AND mode = ?"
+    " AND created_at < ? ORDER BY created_at DESC, seq DESC LIMIT 1"
+)
 BALANCE_AT_SQL: Final = (
     "SELECT balance_after_minor, seq, created_at FROM entries"
     " WHERE account_id = ? AND mode = ? AND created_at <= ?"
