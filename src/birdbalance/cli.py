@@ -168,6 +168,7 @@ def serve(
         click.echo(f"  {settings.admin_token}")
     shown_url = redacted_url(settings.database_url)
     click.echo(f"birdbalance serving {base} (database {shown_url})", err=False)
+    click.echo(f"  dashboard: {base}/dashboard (sign in with an access key or the admin token)")
     sys.stdout.flush()
     run(settings)
 

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import gc
 import secrets
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from functools import partial
 from typing import Any
 
@@ -97,5 +97,8 @@ def run(settings: Settings) -> None:
     """Serve until interrupted (SIGINT/SIGTERM finish in-flight requests first)."""
     from granian.server import Server
 
+    if settings.session_secret is None:
+        # One secret for every worker of this run, so a session works whichever answers.
+        settings = replace(settings, session_secret=secrets.token_urlsafe(32))
     server = Server("birdbalance.http.app:create_app", **granian_options(settings))
     server.serve(target_loader=partial(_load_app, settings))

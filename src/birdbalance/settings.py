@@ -80,6 +80,13 @@ class Settings:
     max_body_bytes: int = 64 * 1024
     #: ``GET /metrics``: per-ledger balance gauges for the first N ledgers (0: none).
     metrics_ledger_gauges: int = 0
+    #: Signs dashboard sessions (32+ characters). None: a random one per run of
+    #: ``birdbalance serve``, shared by its workers, so sessions end when it restarts.
+    session_secret: str | None = None
+    #: How long a dashboard sign-in lasts.
+    session_lifetime_s: int = 8 * 3600
+    #: Mark the dashboard's cookies ``Secure`` (set it when users reach it over HTTPS).
+    secure_cookies: bool = False
     #: Mail for ``mailto:`` subscriptions (``BIRDBALANCE_SMTP_*``); None: not configured.
     smtp: SMTPSettings | None = None
     #: Whether the database URL came from the environment/flags (False: the embedded default).
@@ -114,6 +121,10 @@ class Settings:
             raise SettingsError("webhook_poll_interval_s must be 0.01..60")
         if self.admin_token is not None and len(self.admin_token) < 16:
             raise SettingsError("the admin token must have at least 16 characters")
+        if self.session_secret is not None and len(self.session_secret) < 32:
+            raise SettingsError("the session secret must have at least 32 characters")
+        if not 60 <= self.session_lifetime_s <= 30 * 24 * 3600:
+            raise SettingsError("session_lifetime_s must be 60..2592000 (30 days)")
 
     @classmethod
     def from_env(cls, environ: Mapping[str, str] | None = None) -> Settings:
@@ -125,7 +136,13 @@ class Settings:
             return value if value not in (None, "") else None
 
         values: dict[str, object] = {}
-        for name in ("database_url", "admin_token", "host", "sqlite_synchronous"):
+        for name in (
+            "database_url",
+            "admin_token",
+            "session_secret",
+            "host",
+            "sqlite_synchronous",
+        ):
             if (value := get(name)) is not None:
                 values[name] = value
         for name in (
@@ -136,6 +153,7 @@ class Settings:
             "database_pool_size",
             "webhook_max_attempts",
             "metrics_ledger_gauges",
+            "session_lifetime_s",
         ):
             if (value := get(name)) is not None:
                 try:
@@ -155,6 +173,10 @@ class Settings:
                     values[name] = float(value)
                 except ValueError:
                     raise SettingsError(f"{ENV_PREFIX}{name.upper()} must be a number") from None
+        if (value := get("secure_cookies")) is not None:
+            if value.lower() not in {"1", "true", "yes", "0", "false", "no"}:
+                raise SettingsError(f"{ENV_PREFIX}SECURE_COOKIES must be true or false")
+            values["secure_cookies"] = value.lower() in {"1", "true", "yes"}
         try:
             values["smtp"] = SMTPSettings.from_env(env)
         except MailError as exc:

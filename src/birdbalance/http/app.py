@@ -13,6 +13,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import secrets
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable, MutableMapping
 from typing import Any, Final
@@ -41,11 +42,13 @@ from birdbalance.storage import Store, open_store
 
 from .admin import AdminAPI
 from .balance import BALANCE_PATHS, BalanceEndpoint
+from .dashboard import Dashboard
 from .deliverer import Deliverer
 from .entries import ENTRY_PATH, KINDS, EntryEndpoint
 from .gauges import METRICS_CONTENT_TYPE, database_gauge, scrape_gauges, write_queue_gauge
 from .openapi import openapi_document
 from .responses import JSONBody, error_response
+from .sessions import SessionSigner
 
 Scope = MutableMapping[str, Any]
 Receive = Callable[[], Awaitable[MutableMapping[str, Any]]]
@@ -157,6 +160,16 @@ def create_app(settings: Settings, store: Store | None = None) -> BirdbalanceApp
     service = Service(store)
     metrics = Metrics()
     admin = AdminAPI(service, settings.admin_token, settings.max_body_bytes, metrics)
+    # Without a configured secret, sessions last as long as this app (see server.run,
+    # which gives every worker of one run the same one).
+    secret = settings.session_secret or secrets.token_urlsafe(32)
+    dashboard = Dashboard(
+        service,
+        admin.read,
+        SessionSigner(secret.encode("utf-8"), settings.session_lifetime_s),
+        settings.admin_token,
+        secure_cookies=settings.secure_cookies,
+    )
     document = openapi_document()
     lookups = store.balance_lookups()
 
@@ -243,6 +256,7 @@ def create_app(settings: Settings, store: Store | None = None) -> BirdbalanceApp
             Route("/openapi.json", openapi, methods=["GET"]),
             Route("/metrics", metrics_text, methods=["GET"]),
             *admin.routes(),
+            *dashboard.routes(),
         ],
         exception_handlers={
             ServiceError: _service_error,

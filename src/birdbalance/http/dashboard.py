@@ -1,0 +1,501 @@
+"""The billing dashboard: server-rendered pages under ``/dashboard``.
+
+Sign in with an access key (that key's account and ledger) or the admin token (every
+account, with search). Pages are Jinja2 templates; the charts are uPlot, vendored as a
+static file, so the dashboard works offline with no build step and no CDN. Every page
+reads through the same :class:`~birdbalance.service.Service` calls as the JSON API, so
+it shows exactly what the API answers.
+
+Security: the session cookie is signed, HttpOnly, SameSite=Strict and scoped to
+``/dashboard`` (see :mod:`.sessions`); every POST must come from this origin and carry
+the page's CSRF token; pages send a strict Content-Security-Policy (no inline script)
+and are never cached; no key, token or webhook URL is ever written into a page.
+"""
+
+from __future__ import annotations
+
+import hmac
+import logging
+import time
+from collections.abc import Awaitable, Callable, Mapping
+from dataclasses import dataclass
+from datetime import UTC, date, datetime, timedelta
+from typing import Any, Final, TypeVar
+from urllib.parse import parse_qsl, urlencode, urlsplit
+
+import jinja2
+from starlette.requests import Request
+from starlette.responses import RedirectResponse, Response, StreamingResponse
+from starlette.routing import BaseRoute, Mount, Route
+from starlette.staticfiles import StaticFiles
+
+from birdbalance import keys as access_keys
+from birdbalance.daily import CHART_DAYS
+from birdbalance.errors import NotFound, ServiceError
+from birdbalance.ledger import EntryKind, Mode
+from birdbalance.records import ApiKey
+from birdbalance.representations import delivery_json, event_json
+from birdbalance.service import Service
+
+from .bodies import read_body
+from .sessions import SESSION_COOKIE, SIGN_IN_COOKIE, Session, SessionSigner, key_subject, new_nonce
+
+T = TypeVar("T")
+Reader = Callable[[Callable[[], T]], Awaitable[T]]
+
+#: Entries per page of the entries table.
+ENTRIES_PAGE_SIZE: Final = 50
+#: Accounts per page of the admin's account list.
+ACCOUNTS_PAGE_SIZE: Final = 50
+#: Newest events (alerts) shown with their deliveries.
+RECENT_EVENTS: Final = 10
+#: Largest sign-in form body read.
+MAX_FORM_BYTES: Final = 4096
+DEFAULT_DAYS: Final = 30
+
+_CSP: Final = (
+    "default-src 'none'; script-src 'self'; style-src 'self'; img-src 'self' data:;"
+    " connect-src 'self'; form-action 'self'; frame-ancestors 'none'; base-uri 'none'"
+)
+_PAGE_HEADERS: Final = {
+    "Content-Security-Policy": _CSP,
+    "Cache-Control": "no-store",
+    "X-Content-Type-Options": "nosniff",
+    "X-Frame-Options": "DENY",
+    "Referrer-Policy": "same-origin",
+}
+
+logger = logging.getLogger("birdbalance.dashboard")
+
+
+@dataclass(frozen=True, slots=True)
+class Viewer:
+    """Who is looking: the admin, or one key's account and ledger."""
+
+    session: Session
+    key: ApiKey | None
+
+    @property
+    def is_admin(self) -> bool:
+        return self.key is None
+
+
+class DateError(ValueError):
+    """A date field that is not ``YYYY-MM-DD``."""
+
+
+def day_start(text: str, parameter: str) -> str:
+    """``YYYY-MM-DD`` as the RFC 3339 start of that UTC day."""
+    try:
+        day = date.fromisoformat(text)
+    except ValueError:
+        raise DateError(f"{parameter} must be a date such as 2026-11-22") from None
+    return f"{day.isoformat()}T00:00:00Z"
+
+
+def day_after(text: str, parameter: str) -> str:
+    """The RFC 3339 start of the UTC day after ``YYYY-MM-DD`` (an inclusive end date)."""
+    day = date.fromisoformat(day_start(text, parameter)[:10])
+    try:
+        return f"{(day + timedelta(days=1)).isoformat()}T00:00:00Z"
+    except OverflowError:
+        raise DateError(f"{parameter} is past the last date there is") from None
+
+
+def grouped(amount: str) -> str:
+    """``"1234567.5"`` -> ``"1,234,567.5"``: thousands grouped, digits untouched."""
+    sign = "-" if amount.startswith("-") else ""
+    whole, dot, fraction = amount.lstrip("-").partition(".")
+    return f"{sign}{int(whole):,}{dot}{fraction}"
+
+
+class Dashboard:
+    """The dashboard's routes, bound to one service and session signer."""
+
+    def __init__(
+        self,
+        service: Service,
+        read: Reader[Any],
+        signer: SessionSigner,
+        admin_token: str | None,
+        *,
+        secure_cookies: bool,
+    ) -> None:
+        self.service = service
+        self._read = read
+        self.signer = signer
+        self._admin_token = admin_token
+        self._secure_cookies = secure_cookies
+        self.templates = jinja2.Environment(
+            loader=jinja2.PackageLoader("birdbalance.http", "templates"),
+            autoescape=True,
+            undefined=jinja2.StrictUndefined,
+            trim_blocks=True,
+            lstrip_blocks=True,
+        )
+        self.templates.filters["grouped"] = grouped
+
+    def routes(self) -> list[BaseRoute]:
+        return [
+            Route("/dashboard", self.home, methods=["GET"]),
+            Route("/dashboard/sign-in", self.sign_in, methods=["GET", "POST"]),
+            Route("/dashboard/sign-out", self.sign_out, methods=["POST"]),
+            Route("/dashboard/accounts/{account_id}", self.account, methods=["GET"]),
+            Route(
+                "/dashboard/accounts/{account_id}/statement.csv", self.statement, methods=["GET"]
+            ),
+            Mount(
+                "/dashboard/static",
+                app=StaticFiles(packages=[("birdbalance.http", "static")]),
+                name="dashboard-static",
+            ),
+        ]
+
+    # ------------------------------------------------------------------ plumbing
+
+    def _page(
+        self, request: Request, template: str, status_code: int = 200, **context: Any
+    ) -> Response:
+        started = request.scope.get("birdbalance.started", time.perf_counter())
+        html = self.templates.get_template(template).render(**context)
+        elapsed_ms = (time.perf_counter() - started) * 1000
+        headers = {**_PAGE_HEADERS, "Server-Timing": f"app;dur={elapsed_ms:.1f}"}
+        return Response(html, status_code, headers, media_type="text/html; charset=utf-8")
+
+    def _cookie(self, response: Response, name: str, value: str, max_age_s: int) -> None:
+        """Set (or, with ``max_age_s`` 0, delete) one of the dashboard's cookies."""
+        response.set_cookie(
+            name,
+            value,
+            max_age=max_age_s,
+            path="/dashboard",
+            secure=self._secure_cookies,
+            httponly=True,
+            samesite="strict",
+        )
+
+    async def _viewer(self, request: Request) -> Viewer | None:
+        """The signed-in viewer, checked again against the database and the admin token."""
+        request.scope["birdbalance.started"] = time.perf_counter()
+        session = self.signer.read(request.cookies.get(SESSION_COOKIE), int(time.time()))
+        if session is None:
+            return None
+        if session.role == "admin":
+            token = self._admin_token
+            if token is None or not hmac.compare_digest(
+                session.subject, self.signer.admin_subject(token)
+            ):
+                return None
+            return Viewer(session, None)
+        try:
+            digest = bytes.fromhex(session.subject)
+        except ValueError:
+            return None
+        key = await self._read(lambda: self.service.store.key_by_digest(digest))
+        return None if key is None else Viewer(session, key)
+
+    @staticmethod
+    def _same_origin(request: Request) -> bool:
+        """Whether a POST comes from a page of this site, by what the browser says.
+
+        ``Sec-Fetch-Site`` (which no script can set) decides when present. Otherwise the
+        ``Origin``'s host and port must be the ``Host`` the request was sent to; the
+        scheme is left out, so a TLS-terminating proxy in front changes nothing. Requests
+        with neither (old browsers, scripts) still need the form's CSRF token.
+        """
+        fetch_site = request.headers.get("sec-fetch-site")
+        if fetch_site is not None:
+            return fetch_site in ("same-origin", "none")
+        origin = request.headers.get("origin")
+        if origin is None:
+            return True
+        netloc = urlsplit(origin).netloc.lower()
+        host = request.headers.get("host", "").lower()
+        return bool(netloc) and hmac.compare_digest(netloc.encode(), host.encode())
+
+    def _refused(self, request: Request, message: str, status_code: int) -> Response:
+        return self._page(
+            request, "error.html", status_code, title="Not allowed", message=message, viewer=None
+        )
+
+    @staticmethod
+    def _to_sign_in() -> Response:
+        return RedirectResponse("/dashboard/sign-in", status_code=303)
+
+    # ------------------------------------------------------------------ sign-in
+
+    async def sign_in(self, request: Request) -> Response:
+        if request.method == "POST":
+            return await self._sign_in_post(request)
+        viewer = await self._viewer(request)
+        if viewer is not None:
+            return RedirectResponse("/dashboard", status_code=303)
+        return self._sign_in_form(request, None, 200)
+
+    def _sign_in_form(self, request: Request, error: str | None, status_code: int) -> Response:
+        nonce = new_nonce()
+        response = self._page(
+            request,
+            "sign_in.html",
+            status_code,
+            csrf=self.signer.csrf_token(nonce),
+            error=error,
+            admin_enabled=self._admin_token is not None,
+            viewer=None,
+        )
+        self._cookie(response, SIGN_IN_COOKIE, nonce, 3600)
+        return response
+
+    async def _sign_in_post(self, request: Request) -> Response:
+        request.scope["birdbalance.started"] = time.perf_counter()
+        if not self._same_origin(request):
+            return self._refused(request, "Sign-in must come from this site's own form.", 403)
+        try:
+            form = dict(parse_qsl((await read_body(request, MAX_FORM_BYTES)).decode("utf-8")))
+        except (ServiceError, UnicodeDecodeError, ValueError):
+            return self._sign_in_form(request, "That form could not be read.", 400)
+        nonce = request.cookies.get(SIGN_IN_COOKIE, "")
+        if not self.signer.csrf_ok(nonce, form.get("csrf")):
+            return self._sign_in_form(
+                request, "The sign-in form had expired. Please try again.", 403
+            )
+        credential = form.get("credential", "").strip()
+        session_cookie: str | None = None
+        now_s = int(time.time())
+        token = self._admin_token
+        if token is not None and hmac.compare_digest(
+            credential.encode("utf-8"), token.encode("utf-8")
+        ):
+            _, session_cookie = self.signer.issue("admin", self.signer.admin_subject(token), now_s)
+        elif access_keys.is_well_formed(credential):
+            digest = access_keys.hash_key(credential)
+            key = await self._read(lambda: self.service.store.key_by_digest(digest))
+            if key is not None:
+                _, session_cookie = self.signer.issue("account", key_subject(digest), now_s)
+        if session_cookie is None:
+            # One answer for every failure: it tells nothing about which keys exist.
+            return self._sign_in_form(request, "That access key or admin token is not valid.", 401)
+        response = RedirectResponse("/dashboard", status_code=303)
+        self._cookie(response, SESSION_COOKIE, session_cookie, self.signer.lifetime_s)
+        self._cookie(response, SIGN_IN_COOKIE, "", 0)
+        return response
+
+    async def sign_out(self, request: Request) -> Response:
+        viewer = await self._viewer(request)
+        if viewer is not None:
+            if not self._same_origin(request):
+                return self._refused(request, "Sign-out must come from this site's own form.", 403)
+            form = dict(parse_qsl((await read_body(request, MAX_FORM_BYTES)).decode("latin-1")))
+            if not self.signer.csrf_ok(viewer.session.nonce, form.get("csrf")):
+                return self._refused(request, "The page had expired: reload it and try again.", 403)
+        response = self._to_sign_in()
+        self._cookie(response, SESSION_COOKIE, "", 0)
+        return response
+
+    # ------------------------------------------------------------------ pages
+
+    async def home(self, request: Request) -> Response:
+        viewer = await self._viewer(request)
+        if viewer is None:
+            return self._to_sign_in()
+        if viewer.key is not None:
+            return RedirectResponse(_account_url(viewer.key.account_id, {}), status_code=303)
+        q = request.query_params
+        search = q.get("q") or None
+        cursor = q.get("cursor") or None
+        error: str | None = None
+        try:
+            page = await self._read(
+                lambda: self.service.list_accounts(
+                    cursor=cursor, limit=str(ACCOUNTS_PAGE_SIZE), search=search
+                )
+            )
+        except ServiceError as exc:
+            page, error = {"data": [], "next_cursor": None}, exc.description
+        more = page["next_cursor"]
+        return self._page(
+            request,
+            "accounts.html",
+            viewer=viewer,
+            csrf=self.signer.csrf_token(viewer.session.nonce),
+            accounts=page["data"],
+            search=search or "",
+            error=error,
+            next_url=None
+            if more is None
+            else _query_url("/dashboard", {"q": search, "cursor": more}),
+        )
+
+    def _ledger_of(self, viewer: Viewer, account_id: str, mode: str | None) -> str:
+        """The ledger this viewer may see: an account viewer only their key's."""
+        if viewer.key is None:
+            return mode if mode in ("live", "test") else Mode.LIVE.value
+        if account_id != viewer.key.account_id or mode not in (None, viewer.key.mode.value):
+            raise NotFound("no such account")
+        return viewer.key.mode.value
+
+    async def account(self, request: Request) -> Response:
+        viewer = await self._viewer(request)
+        if viewer is None:
+            return self._to_sign_in()
+        account_id = request.path_params["account_id"]
+        q = request.query_params
+        try:
+            mode = self._ledger_of(viewer, account_id, q.get("mode"))
+        except NotFound:
+            return self._not_found(request, viewer)
+        days = q.get("days", str(DEFAULT_DAYS))
+        days = days if days in {str(d) for d in CHART_DAYS} else str(DEFAULT_DAYS)
+        filters = {
+            "kind": q.get("kind") or None,
+            "from": q.get("from") or None,
+            "to": q.get("to") or None,
+            "reference": q.get("reference") or None,
+        }
+        cursor = q.get("cursor") or None
+        error: str | None = None
+        try:
+            start = None if filters["from"] is None else day_start(filters["from"], "from")
+            end = None if filters["to"] is None else day_after(filters["to"], "to")
+        except DateError as exc:
+            start = end = None
+            error = str(exc)
+
+        def gather() -> dict[str, Any]:
+            service = self.service
+            found: dict[str, Any] = {
+                "account": service.get_account(account_id),
+                "daily": service.daily(account_id, mode=mode, days=days),
+                "alerts": [a for a in service.list_alerts(account_id)["data"] if a["mode"] == mode],
+            }
+            events = service.store.list_events(account_id, None, RECENT_EVENTS * 2)
+            shown = [e for e in events.items if e.mode.value == mode][:RECENT_EVENTS]
+            deliveries = service.store.deliveries_of([e.id for e in shown])
+            found["events"] = [
+                {**event_json(e), "deliveries": [delivery_json(d) for d in deliveries[e.id]]}
+                for e in shown
+            ]
+            try:
+                found["entries"] = service.list_entries(
+                    account_id,
+                    mode=mode,
+                    cursor=cursor,
+                    limit=str(ENTRIES_PAGE_SIZE),
+                    kind=filters["kind"],
+                    start=start,
+                    end=end,
+                    reference=filters["reference"],
+                )
+            except ServiceError as exc:
+                found["entries"] = {"data": [], "next_cursor": None}
+                found["entries_error"] = exc.description
+            return found
+
+        try:
+            found = await self._read(gather)
+        except NotFound:
+            return self._not_found(request, viewer)
+        except ServiceError as exc:  # a malformed account id in the path
+            return self._page(
+                request,
+                "error.html",
+                exc.status_code,
+                title="Not found" if exc.status_code == 404 else "Not allowed",
+                message=exc.description,
+                viewer=viewer,
+                csrf=self.signer.csrf_token(viewer.session.nonce),
+            )
+        error = error or found.get("entries_error")
+        base = {"mode": mode if viewer.is_admin else None, "days": days}
+        today = datetime.now(UTC).date()
+        more = found["entries"]["next_cursor"]
+        account = found["account"]
+        return self._page(
+            request,
+            "account.html",
+            422 if error else 200,
+            viewer=viewer,
+            csrf=self.signer.csrf_token(viewer.session.nonce),
+            account=account,
+            ledger=account["balances"][mode],
+            mode=mode,
+            days=int(days),
+            chart_days=CHART_DAYS,
+            daily=found["daily"],
+            entries=found["entries"]["data"],
+            filters={k: v or "" for k, v in filters.items()},
+            kinds=[k.value for k in EntryKind],
+            error=error,
+            alerts=found["alerts"],
+            events=found["events"],
+            days_url=lambda d: _account_url(account_id, {**base, **filters, "days": d}),
+            mode_url=lambda m: _account_url(account_id, {"mode": m, "days": days}),
+            clear_url=_account_url(account_id, base),
+            newest_url=_account_url(account_id, {**base, **filters}) if cursor else None,
+            next_url=None
+            if more is None
+            else _account_url(account_id, {**base, **filters, "cursor": more}),
+            statement_url=f"/dashboard/accounts/{account_id}/statement.csv",
+            today=today.isoformat(),
+            month_start=today.replace(day=1).isoformat(),
+        )
+
+    def _not_found(self, request: Request, viewer: Viewer | None) -> Response:
+        return self._page(
+            request,
+            "error.html",
+            404,
+            title="Not found",
+            message="There is no such account here, or it is not yours to see.",
+            viewer=viewer,
+            csrf=None if viewer is None else self.signer.csrf_token(viewer.session.nonce),
+        )
+
+    async def statement(self, request: Request) -> Response:
+        viewer = await self._viewer(request)
+        if viewer is None:
+            return self._to_sign_in()
+        account_id = request.path_params["account_id"]
+        q = request.query_params
+        try:
+            mode = self._ledger_of(viewer, account_id, q.get("mode"))
+        except NotFound:
+            return self._not_found(request, viewer)
+        try:
+            start = day_start(q.get("from") or "", "from")
+            last_day = q.get("to")
+            end = day_after(last_day, "to") if last_day else None
+            name, chunks = await self._read(
+                lambda: self.service.statement_csv(account_id, start=start, end=end, mode=mode)
+            )
+        except NotFound:
+            return self._not_found(request, viewer)
+        except (DateError, ServiceError) as exc:
+            message = exc.description if isinstance(exc, ServiceError) else str(exc)
+            return self._page(
+                request,
+                "error.html",
+                422,
+                title="No statement",
+                message=f"That statement cannot be made: {message}",
+                viewer=viewer,
+                csrf=self.signer.csrf_token(viewer.session.nonce),
+            )
+        return StreamingResponse(
+            chunks,
+            media_type="text/csv; charset=utf-8",
+            headers={
+                "Content-Disposition": f'attachment; filename="{name}"',
+                "Cache-Control": "no-store",
+                "X-Content-Type-Options": "nosniff",
+            },
+        )
+
+
+def _query_url(path: str, params: Mapping[str, str | None]) -> str:
+    kept = {k: v for k, v in params.items() if v}
+    return f"{path}?{urlencode(kept)}" if kept else path
+
+
+def _account_url(account_id: str, params: Mapping[str, str | None]) -> str:
+    return _query_url(f"/dashboard/accounts/{account_id}", params)

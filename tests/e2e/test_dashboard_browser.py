@@ -1,0 +1,133 @@
+"""The dashboard in a real browser: sign in, watch the balance move, page, download."""
+
+from __future__ import annotations
+
+import csv
+import io
+from decimal import Decimal
+from typing import Any
+
+import pytest
+
+from tests.servers import Admin, Server
+
+pytestmark = pytest.mark.e2e
+
+
+def _sign_in(page: Any, server: Server, credential: str) -> None:
+    page.goto(f"{server.url}/dashboard")
+    assert page.url.endswith("/dashboard/sign-in")
+    page.get_by_label("Access key or admin token").fill(credential)
+    page.get_by_role("button", name="Sign in").click()
+
+
+def _account(admin: Admin, name: str) -> tuple[str, str]:
+    account = admin.account(name=name)["id"]
+    admin.topup(account, "250")
+    return account, admin.key(account)["key"]
+
+
+def test_sign_in_see_the_balance_move_and_page_entries(
+    page: Any, dashboard_server: Server, e2e_admin: Admin
+) -> None:
+    account, key = _account(e2e_admin, "Browser One")
+    for n in range(60):
+        assert (
+            e2e_admin.post(account, "charges", amount="1", reference=f"sms-{n}").status_code == 201
+        )
+    _sign_in(page, dashboard_server, key)
+    page.wait_for_url(f"**/dashboard/accounts/{account}")
+    balance = page.get_by_test_id("balance")
+    assert balance.inner_text().split() == ["190", "euros"]
+    # Both charts drew, one point per day of the default 30.
+    for chart in ("#balance-chart", "#usage-chart"):
+        assert page.locator(chart).get_attribute("data-drawn") == "30"
+        assert page.locator(f"{chart} canvas").count() == 1
+
+    # A charge posted through the API shows on the next load.
+    assert e2e_admin.post(account, "charges", amount="12.5").status_code == 201
+    page.reload()
+    assert page.get_by_test_id("balance").inner_text().split() == ["177.5", "euros"]
+
+    # 62 entries: a first page of 50, then the rest behind "Older entries".
+    rows = page.locator("table.entries tbody tr")
+    assert rows.count() == 50
+    page.get_by_role("link", name="Older entries").click()
+    assert rows.count() == 12
+    assert rows.last.locator("td").nth(1).inner_text() == "topup"
+    page.get_by_role("link", name="Newest entries").click()
+    assert rows.count() == 50
+
+    # Filter by reference with the keyboard: type, then Enter submits.
+    page.get_by_label("Reference").fill("sms-7")
+    page.get_by_label("Reference").press("Enter")
+    assert rows.count() == 1 and "sms-7" in rows.first.inner_text()
+    page.get_by_label("Type").select_option("topup")
+    page.get_by_role("button", name="Filter").click()
+    assert "No entries match these filters" in rows.first.inner_text()
+    page.get_by_role("link", name="90 days").click()
+    assert page.locator("#balance-chart").get_attribute("data-drawn") == "90"
+    assert page.problems == []
+
+
+def test_statement_download_adds_up(
+    page: Any, dashboard_server: Server, e2e_admin: Admin, tmp_path: Any
+) -> None:
+    account, key = _account(e2e_admin, "Browser Two")
+    for amount in ("3.25", "1.5", "10"):
+        assert e2e_admin.post(account, "charges", amount=amount).status_code == 201
+    _sign_in(page, dashboard_server, key)
+    page.get_by_label("From (UTC)", exact=True).last.fill("2026-01-01")
+    with page.expect_download() as caught:
+        page.get_by_role("button", name="Download CSV").click()
+    download = caught.value
+    assert download.suggested_filename.startswith(f"statement-{account}-live-")
+    path = tmp_path / "statement.csv"
+    download.save_as(path)
+    rows = list(csv.reader(io.StringIO(path.read_text())))
+    by_kind = {row[2]: row for row in rows[1:]}
+    entries = [row for row in rows[1:] if row[1].startswith("ent_")]
+    opening = Decimal(by_kind["opening_balance"][4])
+    closing = Decimal(by_kind["closing_balance"][4])
+    assert opening + sum(Decimal(row[3]) for row in entries) == closing == Decimal("235.25")
+    assert Decimal(by_kind["total_charge"][3]) == Decimal("-14.75")
+    assert Decimal(by_kind["total_topup"][3]) == Decimal("250")
+    assert page.problems == []
+
+
+def test_keyboard_only_sign_in_and_a_phone_screen(
+    page: Any, dashboard_server: Server, e2e_admin: Admin
+) -> None:
+    account, key = _account(e2e_admin, "Browser Three")
+    page.set_viewport_size({"width": 375, "height": 740})
+    page.goto(f"{dashboard_server.url}/dashboard/sign-in")
+    # The skip link comes first, then the one field, which has focus already.
+    assert page.evaluate("document.activeElement.id") == "credential"
+    page.keyboard.type(key)
+    page.keyboard.press("Enter")
+    page.wait_for_url(f"**/dashboard/accounts/{account}")
+    # Nothing wider than the phone: wide tables scroll inside their own region.
+    assert page.evaluate("document.documentElement.scrollWidth") <= 375
+    assert page.get_by_test_id("balance").is_visible()
+    # Every form field has a label.
+    unlabeled = page.evaluate(
+        """[...document.querySelectorAll('input:not([type=hidden]), select')]
+           .filter(el => !el.labels || el.labels.length === 0).map(el => el.name)"""
+    )
+    assert unlabeled == []
+    page.keyboard.press("Tab")
+    assert page.evaluate("document.activeElement.className") == "skip"
+    # Sign out (a POST with the page's token) ends the session.
+    page.get_by_role("button", name="Sign out").click()
+    page.wait_for_url("**/dashboard/sign-in")
+    page.goto(f"{dashboard_server.url}/dashboard/accounts/{account}")
+    assert page.url.endswith("/dashboard/sign-in")
+
+
+def test_a_wrong_key_is_refused_in_the_page(
+    page: Any, dashboard_server: Server, e2e_admin: Admin
+) -> None:
+    _sign_in(page, dashboard_server, "WrongWrongWrongWrongWrong")
+    alert = page.get_by_role("alert")
+    assert "not valid" in alert.inner_text()
+    assert page.get_by_label("Access key or admin token").input_value() == ""
