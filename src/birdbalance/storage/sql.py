@@ -771,15 +771,18 @@ class SQLStore:
         of a million entries as on one of ten."""
         assert 1 <= limit <= MAX_STATEMENT_PAGE
         wanted = filters or EntryFilter()
-        sql = _ENTRY_SQL + " WHERE account_id = ? AND mode = ? AND seq < ?"
-        args: list[Any] = [account_id, mode.value, int(cursor) if cursor else 2**62]
+        before = int(cursor) if cursor else 2**62
+        low = 1
         with self._read() as conn:
             if wanted.start is not None or wanted.end is not None:
                 low, high = self._seq_range(conn, account_id, mode, wanted.start, wanted.end)
                 if low > high:
                     return Page([], None)
-                sql += " AND seq >= ? AND seq <= ?"
-                args += [low, high]
+                # One upper bound only: given two, SQLite may seek by the looser one and
+                # filter by the other row by row (70 ms at the middle of 1M entries).
+                before = min(before, high + 1)
+            sql = _ENTRY_SQL + " WHERE account_id = ? AND mode = ? AND seq < ? AND seq >= ?"
+            args: list[Any] = [account_id, mode.value, before, low]
             if wanted.kind is not None:
                 sql += " AND kind = ?"
                 args.append(wanted.kind.value)
@@ -868,10 +871,16 @@ class SQLStore:
         in_range = " WHERE account_id = ? AND mode = ? AND created_at >= ? AND created_at < ?"
 
         def page(conn: Any) -> tuple[list[Entry], int | None]:
+            # The range as seqs (two seeks on entries_at), so the page is one range read on
+            # the seq index: filtering by time instead scanned every entry before the range.
+            low, high = self._seq_range(conn, account_id, mode, start, end)
+            if low > high:
+                return [], None
             rows = self._x(
                 conn,
-                _ENTRY_SQL + in_range + " AND seq > ? ORDER BY seq LIMIT ?",
-                (*ledger, start, end, after_seq, limit + 1),
+                _ENTRY_SQL + " WHERE account_id = ? AND mode = ? AND seq > ? AND seq <= ?"
+                " ORDER BY seq LIMIT ?",
+                (*ledger, max(after_seq, low - 1), high, limit + 1),
             ).fetchall()
             entries = [_entry_from_row(r) for r in rows[:limit]]
             return entries, entries[-1].seq if len(rows) > limit else None
