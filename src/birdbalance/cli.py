@@ -458,15 +458,35 @@ def refund(
 @click.option("--test", is_flag=True, help="The sandbox ledger.")
 @click.option("--limit", default="50", show_default=True)
 @click.option("--cursor")
+@click.option("--kind", type=click.Choice([k.value for k in EntryKind]), help="Only this type.")
+@click.option("--from", "start", help="Created at or after this RFC 3339 time.")
+@click.option("--to", "end", help="Created before this RFC 3339 time.")
+@click.option("--reference", help="Only entries with exactly this reference.")
 @json_option
 @click.pass_context
 def history(
-    ctx: click.Context, account_id: str, test: bool, limit: str, cursor: str | None, as_json: bool
+    ctx: click.Context,
+    account_id: str,
+    test: bool,
+    limit: str,
+    cursor: str | None,
+    kind: str | None,
+    start: str | None,
+    end: str | None,
+    reference: str | None,
+    as_json: bool,
 ) -> None:
-    """An account's entries, newest first."""
+    """An account's entries, newest first (filtered by type, time and reference)."""
     with _store(ctx) as store, _errors():
         page = Service(store).list_entries(
-            account_id, mode="test" if test else "live", cursor=cursor, limit=limit
+            account_id,
+            mode="test" if test else "live",
+            cursor=cursor,
+            limit=limit,
+            kind=kind,
+            start=start,
+            end=end,
+            reference=reference,
         )
     if as_json:
         _print_json(page)

@@ -66,6 +66,14 @@ def test_a_full_session(db_url: str) -> None:
     lines = table.stdout.splitlines()
     assert lines[0].split()[:4] == ["ID", "SEQ", "KIND", "AMOUNT"]
     assert [line.split()[2] for line in lines[1:]] == ["refund", "charge", "topup"]
+    charges = _json(cli("history", aid, "--kind", "charge", "--json", db_url=db_url))
+    assert [e["kind"] for e in charges["data"]] == ["charge"]
+    by_ref = _json(cli("history", aid, "--reference", "inv-1", "--json", db_url=db_url))
+    assert [e["kind"] for e in by_ref["data"]] == ["topup"]
+    later = cli("history", aid, "--from", "2999-01-01T00:00:00Z", "--json", db_url=db_url)
+    assert _json(later)["data"] == []
+    bad = cli("history", aid, "--to", "tomorrow", db_url=db_url)
+    assert bad.returncode != 0 and "to must be an RFC 3339 time" in bad.stderr
 
     shown = _json(cli("accounts", "show", aid, "--json", db_url=db_url))
     assert shown["balances"]["live"]["amount"] == "8.5"
