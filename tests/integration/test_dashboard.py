@@ -152,6 +152,11 @@ def test_the_admin_sees_every_account_with_search(
     assert test_ledger.status_code == 200 and '<span class="figure">5</span>' in test_ledger.text
     live_ledger = viewer.get(f"/dashboard/accounts/{named}")
     assert '<span class="figure">0</span>' in live_ledger.text
+    assert "Postpaid:" not in live_ledger.text
+    postpaid = admin.account("postpaid", "credits", name="Later Pays")["id"]
+    assert admin.post(postpaid, "charges", amount="7").status_code == 201
+    owed = viewer.get(f"/dashboard/accounts/{postpaid}")
+    assert '<span class="figure">-7</span>' in owed.text and "Postpaid:" in owed.text
 
 
 def test_entries_page_and_filter_by_index(
