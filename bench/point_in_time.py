@@ -11,16 +11,11 @@ afterwards. Prints one line per engine and size; writes nothing else.
 from __future__ import annotations
 
 import argparse
-import os
 import random
-import secrets
 import statistics
 import sys
-import tempfile
 import time
 from pathlib import Path
-
-import psycopg
 
 from birdbalance.ledger import Mode
 from birdbalance.settings import Settings
@@ -29,7 +24,7 @@ from birdbalance.storage import open_store
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from tests.databases import ADMIN_URL, raw_execute  # noqa: E402
+from tests.databases import raw_execute, scratch_database  # noqa: E402
 
 LOOKUPS = 2000
 
@@ -96,29 +91,14 @@ def main() -> None:
     sizes = [1_000, options.entries]
     print(f"{'engine':<11} {'entries':>10} {'fill s':>7} {'p50 µs':>8} {'p99 µs':>8}")
     for engine in engines:
-        with tempfile.TemporaryDirectory() as folder:
-            name = f"bbbench_{os.getpid()}_{secrets.token_hex(3)}"
-            if engine == "sqlite":
-                url = f"sqlite:///{folder}/bench.db"
-            else:
-                with psycopg.connect(ADMIN_URL, autocommit=True) as admin:
-                    admin.execute(f'CREATE DATABASE "{name}"')
-                url = ADMIN_URL.rpartition("/")[0] + "/" + name
-            try:
-                store = open_store(Settings(database_url=url))
-                store.migrate()
-                store.close()
-                for i, entries in enumerate(sizes):
-                    account = f"acc_{i:026d}"
-                    started = time.perf_counter()
-                    _fill(url, account, entries)
-                    filled = time.perf_counter() - started
-                    p50, p99 = _measure(url, account, entries)
-                    print(f"{engine:<11} {entries:>10,} {filled:>7.1f} {p50:>8.0f} {p99:>8.0f}")
-            finally:
-                if engine == "postgresql":
-                    with psycopg.connect(ADMIN_URL, autocommit=True) as admin:
-                        admin.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+        with scratch_database(engine, "bbbench") as url:
+            for i, entries in enumerate(sizes):
+                account = f"acc_{i:026d}"
+                started = time.perf_counter()
+                _fill(url, account, entries)
+                filled = time.perf_counter() - started
+                p50, p99 = _measure(url, account, entries)
+                print(f"{engine:<11} {entries:>10,} {filled:>7.1f} {p50:>8.0f} {p99:>8.0f}")
 
 
 if __name__ == "__main__":

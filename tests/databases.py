@@ -8,10 +8,13 @@ enable them.
 
 from __future__ import annotations
 
+import contextlib
 import os
 import secrets
 import subprocess
+import tempfile
 import time
+from collections.abc import Iterator
 from pathlib import Path
 
 import psycopg
@@ -121,3 +124,29 @@ def raw_execute(database_url: str, sql: str) -> None:
 
 #: What :func:`raw_execute` raises when a trigger refuses the statement.
 REFUSED = (psycopg.errors.RaiseException, __import__("sqlite3").IntegrityError)
+
+
+@contextlib.contextmanager
+def scratch_database(engine: str, prefix: str) -> Iterator[str]:
+    """A new database with birdbalance's schema, for a benchmark: a SQLite file in a
+    temporary folder, or a database on ADMIN_URL's PostgreSQL server; removed afterwards."""
+    from birdbalance.settings import Settings
+    from birdbalance.storage import open_store
+
+    with tempfile.TemporaryDirectory() as folder:
+        name = f"{prefix}_{os.getpid()}_{secrets.token_hex(3)}"
+        if engine == "sqlite":
+            url = f"sqlite:///{folder}/{prefix}.db"
+        else:
+            with _connect() as conn:
+                conn.execute(f'CREATE DATABASE "{name}"')
+            url = _url_for(name)
+        try:
+            store = open_store(Settings(database_url=url))
+            store.migrate()
+            store.close()
+            yield url
+        finally:
+            if engine != "sqlite":
+                with _connect() as conn:
+                    conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
