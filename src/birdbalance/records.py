@@ -334,8 +334,9 @@ class DayTotal:
 
 @dataclass(frozen=True, slots=True)
 class DailySeries:
-    """A ledger's days ``[first_day, last_day]``: the balance before them and their totals
-    (days without entries have no rows)."""
+    """A ledger's days ``[first_day, last_day]``: its account, the balance before them and
+    their totals (days without entries have no rows)."""
 
+    account: Account
     opening_minor: int
     days: list[DayTotal]

@@ -228,7 +228,7 @@ class Service:
         count = page_limit(days, default=30, maximum=MAX_CHART_DAYS, parameter="days")
         first, last = day_range(today or datetime.now(UTC).date(), count)
         series = self.store.daily_totals(account_id, ledger_mode, first, last)
-        account = self.store.get_account(account_id)
+        account = series.account
         return {
             "account_id": account_id,
             "mode": ledger_mode.value,

@@ -7,8 +7,21 @@ from datetime import date
 import pytest
 
 from birdbalance.daily import MAX_CHART_DAYS, day_range, fill_days
-from birdbalance.ledger import EntryKind
-from birdbalance.records import DailySeries, DayTotal
+from birdbalance.ledger import EntryKind, Payment
+from birdbalance.records import Account, DailySeries, DayTotal, LedgerTotals
+
+ACCOUNT = Account(
+    "acc_01JD3Z8Q6W6B7Y2M0N4R5T8V9X",
+    None,
+    Payment.PREPAID,
+    "EUR",
+    2,
+    None,
+    {},
+    "2026-01-01T00:00:00.000000Z",
+    LedgerTotals(0, 0),
+    LedgerTotals(0, 0),
+)
 
 
 def test_day_range_ends_today() -> None:
@@ -20,6 +33,7 @@ def test_day_range_ends_today() -> None:
 
 def test_days_without_entries_carry_the_balance() -> None:
     series = DailySeries(
+        ACCOUNT,
         500,
         [
             DayTotal("2026-03-02", EntryKind.CHARGE, -120, 3, 10, 480),
@@ -37,6 +51,6 @@ def test_days_without_entries_carry_the_balance() -> None:
 
 
 def test_a_day_that_does_not_add_up_is_refused() -> None:
-    broken = DailySeries(0, [DayTotal("2026-03-01", EntryKind.TOPUP, 10, 1, 1, 11)])
+    broken = DailySeries(ACCOUNT, 0, [DayTotal("2026-03-01", EntryKind.TOPUP, 10, 1, 1, 11)])
     with pytest.raises(AssertionError, match="does not add up"):
         fill_days(broken, "2026-03-01", "2026-03-01")

@@ -213,10 +213,32 @@ class Dashboard:
         host = request.headers.get("host", "").lower()
         return bool(netloc) and hmac.compare_digest(netloc.encode(), host.encode())
 
-    def _refused(self, request: Request, message: str, status_code: int) -> Response:
+    def _error(
+        self, request: Request, viewer: Viewer | None, status_code: int, title: str, message: str
+    ) -> Response:
+        """An error page (its sign-out form, if signed in, carries the session's token)."""
+        csrf = None if viewer is None else self.signer.csrf_token(viewer.session.nonce)
         return self._page(
-            request, "error.html", status_code, title="Not allowed", message=message, viewer=None
+            request,
+            "error.html",
+            status_code,
+            title=title,
+            message=message,
+            viewer=viewer,
+            csrf=csrf,
         )
+
+    def _refused(self, request: Request, message: str, status_code: int) -> Response:
+        return self._error(request, None, status_code, "Not allowed", message)
+
+    @staticmethod
+    async def _form(request: Request) -> dict[str, str] | None:
+        """The posted form (UTF-8, at most MAX_FORM_BYTES), or None if it cannot be read."""
+        try:
+            body = await read_body(request, MAX_FORM_BYTES)
+            return dict(parse_qsl(body.decode("utf-8")))
+        except (ServiceError, UnicodeDecodeError, ValueError):
+            return None
 
     @staticmethod
     def _to_sign_in() -> Response:
@@ -250,9 +272,8 @@ class Dashboard:
         request.scope["birdbalance.started"] = time.perf_counter()
         if not self._same_origin(request):
             return self._refused(request, "Sign-in must come from this site's own form.", 403)
-        try:
-            form = dict(parse_qsl((await read_body(request, MAX_FORM_BYTES)).decode("utf-8")))
-        except (ServiceError, UnicodeDecodeError, ValueError):
+        form = await self._form(request)
+        if form is None:
             return self._sign_in_form(request, "That form could not be read.", 400)
         nonce = request.cookies.get(SIGN_IN_COOKIE, "")
         if not self.signer.csrf_ok(nonce, form.get("csrf")):
@@ -285,8 +306,8 @@ class Dashboard:
         if viewer is not None:
             if not self._same_origin(request):
                 return self._refused(request, "Sign-out must come from this site's own form.", 403)
-            form = dict(parse_qsl((await read_body(request, MAX_FORM_BYTES)).decode("latin-1")))
-            if not self.signer.csrf_ok(viewer.session.nonce, form.get("csrf")):
+            form = await self._form(request)
+            if form is None or not self.signer.csrf_ok(viewer.session.nonce, form.get("csrf")):
                 return self._refused(request, "The page had expired: reload it and try again.", 403)
         response = self._to_sign_in()
         self._cookie(response, SESSION_COOKIE, "", 0)
@@ -395,16 +416,8 @@ class Dashboard:
             found = await self._read(gather)
         except NotFound:
             return self._not_found(request, viewer)
-        except ServiceError as exc:  # a malformed account id in the path
-            return self._page(
-                request,
-                "error.html",
-                exc.status_code,
-                title="Not found" if exc.status_code == 404 else "Not allowed",
-                message=exc.description,
-                viewer=viewer,
-                csrf=self.signer.csrf_token(viewer.session.nonce),
-            )
+        except ServiceError as exc:
+            return self._error(request, viewer, exc.status_code, "Not allowed", exc.description)
         error = error or found.get("entries_error")
         base = {"mode": mode if viewer.is_admin else None, "days": days}
         today = datetime.now(UTC).date()
@@ -441,15 +454,8 @@ class Dashboard:
         )
 
     def _not_found(self, request: Request, viewer: Viewer | None) -> Response:
-        return self._page(
-            request,
-            "error.html",
-            404,
-            title="Not found",
-            message="There is no such account here, or it is not yours to see.",
-            viewer=viewer,
-            csrf=None if viewer is None else self.signer.csrf_token(viewer.session.nonce),
-        )
+        message = "There is no such account here, or it is not yours to see."
+        return self._error(request, viewer, 404, "Not found", message)
 
     async def statement(self, request: Request) -> Response:
         viewer = await self._viewer(request)
@@ -472,14 +478,8 @@ class Dashboard:
             return self._not_found(request, viewer)
         except (DateError, ServiceError) as exc:
             message = exc.description if isinstance(exc, ServiceError) else str(exc)
-            return self._page(
-                request,
-                "error.html",
-                422,
-                title="No statement",
-                message=f"That statement cannot be made: {message}",
-                viewer=viewer,
-                csrf=self.signer.csrf_token(viewer.session.nonce),
+            return self._error(
+                request, viewer, 422, "No statement", f"That statement cannot be made: {message}"
             )
         # The server's time to the first rows; the rest streams as it is read.
         elapsed_ms = (time.perf_counter() - request.scope["birdbalance.started"]) * 1000

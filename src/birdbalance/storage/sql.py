@@ -825,7 +825,7 @@ class SQLStore:
         assert first_day <= last_day
         ledger = (account_id, mode.value)
         with self._snapshot() as conn:
-            self._account(conn, account_id)
+            account = self._account(conn, account_id)
             before = self._x(conn, _LAST_BALANCE_BEFORE_SQL, (*ledger, first_day)).fetchone()
             rows = self._x(
                 conn,
@@ -835,7 +835,7 @@ class SQLStore:
                 (*ledger, first_day, last_day),
             ).fetchall()
         days = [DayTotal(str(r[0]), EntryKind(r[1]), *map(int, r[2:])) for r in rows]
-        return DailySeries(0 if before is None else int(before[0]), days)
+        return DailySeries(account, 0 if before is None else int(before[0]), days)
 
     def key_by_digest(self, key_hash: bytes) -> ApiKey | None:
         """The live (not revoked) key with this digest, or None."""
@@ -899,10 +899,8 @@ class SQLStore:
             # Entry times never go backwards in a ledger: the balance before a moment is
             # the last entry's before it (one seek on entries_at), and the range is a run
             # of consecutive seqs.
-            before = "SELECT balance_after_minor FROM entries WHERE account_id = ? AND mode = ?"
-            before += " AND created_at < ? ORDER BY created_at DESC, seq DESC LIMIT 1"
-            opening = self._x(conn, before, (*ledger, start)).fetchone()
-            closing = self._x(conn, before, (*ledger, end)).fetchone()
+            opening = self._x(conn, _LAST_BALANCE_BEFORE_SQL, (*ledger, start)).fetchone()
+            closing = self._x(conn, _LAST_BALANCE_BEFORE_SQL, (*ledger, end)).fetchone()
             totals = self._x(
                 conn,
                 "SELECT kind, SUM(amount_minor), COUNT(*) FROM entries"  # noqa: S608 -- constants only
