@@ -85,6 +85,11 @@ class PayloadTooLarge(BadRequest):
     default_description = "Request body too large"
 
 
+class RequestTimeout(BadRequest):
+    status_code = 408
+    default_description = "The request did not arrive in time"
+
+
 class NotFound(ServiceError):
     status_code = 404
     code = 20

@@ -79,6 +79,7 @@ def _load_app(settings: Settings, *_: object) -> BirdbalanceApp:
 def granian_options(settings: Settings) -> dict[str, Any]:
     """How birdbalance runs granian (the benchmarks run their reference app the same way)."""
     from granian.constants import HTTPModes, Interfaces
+    from granian.http import HTTP1Settings
 
     return {
         "address": settings.host,
@@ -86,6 +87,10 @@ def granian_options(settings: Settings) -> dict[str, Any]:
         "interface": Interfaces.ASGI,
         # HTTP/1.1 only: what MessageBird's clients speak; skips protocol sniffing.
         "http": HTTPModes.http1,
+        # A client that trickles its headers is dropped (the body has the same limit).
+        "http1_settings": HTTP1Settings(
+            header_read_timeout=round(settings.request_timeout_s * 1000)
+        ),
         "workers": settings.workers,
         # Access logs would record ?access_key=... query strings: keep them off.
         "log_access": False,

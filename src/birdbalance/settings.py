@@ -76,6 +76,8 @@ class Settings:
     sqlite_busy_timeout_ms: int = 5000
     #: ``GET /balance`` answers kept per process while no commit happens (SQLite; 0: off).
     balance_cache_size: int = 10_000
+    #: The longest a client may take to send a request's headers, or its body (408).
+    request_timeout_s: float = 10.0
     #: Largest request body the admin API reads.
     max_body_bytes: int = 64 * 1024
     #: ``GET /metrics``: per-ledger balance gauges for the first N ledgers (0: none).
@@ -107,6 +109,8 @@ class Settings:
             raise SettingsError(f"metrics_ledger_gauges must be 0..{MAX_LEDGER_GAUGES}")
         if not 2 <= self.database_pool_size <= 200:
             raise SettingsError("database_pool_size must be 2..200")
+        if not 0.5 <= self.request_timeout_s <= 300:
+            raise SettingsError("request_timeout_s must be 0.5..300")
         if not 0.1 <= self.database_timeout_s <= 300:
             raise SettingsError("database_timeout_s must be 0.1..300")
         if not 0.05 <= self.hold_sweep_interval_s <= 3600:
@@ -161,6 +165,7 @@ class Settings:
                 except ValueError:
                     raise SettingsError(f"{ENV_PREFIX}{name.upper()} must be an integer") from None
         for name in (
+            "request_timeout_s",
             "database_timeout_s",
             "hold_sweep_interval_s",
             "webhook_timeout_s",

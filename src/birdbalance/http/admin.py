@@ -43,15 +43,19 @@ class AdminAPI:
         admin_token: str | None,
         max_body_bytes: int,
         metrics: Metrics | None = None,
+        body_timeout_s: float = 10.0,
     ) -> None:
         self.service = service
+        self.body_timeout_s = body_timeout_s
         self._token = admin_token.encode("utf-8") if admin_token else None
         self._max_body_bytes = max_body_bytes
         writers = service.store.max_concurrent_writes
         assert 1 <= writers <= 100
         self.writes = WriteQueue(service.store, writers)
         #: Ledger entries: a raw ASGI endpoint (see :mod:`birdbalance.http.entries`).
-        self.entries = EntryEndpoint(self.authorize, service, self.writes, max_body_bytes, metrics)
+        self.entries = EntryEndpoint(
+            self.authorize, service, self.writes, max_body_bytes, metrics, body_timeout_s
+        )
         self._reader = (
             None
             if service.store.engine == "sqlite"
@@ -84,7 +88,8 @@ class AdminAPI:
             raise Unauthorized("Request not allowed (incorrect admin token)", "Authorization")
 
     async def _body(self, request: Request) -> dict[str, Any]:
-        return parse_json_body(await read_body(request, self._max_body_bytes))
+        body = await read_body(request, self._max_body_bytes, self.body_timeout_s)
+        return parse_json_body(body)
 
     async def _write(self, fn: Callable[[], T]) -> T:
         return await self.writes.call(fn)

@@ -31,6 +31,8 @@ from birdbalance.errors import (
     InternalError,
     MethodNotAllowed,
     NotFound,
+    PayloadTooLarge,
+    RequestTimeout,
     SchemaOutOfDate,
     ServiceError,
     ServiceUnavailable,
@@ -77,6 +79,9 @@ async def _service_error(request: Request, exc: Exception) -> Response:
     assert isinstance(exc, ServiceError)
     if exc.status_code >= 500:
         logger.error("%s %s failed: %s", request.method, request.url.path, exc.description)
+    if exc.status_code in (PayloadTooLarge.status_code, RequestTimeout.status_code):
+        # The rest of the body was never read: this connection cannot carry another.
+        return error_response(exc, {"Connection": "close"})
     return error_response(exc)
 
 
@@ -159,7 +164,13 @@ def create_app(settings: Settings, store: Store | None = None) -> BirdbalanceApp
     store = store if store is not None else open_store(settings)
     service = Service(store)
     metrics = Metrics()
-    admin = AdminAPI(service, settings.admin_token, settings.max_body_bytes, metrics)
+    admin = AdminAPI(
+        service,
+        settings.admin_token,
+        settings.max_body_bytes,
+        metrics,
+        body_timeout_s=settings.request_timeout_s,
+    )
     # Without a configured secret, sessions last as long as this app (see server.run,
     # which gives every worker of one run the same one).
     secret = settings.session_secret or secrets.token_urlsafe(32)
@@ -169,6 +180,7 @@ def create_app(settings: Settings, store: Store | None = None) -> BirdbalanceApp
         SessionSigner(secret.encode("utf-8"), settings.session_lifetime_s),
         settings.admin_token,
         secure_cookies=settings.secure_cookies,
+        body_timeout_s=settings.request_timeout_s,
     )
     document = openapi_document()
     lookups = store.balance_lookups()

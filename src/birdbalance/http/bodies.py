@@ -2,14 +2,17 @@
 
 from __future__ import annotations
 
+import asyncio
+
 from starlette.requests import Request
 
-from birdbalance.errors import BadRequest, PayloadTooLarge
+from birdbalance.errors import BadRequest, PayloadTooLarge, RequestTimeout
 
 
-async def read_body(request: Request, max_bytes: int) -> bytes:
-    """The whole body, refused (413) past ``max_bytes`` whether or not it says its length."""
-    assert max_bytes >= 1
+async def read_body(request: Request, max_bytes: int, timeout_s: float) -> bytes:
+    """The whole body, refused past ``max_bytes`` (413) whether or not it says its length,
+    or when it has not all arrived within ``timeout_s`` (408: a slow client holds nothing)."""
+    assert max_bytes >= 1 and timeout_s > 0
     declared = request.headers.get("content-length")
     if declared is not None:
         if not declared.isdigit():
@@ -17,8 +20,12 @@ async def read_body(request: Request, max_bytes: int) -> bytes:
         if int(declared) > max_bytes:
             raise PayloadTooLarge(f"the request body exceeds {max_bytes} bytes")
     chunks = bytearray()
-    async for chunk in request.stream():
-        chunks += chunk
-        if len(chunks) > max_bytes:
-            raise PayloadTooLarge(f"the request body exceeds {max_bytes} bytes")
+    try:
+        async with asyncio.timeout(timeout_s):
+            async for chunk in request.stream():
+                chunks += chunk
+                if len(chunks) > max_bytes:
+                    raise PayloadTooLarge(f"the request body exceeds {max_bytes} bytes")
+    except TimeoutError:
+        raise RequestTimeout(f"the request body did not arrive within {timeout_s:g} s") from None
     return bytes(chunks)

@@ -120,7 +120,9 @@ class Dashboard:
         admin_token: str | None,
         *,
         secure_cookies: bool,
+        body_timeout_s: float = 10.0,
     ) -> None:
+        self._body_timeout_s = body_timeout_s
         self.service = service
         self._read = read
         self.signer = signer
@@ -231,11 +233,10 @@ class Dashboard:
     def _refused(self, request: Request, message: str, status_code: int) -> Response:
         return self._error(request, None, status_code, "Not allowed", message)
 
-    @staticmethod
-    async def _form(request: Request) -> dict[str, str] | None:
+    async def _form(self, request: Request) -> dict[str, str] | None:
         """The posted form (UTF-8, at most MAX_FORM_BYTES), or None if it cannot be read."""
         try:
-            body = await read_body(request, MAX_FORM_BYTES)
+            body = await read_body(request, MAX_FORM_BYTES, self._body_timeout_s)
             return dict(parse_qsl(body.decode("utf-8")))
         except (ServiceError, UnicodeDecodeError, ValueError):
             return None

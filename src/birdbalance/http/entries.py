@@ -9,12 +9,19 @@ the Starlette app, which answers 405 with ``Allow``.
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import re
 from collections.abc import Awaitable, Callable, MutableMapping
 from typing import Any, Final
 
-from birdbalance.errors import BadRequest, InternalError, PayloadTooLarge, ServiceError
+from birdbalance.errors import (
+    BadRequest,
+    InternalError,
+    PayloadTooLarge,
+    RequestTimeout,
+    ServiceError,
+)
 from birdbalance.ledger import EntryKind
 from birdbalance.metrics import Metrics
 from birdbalance.records import PostedEntry
@@ -58,8 +65,10 @@ class EntryEndpoint:
         writes: WriteQueue,
         max_body_bytes: int,
         metrics: Metrics | None = None,
+        body_timeout_s: float = 10.0,
     ) -> None:
         self._authorize = authorize
+        self._body_timeout_s = body_timeout_s
         self._service = service
         self._writes = writes
         self._max_body_bytes = max_body_bytes
@@ -94,7 +103,7 @@ class EntryEndpoint:
             (b"content-length", str(len(body)).encode("ascii")),
             (b"content-type", JSON_CONTENT_TYPE),
         ]
-        if status == PayloadTooLarge.status_code:
+        if status in (PayloadTooLarge.status_code, RequestTimeout.status_code):
             # The rest of the body was never read: this connection cannot carry another.
             headers.append((b"connection", b"close"))
         await send({"type": "http.response.start", "status": status, "headers": headers})
@@ -117,6 +126,19 @@ class EntryEndpoint:
                 raise BadRequest("Content-Length is not a number")
             if int(declared) > self._max_body_bytes:
                 raise PayloadTooLarge(f"the request body exceeds {self._max_body_bytes} bytes")
+        try:
+            async with asyncio.timeout(self._body_timeout_s):
+                chunks = await self._read_body(receive)
+        except TimeoutError:
+            raise RequestTimeout(
+                f"the request body did not arrive within {self._body_timeout_s:g} s"
+            ) from None
+        new, checked = self._service.entry_request(
+            account_id, kind, parse_json_body(bytes(chunks)), idem
+        )
+        return await self._writes.post_entry(new, checked)
+
+    async def _read_body(self, receive: Receive) -> bytearray:
         chunks = bytearray()
         seen = 0
         while True:
@@ -132,8 +154,4 @@ class EntryEndpoint:
                 # sending gets the 413 rather than a reset connection.
                 raise PayloadTooLarge(f"the request body exceeds {self._max_body_bytes} bytes")
             if not message.get("more_body", False):
-                break
-        new, checked = self._service.entry_request(
-            account_id, kind, parse_json_body(bytes(chunks)), idem
-        )
-        return await self._writes.post_entry(new, checked)
+                return chunks
