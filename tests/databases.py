@@ -11,6 +11,7 @@ from __future__ import annotations
 import contextlib
 import os
 import secrets
+import shutil
 import subprocess
 import tempfile
 import time
@@ -150,3 +151,58 @@ def scratch_database(engine: str, prefix: str) -> Iterator[str]:
             if engine != "sqlite":
                 with _connect() as conn:
                     conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+
+
+class PrivateCluster:
+    """A PostgreSQL server of one test's own (initdb in a temporary folder, a free port),
+    to stop and start at will without touching the shared one."""
+
+    def __init__(self, port: int) -> None:
+        self.port = port
+        # The server runs as the postgres user: its folder must be that user's.
+        self.folder = Path(tempfile.mkdtemp(prefix="bbpg-", dir="/tmp"))
+        self.data = self.folder / "data"
+        bins = sorted(Path("/usr/lib/postgresql").glob("*/bin/pg_ctl"))
+        assert bins, "PostgreSQL's server binaries are not installed"
+        self.bin = bins[-1].parent
+
+    @property
+    def url(self) -> str:
+        return f"postgresql://postgres@127.0.0.1:{self.port}/postgres"
+
+    def _run(self, *args: str) -> None:
+        command = [str(self.bin / args[0]), *args[1:]]
+        if os.geteuid() == 0:
+            command = ["runuser", "-u", "postgres", "--", *command]
+        subprocess.run(command, check=True, capture_output=True, timeout=60)
+
+    def init(self) -> PrivateCluster:
+        if os.geteuid() == 0:
+            shutil.chown(self.folder, "postgres", "postgres")
+        self._run("initdb", "-D", str(self.data), "-A", "trust", "-U", "postgres", "--no-sync")
+        return self
+
+    def start(self) -> None:
+        options = (
+            f"-p {self.port} -k {self.folder} -c listen_addresses=127.0.0.1 -c fsync=off"
+            " -c synchronous_commit=off -c full_page_writes=off"
+        )
+        self._run(
+            "pg_ctl",
+            "-D",
+            str(self.data),
+            "-o",
+            options,
+            "-l",
+            str(self.folder / "log"),
+            "-w",
+            "start",
+        )
+
+    def stop(self) -> None:
+        self._run("pg_ctl", "-D", str(self.data), "-m", "fast", "-w", "stop")
+
+    def remove(self) -> None:
+        with contextlib.suppress(subprocess.CalledProcessError):
+            self.stop()
+        shutil.rmtree(self.folder, ignore_errors=True)
