@@ -356,16 +356,25 @@ class Dashboard:
             raise NotFound("no such account")
         return viewer.key.mode.value
 
-    async def account(self, request: Request) -> Response:
+    async def _open_ledger(self, request: Request) -> Response | tuple[Viewer, str, str]:
+        """The viewer, account id and ledger a page is for, or the answer when there is
+        none (sign in first, or not this viewer's to see)."""
         viewer = await self._viewer(request)
         if viewer is None:
             return self._to_sign_in()
         account_id = request.path_params["account_id"]
-        q = request.query_params
         try:
-            mode = self._ledger_of(viewer, account_id, q.get("mode"))
+            mode = self._ledger_of(viewer, account_id, request.query_params.get("mode"))
         except NotFound:
             return self._not_found(request, viewer)
+        return viewer, account_id, mode
+
+    async def account(self, request: Request) -> Response:
+        opened = await self._open_ledger(request)
+        if isinstance(opened, Response):
+            return opened
+        viewer, account_id, mode = opened
+        q = request.query_params
         days = q.get("days", str(DEFAULT_DAYS))
         days = days if days in {str(d) for d in CHART_DAYS} else str(DEFAULT_DAYS)
         filters = {
@@ -459,15 +468,11 @@ class Dashboard:
         return self._error(request, viewer, 404, "Not found", message)
 
     async def statement(self, request: Request) -> Response:
-        viewer = await self._viewer(request)
-        if viewer is None:
-            return self._to_sign_in()
-        account_id = request.path_params["account_id"]
+        opened = await self._open_ledger(request)
+        if isinstance(opened, Response):
+            return opened
+        viewer, account_id, mode = opened
         q = request.query_params
-        try:
-            mode = self._ledger_of(viewer, account_id, q.get("mode"))
-        except NotFound:
-            return self._not_found(request, viewer)
         try:
             start = day_start(q.get("from") or "", "from")
             last_day = q.get("to")
