@@ -23,12 +23,9 @@ import os
 import re
 import sqlite3
 import statistics
-import subprocess
 import sys
 import tempfile
 import time
-from collections.abc import Iterator
-from contextlib import contextmanager
 from pathlib import Path
 
 import httpx
@@ -38,7 +35,7 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
 from tests.databases import raw_execute, scratch_database  # noqa: E402
-from tests.servers import ADMIN_TOKEN, free_port  # noqa: E402
+from tests.servers import Server  # noqa: E402
 
 from birdbalance.keys import hash_key  # noqa: E402
 from birdbalance.ledger import EntryKind, Mode, Payment  # noqa: E402
@@ -114,35 +111,6 @@ def _bytes_literal(url: str, value: bytes) -> str:
     return f"X'{value.hex()}'" if url.startswith("sqlite:") else f"'\\x{value.hex()}'::bytea"
 
 
-@contextmanager
-def _server(url: str) -> Iterator[str]:
-    port = free_port()
-    env = {
-        **os.environ,
-        "BIRDBALANCE_DATABASE_URL": url,
-        "BIRDBALANCE_ADMIN_TOKEN": ADMIN_TOKEN,
-    }
-    process = subprocess.Popen(
-        [sys.executable, "-m", "birdbalance", "serve", "--port", str(port), "--no-demo"],
-        env=env,
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.DEVNULL,
-    )
-    base = f"http://127.0.0.1:{port}"
-    try:
-        deadline = time.monotonic() + 60
-        while time.monotonic() < deadline:
-            try:
-                if httpx.get(base + "/healthz", timeout=1).status_code == 200:
-                    break
-            except httpx.TransportError:
-                time.sleep(0.1)
-        yield base
-    finally:
-        process.terminate()
-        process.wait(timeout=30)
-
-
 def _signed_in(base: str) -> httpx.Client:
     client = httpx.Client(base_url=base, timeout=60)
     form = client.get("/dashboard/sign-in").text
@@ -210,8 +178,9 @@ def bench_pages(engine: str, entries: int) -> None:
             "| page | server p50 ms | server p99 ms | request p50 ms | request p99 ms"
             " | bytes |\n|---|---|---|---|---|---|"
         )
-        with _server(url) as base:
-            client = _signed_in(base)
+        server = Server(db_url=url, log_path=Path(os.devnull)).start()
+        try:
+            client = _signed_in(server.url)
             try:
                 for title, path in _pages(entries):
                     server_ms, total_ms, size = _measure(client, path)
@@ -222,6 +191,8 @@ def bench_pages(engine: str, entries: int) -> None:
                     )
             finally:
                 client.close()
+        finally:
+            server.stop()
 
 
 def _writes_per_s(drop: str, batches: int = 400) -> float:

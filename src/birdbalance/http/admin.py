@@ -15,7 +15,7 @@ from concurrent.futures import ThreadPoolExecutor
 from typing import Any, TypeVar
 
 from starlette.requests import Request
-from starlette.responses import Response, StreamingResponse
+from starlette.responses import Response
 from starlette.routing import Route
 
 from birdbalance.errors import (
@@ -27,7 +27,7 @@ from birdbalance.validation import parse_json_body
 
 from .bodies import read_body
 from .entries import KINDS, EntryEndpoint
-from .responses import JSONBody
+from .responses import JSONBody, csv_download
 from .writes import WriteQueue
 
 T = TypeVar("T")
@@ -186,12 +186,8 @@ class AdminAPI:
                     account_id, start=q.get("from"), end=q.get("to"), mode=q.get("mode")
                 )
             )
-            # The rows are read page by page while they are sent (a thread, not the loop).
-            return StreamingResponse(
-                chunks,
-                media_type="text/csv; charset=utf-8",
-                headers={"Content-Disposition": f'attachment; filename="{name}"'},
-            )
+            # The rows are read page by page while they are sent.
+            return csv_download(name, chunks)
         return JSONBody(
             await self._read(
                 lambda: self.service.statement(

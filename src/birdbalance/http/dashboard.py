@@ -25,7 +25,7 @@ from urllib.parse import parse_qsl, urlencode, urlsplit
 
 import jinja2
 from starlette.requests import Request
-from starlette.responses import RedirectResponse, Response, StreamingResponse
+from starlette.responses import RedirectResponse, Response
 from starlette.routing import BaseRoute, Mount, Route
 from starlette.staticfiles import StaticFiles
 
@@ -38,6 +38,7 @@ from birdbalance.representations import delivery_json, event_json
 from birdbalance.service import Service
 
 from .bodies import read_body
+from .responses import csv_download
 from .sessions import SESSION_COOKIE, SIGN_IN_COOKIE, Session, SessionSigner, key_subject, new_nonce
 
 T = TypeVar("T")
@@ -489,11 +490,10 @@ class Dashboard:
             )
         # The server's time to the first rows; the rest streams as it is read.
         elapsed_ms = (time.perf_counter() - request.scope["birdbalance.started"]) * 1000
-        return StreamingResponse(
+        return csv_download(
+            name,
             chunks,
-            media_type="text/csv; charset=utf-8",
-            headers={
-                "Content-Disposition": f'attachment; filename="{name}"',
+            {
                 "Cache-Control": "no-store",
                 "X-Content-Type-Options": "nosniff",
                 "Server-Timing": f"app;dur={elapsed_ms:.1f};desc=first-rows",

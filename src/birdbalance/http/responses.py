@@ -3,9 +3,10 @@
 from __future__ import annotations
 
 import json
+from collections.abc import Iterator
 from typing import Any, Final
 
-from starlette.responses import Response
+from starlette.responses import Response, StreamingResponse
 
 from birdbalance.errors import ServiceError, Unauthorized
 
@@ -31,6 +32,17 @@ class JSONBody(Response):
 
     def render(self, content: Any) -> bytes:
         return dumps(content)
+
+
+def csv_download(
+    name: str, chunks: Iterator[str], headers: dict[str, str] | None = None
+) -> StreamingResponse:
+    """A CSV file sent as it is made (``chunks`` run in a thread, not on the loop)."""
+    return StreamingResponse(
+        chunks,
+        media_type="text/csv; charset=utf-8",
+        headers={"Content-Disposition": f'attachment; filename="{name}"', **(headers or {})},
+    )
 
 
 def error_response(error: ServiceError, headers: dict[str, str] | None = None) -> JSONBody:

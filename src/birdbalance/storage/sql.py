@@ -811,10 +811,10 @@ class SQLStore:
                 return 1, 0
             low = int(row[0])
         if end is not None:
-            row = self._x(conn, _LAST_SEQ_BEFORE_SQL, (*ledger, end)).fetchone()
+            row = self._x(conn, _LAST_BEFORE_SQL, (*ledger, end)).fetchone()
             if row is None:
                 return 1, 0
-            high = int(row[0])
+            high = int(row[1])
         return low, high
 
     def daily_totals(
@@ -826,7 +826,7 @@ class SQLStore:
         ledger = (account_id, mode.value)
         with self._snapshot() as conn:
             account = self._account(conn, account_id)
-            before = self._x(conn, _LAST_BALANCE_BEFORE_SQL, (*ledger, first_day)).fetchone()
+            before = self._x(conn, _LAST_BEFORE_SQL, (*ledger, first_day)).fetchone()
             rows = self._x(
                 conn,
                 "SELECT day, kind, amount_minor, entries, last_seq, balance_after_minor"
@@ -899,8 +899,8 @@ class SQLStore:
             # Entry times never go backwards in a ledger: the balance before a moment is
             # the last entry's before it (one seek on entries_at), and the range is a run
             # of consecutive seqs.
-            opening = self._x(conn, _LAST_BALANCE_BEFORE_SQL, (*ledger, start)).fetchone()
-            closing = self._x(conn, _LAST_BALANCE_BEFORE_SQL, (*ledger, end)).fetchone()
+            opening = self._x(conn, _LAST_BEFORE_SQL, (*ledger, start)).fetchone()
+            closing = self._x(conn, _LAST_BEFORE_SQL, (*ledger, end)).fetchone()
             totals = self._x(
                 conn,
                 "SELECT kind, SUM(amount_minor), COUNT(*) FROM entries"  # noqa: S608 -- constants only
@@ -1547,12 +1547,9 @@ _FIRST_SEQ_FROM_SQL: Final = (
     "SELECT seq FROM entries WHERE account_id = ? AND mode = ? AND created_at >= ?"
     " ORDER BY created_at, seq LIMIT 1"
 )
-_LAST_SEQ_BEFORE_SQL: Final = (
-    "SELECT seq FROM entries WHERE account_id = ? AND mode = ? AND created_at < ?"
-    " ORDER BY created_at DESC, seq DESC LIMIT 1"
-)
-_LAST_BALANCE_BEFORE_SQL: Final = (
-    "SELECT balance_after_minor FROM entries WHERE account_id = ? AND mode = ?"
+#: The ledger's last entry before a moment: ``balance_after_minor, seq``.
+_LAST_BEFORE_SQL: Final = (
+    "SELECT balance_after_minor, seq FROM entries WHERE account_id = ? AND mode = ?"
     " AND created_at < ? ORDER BY created_at DESC, seq DESC LIMIT 1"
 )
 BALANCE_AT_SQL: Final = (
