@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import os
 import signal
 import socket
@@ -92,6 +93,8 @@ class Server:
                 env=env,
                 stdout=log,
                 stderr=subprocess.STDOUT,
+                # Its own process group, so that kill() reaches the workers too.
+                start_new_session=True,
             )
         deadline = time.monotonic() + START_TIMEOUT_S
         while time.monotonic() < deadline:
@@ -113,8 +116,14 @@ class Server:
         try:
             self.process.wait(timeout=15)
         except subprocess.TimeoutExpired:
-            self.process.kill()
-            self.process.wait(timeout=5)
+            self.kill()
+
+    def kill(self) -> None:
+        """SIGKILL the server and every worker process at once, as a power cut would."""
+        assert self.process is not None
+        with contextlib.suppress(ProcessLookupError):
+            os.killpg(self.process.pid, signal.SIGKILL)
+        self.process.wait(timeout=10)
 
 
 class Admin:
