@@ -33,6 +33,7 @@ MIGRATIONS = [
     "0004_webhooks.sql",
     "0005_recharge.sql",
     "0006_dashboard.sql",
+    "0007_security.sql",
 ]
 LATEST = len(MIGRATIONS)
 SKIP_REASON = (

@@ -9,21 +9,24 @@ and JSON with ``--json``; errors go to stderr with a non-zero exit status.
 
 from __future__ import annotations
 
+import getpass
 import json
 import os
+import socket
 import sys
 import uuid
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from decimal import Decimal
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import Any, Final, TypeVar
 
 import click
 
 from birdbalance.client import DEFAULT_BASE_URL, Client
 from birdbalance.errors import APIError, ClientError, ServiceError
 from birdbalance.ledger import EntryKind
+from birdbalance.records import AuditRecord
 from birdbalance.service import Service
 from birdbalance.settings import Settings, SettingsError, redacted_url
 from birdbalance.storage import MAX_PAGE_SIZE, Store, open_store
@@ -59,6 +62,9 @@ def _errors() -> Iterator[None]:
     try:
         yield
     except ServiceError as exc:
+        ctx = click.get_current_context(silent=True)
+        if ctx is not None:
+            ctx.meta[_FAILED_STATUS] = exc.status_code
         raise CLIError(_describe(exc)) from None
     except SettingsError as exc:
         raise CLIUsageError(str(exc)) from None
@@ -74,6 +80,63 @@ def _settings(ctx: click.Context) -> Settings:
     return settings
 
 
+#: Commands that change something: each run is a record in the audit log.
+AUDITED_COMMANDS: Final = frozenset(
+    {
+        "accounts create",
+        "keys create",
+        "keys revoke",
+        "keys rotate",
+        "topup",
+        "charge",
+        "refund",
+        "adjust",
+        "holds create",
+        "holds capture",
+        "holds void",
+        "holds expire",
+        "alerts add",
+        "alerts recharge-failed",
+        "alerts remove",
+        "webhooks add",
+        "webhooks remove",
+        "deliveries redeliver",
+        "tokens create",
+        "tokens revoke",
+    }
+)
+_TARGET_PARAMS: Final = (
+    "account_id",
+    "key_id",
+    "hold_id",
+    "alert_id",
+    "webhook_id",
+    "delivery_id",
+    "token_id",
+)
+_FAILED_STATUS: Final = "birdbalance.failed_status"
+
+
+def _audit_command(ctx: click.Context, store: Store, status: int) -> None:
+    """Record a command that changes something: who ran it, where, and how it ended."""
+    command = ctx.command_path.partition(" ")[2]
+    if command not in AUDITED_COMMANDS:
+        return
+    target = next((str(ctx.params[p]) for p in _TARGET_PARAMS if ctx.params.get(p)), None)
+    detail: dict[str, Any] = {}
+    if idem := ctx.params.get("idempotency_key"):
+        detail["idempotency_key"] = str(idem)[:255]
+    record = AuditRecord(
+        actor=f"cli:{getpass.getuser()}",
+        action=f"birdbalance {command}",
+        target=target,
+        address=f"local:{socket.gethostname()}"[:255],
+        status=status,
+        detail=detail,
+    )
+    store.append_audit([record])
+
+
 @contextmanager
 def _store(ctx: click.Context) -> Iterator[Store]:
     from birdbalance.server import ensure_schema
@@ -82,7 +145,12 @@ def _store(ctx: click.Context) -> Iterator[Store]:
         store = open_store(_settings(ctx))
         try:
             ensure_schema(store)
-            yield store
+            try:
+                yield store
+            except CLIError:
+                _audit_command(ctx, store, ctx.meta.get(_FAILED_STATUS, 500))
+                raise
+            _audit_command(ctx, store, 200)
         finally:
             store.close()
 
@@ -181,6 +249,7 @@ def migrate(ctx: click.Context) -> None:
         store = open_store(_settings(ctx))
         try:
             applied = store.migrate()
+            store.check_key_secret()
             current, _ = store.schema_version()
         finally:
             store.close()
@@ -327,11 +396,19 @@ def keys_create(
             click.echo("Store the key now: it is not shown again.", err=True)
 
 
-_KEY_HEADERS = ["id", "mode", "hint", "created", "revoked"]
+_KEY_HEADERS = ["id", "mode", "hint", "status", "created", "expires", "revoked"]
 
 
 def _key_row(k: dict[str, Any]) -> list[Any]:
-    return [k["id"], k["mode"], k["hint"], k["created_at"], k["revoked_at"]]
+    return [
+        k["id"],
+        k["mode"],
+        k["hint"],
+        k["status"],
+        k["created_at"],
+        k["expires_at"],
+        k["revoked_at"],
+    ]
 
 
 @keys.command("list")
@@ -360,6 +437,131 @@ def keys_revoke(ctx: click.Context, key_id: str, as_json: bool) -> None:
         _print_json(key)
     else:
         _table(_KEY_HEADERS, [_key_row(key)])
+
+
+@keys.command("rotate")
+@click.argument("key_id")
+@click.option(
+    "--expires-in",
+    "expires_in_s",
+    type=int,
+    default=86400,
+    show_default=True,
+    help="Seconds the old key keeps working beside the new one (0: it stops now).",
+)
+@click.option("--idempotency-key")
+@json_option
+@click.pass_context
+def keys_rotate(
+    ctx: click.Context,
+    key_id: str,
+    expires_in_s: int,
+    idempotency_key: str | None,
+    as_json: bool,
+) -> None:
+    """Replace a key: a new one for the same ledger (printed this once), while the old
+    one keeps working for --expires-in seconds."""
+    with _store(ctx) as store, _errors():
+        rotated = Service(store).rotate_key(
+            key_id, {"expires_in": str(expires_in_s)}, idempotency_key
+        )
+    if as_json:
+        _print_json(rotated)
+        return
+    _pairs(rotated["key"])
+    click.echo(f"{key_id} stops working at {rotated['previous']['expires_at']}", err=True)
+    if "key" in rotated["key"]:
+        click.echo("Store the key now: it is not shown again.", err=True)
+
+
+# --------------------------------------------------------------------------- admin tokens
+
+
+@main.group()
+def tokens() -> None:
+    """Admin API tokens with a scope: read (GET only) or write (everything)."""
+
+
+_TOKEN_HEADERS = ["id", "name", "scope", "hint", "created", "revoked"]
+
+
+def _token_row(t: dict[str, Any]) -> list[Any]:
+    return [t["id"], t["name"], t["scope"], t["hint"], t["created_at"], t["revoked_at"]]
+
+
+@tokens.command("create")
+@click.option("--name", required=True, help="Who or what uses it (shown in the audit log).")
+@click.option("--scope", type=click.Choice(["read", "write"]), required=True)
+@json_option
+@click.pass_context
+def tokens_create(ctx: click.Context, name: str, scope: str, as_json: bool) -> None:
+    """Create an admin token; it is printed this once."""
+    with _store(ctx) as store, _errors():
+        token = Service(store).create_token(name, scope)
+    if as_json:
+        _print_json(token)
+    else:
+        _pairs(token)
+        click.echo("Store the token now: it is not shown again.", err=True)
+
+
+@tokens.command("list")
+@json_option
+@click.pass_context
+def tokens_list(ctx: click.Context, as_json: bool) -> None:
+    """List admin tokens (never the tokens themselves)."""
+    with _store(ctx) as store, _errors():
+        found = Service(store).list_tokens()
+    if as_json:
+        _print_json(found)
+    else:
+        _table(_TOKEN_HEADERS, [_token_row(t) for t in found["data"]])
+
+
+@tokens.command("revoke")
+@click.argument("token_id")
+@json_option
+@click.pass_context
+def tokens_revoke(ctx: click.Context, token_id: str, as_json: bool) -> None:
+    """Revoke an admin token; it stops working at once, on every node."""
+    with _store(ctx) as store, _errors():
+        token = Service(store).revoke_token(token_id)
+    if as_json:
+        _print_json(token)
+    else:
+        _table(_TOKEN_HEADERS, [_token_row(token)])
+
+
+@main.command()
+@click.option("--limit", default="50", show_default=True)
+@click.option("--cursor")
+@click.option("--actor", help="Only this actor (a token id, admin-token, cli:<user>).")
+@click.option("--action", help='Only this action, e.g. "DELETE /v1/keys/{key_id}".')
+@json_option
+@click.pass_context
+def audit(
+    ctx: click.Context,
+    limit: str,
+    cursor: str | None,
+    actor: str | None,
+    action: str | None,
+    as_json: bool,
+) -> None:
+    """The audit log of admin actions, newest first."""
+    with _store(ctx) as store, _errors():
+        page = Service(store).list_audit(cursor=cursor, limit=limit, actor=actor, action=action)
+    if as_json:
+        _print_json(page)
+        return
+    _table(
+        ["seq", "at", "actor", "action", "target", "address", "status"],
+        [
+            [r["seq"], r["at"], r["actor"], r["action"], r["target"], r["address"], r["status"]]
+            for r in page["data"]
+        ],
+    )
+    if page["next_cursor"]:
+        click.echo(f"more: --cursor {page['next_cursor']}", err=True)
 
 
 # --------------------------------------------------------------------------- entries

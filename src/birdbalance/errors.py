@@ -74,6 +74,27 @@ class Unauthorized(ServiceError):
     default_description = "Request not allowed (incorrect access_key)"
 
 
+class Forbidden(ServiceError):
+    """The credential is valid but its scope does not allow the request."""
+
+    status_code = 403
+    code = 2
+    default_description = "This token may not do that"
+
+
+class TooManyRequests(ServiceError):
+    """A rate limit: the answer carries ``Retry-After`` (:attr:`retry_after_s`)."""
+
+    status_code = 429
+    code = 29
+    default_description = "Too many requests, slow down"
+
+    def __init__(self, retry_after_s: int, description: str | None = None) -> None:
+        assert retry_after_s >= 1
+        self.retry_after_s = retry_after_s
+        super().__init__(description)
+
+
 class BadRequest(ServiceError):
     status_code = 400
     code = 21
@@ -138,6 +159,15 @@ class NotEnoughBalance(ServiceError):
 class ServiceUnavailable(ServiceError):
     status_code = 503
     default_description = "Service temporarily unavailable, try again"
+
+
+class KeySecretMismatch(ServiceError):
+    """This process's key secret is not the one the database's keys are stored under."""
+
+    default_description = (
+        "BIRDBALANCE_KEY_SECRET differs from the secret this database's keys are stored"
+        " under: every node needs the same one"
+    )
 
 
 class SchemaOutOfDate(ServiceError):

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import enum
 from dataclasses import dataclass
 from typing import Any, Generic, TypeVar
 
@@ -70,6 +71,48 @@ class ApiKey:
     hint: str
     created_at: str
     revoked_at: str | None
+    #: A rotated key stays live until then, beside the key that replaced it.
+    expires_at: str | None = None
+
+
+class TokenScope(enum.Enum):
+    """What an admin token may do: ``read`` (GET) or ``write`` (everything)."""
+
+    READ = "read"
+    WRITE = "write"
+
+
+@dataclass(frozen=True, slots=True)
+class AdminToken:
+    id: str
+    name: str
+    scope: TokenScope
+    hint: str
+    created_at: str
+    revoked_at: str | None
+
+
+@dataclass(frozen=True, slots=True)
+class NewToken:
+    name: str
+    scope: TokenScope
+    token_hash: bytes
+    hint: str
+
+
+@dataclass(frozen=True, slots=True)
+class AuditRecord:
+    """One admin action: who, what, on what, from where, and its answer's status."""
+
+    actor: str
+    action: str
+    target: str | None
+    address: str | None
+    status: int
+    detail: dict[str, Any]
+    #: Set by the store when the record is appended.
+    seq: int = 0
+    at: str = ""
 
 
 @dataclass(frozen=True, slots=True)

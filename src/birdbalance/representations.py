@@ -9,11 +9,14 @@ import json
 from typing import Any
 
 from birdbalance.daily import Day
+from birdbalance.ids import utc_timestamp
 from birdbalance.money import balance_type, format_amount
 from birdbalance.records import (
     Account,
+    AdminToken,
     AlertRule,
     ApiKey,
+    AuditRecord,
     Delivery,
     Entry,
     Event,
@@ -56,18 +59,57 @@ def account_json(account: Account) -> dict[str, Any]:
     }
 
 
+def key_status(key: ApiKey, now: str) -> str:
+    """``live``, ``expiring`` (rotated, still live until ``expires_at``), ``expired`` or
+    ``revoked``."""
+    if key.revoked_at is not None:
+        return "revoked"
+    if key.expires_at is None:
+        return "live"
+    return "expiring" if key.expires_at > now else "expired"
+
+
 def key_json(key: ApiKey, secret: str | None = None) -> dict[str, Any]:
     body: dict[str, Any] = {
         "id": key.id,
         "account_id": key.account_id,
         "mode": key.mode.value,
         "hint": key.hint,
+        "status": key_status(key, utc_timestamp()),
         "created_at": key.created_at,
+        "expires_at": key.expires_at,
         "revoked_at": key.revoked_at,
     }
     if secret is not None:
         body["key"] = secret
     return body
+
+
+def token_json(token: AdminToken, secret: str | None = None) -> dict[str, Any]:
+    body: dict[str, Any] = {
+        "id": token.id,
+        "name": token.name,
+        "scope": token.scope.value,
+        "hint": token.hint,
+        "created_at": token.created_at,
+        "revoked_at": token.revoked_at,
+    }
+    if secret is not None:
+        body["token"] = secret
+    return body
+
+
+def audit_json(record: AuditRecord) -> dict[str, Any]:
+    return {
+        "seq": record.seq,
+        "at": record.at,
+        "actor": record.actor,
+        "action": record.action,
+        "target": record.target,
+        "address": record.address,
+        "status": record.status,
+        "detail": record.detail,
+    }
 
 
 def entry_json(entry: Entry, scale: int) -> dict[str, Any]:

@@ -14,6 +14,7 @@ from typing import Any
 
 from birdbalance.errors import SchemaOutOfDate
 from birdbalance.http.app import BirdbalanceApp, create_app
+from birdbalance.key_secret import load_key_secret
 from birdbalance.ledger import EntryKind
 from birdbalance.service import Service
 from birdbalance.settings import Settings
@@ -26,7 +27,9 @@ def ensure_schema(store: Store) -> list[str]:
     """Create the schema in a brand-new database; refuse an out-of-date one."""
     current, latest = store.schema_version()
     if current == 0:
-        return store.migrate()
+        applied = store.migrate()
+        store.check_key_secret()
+        return applied
     if current < latest:
         raise SchemaOutOfDate(
             f"the database schema is at version {current} and this birdbalance needs {latest}:"
@@ -37,6 +40,7 @@ def ensure_schema(store: Store) -> list[str]:
             f"the database schema ({current}) is newer than this birdbalance ({latest}):"
             " upgrade birdbalance"
         )
+    store.check_key_secret()
     return []
 
 
@@ -105,5 +109,7 @@ def run(settings: Settings) -> None:
     if settings.session_secret is None:
         # One secret for every worker of this run, so a session works whichever answers.
         settings = replace(settings, session_secret=secrets.token_urlsafe(32))
+    # Read (or make) the key secret once, so workers never race to create its file.
+    settings = replace(settings, key_secret=load_key_secret(settings).decode("utf-8"))
     server = Server("birdbalance.http.app:create_app", **granian_options(settings))
     server.serve(target_loader=partial(_load_app, settings))

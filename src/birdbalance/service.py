@@ -33,13 +33,16 @@ from birdbalance.records import (
     NewEntry,
     NewHold,
     NewKey,
+    NewToken,
     NewWebhook,
     Recharge,
     Statement,
+    TokenScope,
 )
 from birdbalance.representations import (
     account_json,
     alert_json,
+    audit_json,
     day_json,
     delivery_json,
     entry_json,
@@ -49,9 +52,11 @@ from birdbalance.representations import (
     key_json,
     page_json,
     posted_json,
+    token_json,
     webhook_json,
 )
 from birdbalance.storage import MAX_PAGE_SIZE, Store
+from birdbalance.storage.sql import MAX_AUDIT_PAGE
 from birdbalance.timestamps import TimestampError, parse_timestamp, timestamp_after
 from birdbalance.validation import (
     MAX_NAME_CHARS,
@@ -74,6 +79,10 @@ MAX_ALERTS_PER_ACCOUNT: Final = 20
 MAX_WEBHOOKS: Final = 100
 MAX_URL_CHARS: Final = 2048
 DELIVERY_STATUSES: Final = ("pending", "delivered", "dead")
+#: How long a rotated key keeps working beside its replacement, unless asked otherwise.
+DEFAULT_ROTATION_OVERLAP_S: Final = 24 * 3600
+MAX_ROTATION_OVERLAP_S: Final = 30 * 24 * 3600
+MAX_AUDIT_FILTER_CHARS: Final = 255
 
 
 def fingerprint(operation: str, target: str, body: Mapping[str, Any]) -> str:
@@ -153,9 +162,77 @@ class Service:
         mode = fields.mode()
         fields.done()
         secret = access_keys.generate_key(mode)
-        new = NewKey(account_id, mode, access_keys.hash_key(secret), access_keys.hint_of(secret))
+        new = NewKey(
+            account_id, mode, self.store.hasher.digest(secret), access_keys.hint_of(secret)
+        )
         record, replayed = self.store.create_key(new, idem)
         return key_json(record, None if replayed else secret)
+
+    def rotate_key(
+        self, key_id: str, body: Mapping[str, Any], idem_key: str | None
+    ) -> dict[str, Any]:
+        """A new key for the same ledger, shown once; the old one keeps working for
+        ``expires_in`` seconds (default one day, 0: it stops now), so clients can move
+        over with two keys live at once."""
+        key_id = resource_id(key_id, "key")
+        idem = self._idem(idem_key, "rotate_key", key_id, body, required=False)
+        fields = Fields(body)
+        expires_in_s = _seconds(
+            fields, "expires_in", DEFAULT_ROTATION_OVERLAP_S, 0, MAX_ROTATION_OVERLAP_S
+        )
+        fields.done()
+        old = self.store.get_key(key_id)
+        secret = access_keys.generate_key(old.mode)
+        new, old, replayed = self.store.rotate_key(
+            key_id,
+            self.store.hasher.digest(secret),
+            access_keys.hint_of(secret),
+            timestamp_after(expires_in_s),
+            idem,
+        )
+        return {"key": key_json(new, None if replayed else secret), "previous": key_json(old)}
+
+    # ------------------------------------------------------------------ admin tokens
+
+    def create_token(self, name: str, scope: str) -> dict[str, Any]:
+        """A new admin token, shown once: ``read`` (GET only) or ``write`` (everything)."""
+        fields = Fields({"name": name, "scope": scope})
+        checked_name = fields.text("name", required=True, max_chars=MAX_NAME_CHARS)
+        assert checked_name is not None
+        if scope not in {s.value for s in TokenScope}:
+            raise InvalidParameter("scope must be read or write", "scope")
+        token = access_keys.generate_token()
+        new = NewToken(
+            checked_name,
+            TokenScope(scope),
+            self.store.hasher.digest(token),
+            f"{access_keys.TOKEN_PREFIX}…{token[-4:]}",
+        )
+        return token_json(self.store.create_token(new), token)
+
+    def list_tokens(self) -> dict[str, Any]:
+        return {"data": [token_json(t) for t in self.store.list_tokens()]}
+
+    def revoke_token(self, token_id: str) -> dict[str, Any]:
+        return token_json(self.store.revoke_token(resource_id(token_id, "token")))
+
+    def list_audit(
+        self,
+        *,
+        cursor: str | None,
+        limit: str | None,
+        actor: str | None = None,
+        action: str | None = None,
+    ) -> dict[str, Any]:
+        """The audit log, newest first; ``cursor`` is the ``seq`` a page ended before."""
+        size = page_limit(limit, default=DEFAULT_PAGE_SIZE, maximum=MAX_AUDIT_PAGE)
+        if cursor is not None and not (cursor.isdigit() and len(cursor) <= 18):
+            raise InvalidParameter("cursor must be a next_cursor this API gave out", "cursor")
+        for name, value in (("actor", actor), ("action", action)):
+            if value is not None and len(value) > MAX_AUDIT_FILTER_CHARS:
+                raise InvalidParameter(f"{name} is longer than {MAX_AUDIT_FILTER_CHARS}", name)
+        page = self.store.list_audit(None if cursor is None else int(cursor), size, actor, action)
+        return page_json(page, [audit_json(r) for r in page.items])
 
     def list_keys(self, account_id: str) -> dict[str, Any]:
         keys = self.store.list_keys(resource_id(account_id, "account"))
@@ -340,20 +417,7 @@ class Service:
         fields = Fields(body)
         amount = fields.amount("amount")
         assert amount is not None
-        expires_in = fields.take("expires_in")
-        if expires_in is None:
-            expires_in_s = DEFAULT_HOLD_EXPIRY_S
-        elif (
-            isinstance(expires_in, str)
-            and expires_in.isdigit()
-            and 1 <= int(expires_in) <= MAX_HOLD_EXPIRY_S
-        ):
-            expires_in_s = int(expires_in)
-        else:
-            raise InvalidParameter(
-                f"expires_in must be a whole number of seconds, 1 to {MAX_HOLD_EXPIRY_S}",
-                "expires_in",
-            )
+        expires_in_s = _seconds(fields, "expires_in", DEFAULT_HOLD_EXPIRY_S, 1, MAX_HOLD_EXPIRY_S)
         mode = fields.mode()
         reference = fields.text("reference", max_chars=MAX_REFERENCE_CHARS)
         metadata = fields.metadata()
@@ -529,6 +593,18 @@ def _event_types(value: Any) -> tuple[str, ...]:
             "events",
         )
     return chosen
+
+
+def _seconds(fields: Fields, name: str, default: int, minimum: int, maximum: int) -> int:
+    """A whole number of seconds in ``[minimum, maximum]`` (``default`` when absent)."""
+    value = fields.take(name)
+    if value is None:
+        return default
+    if isinstance(value, str) and value.isdigit() and minimum <= int(value) <= maximum:
+        return int(value)
+    raise InvalidParameter(
+        f"{name} must be a whole number of seconds, {minimum} to {maximum}", name
+    )
 
 
 def _id_page_size(cursor: str | None, limit: str | None) -> int:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import ipaddress
 import os
 from collections.abc import Mapping
 from dataclasses import dataclass, field, replace
@@ -65,8 +66,27 @@ class Settings:
     webhook_max_attempts: int = 16
     #: How often each process looks for due deliveries.
     webhook_poll_interval_s: float = 0.2
-    #: Bearer token of the admin API under ``/v1/``; None disables the admin API.
-    admin_token: str | None = None
+    #: Bearer token of the admin API under ``/v1/`` (read and write; the audit log names
+    #: it ``admin-token``). Tokens with a scope are made with ``birdbalance tokens``.
+    admin_token: str | None = field(default=None, repr=False)
+    #: The server-side secret access keys and admin tokens are stored under (32+
+    #: characters), or a file holding it; neither: a file made on first use (see
+    #: :mod:`birdbalance.key_secret`). Every node of a database needs the same one.
+    key_secret: str | None = field(default=None, repr=False)
+    key_secret_file: str | None = None
+    #: Proxies (addresses or CIDR networks) whose ``X-Forwarded-For`` names the client,
+    #: for rate limits and the audit log; empty: the peer address is the client.
+    trusted_proxies: tuple[str, ...] = ()
+    #: Requests per second one credential (access key or admin token) may make; 0: no limit.
+    rate_limit_per_key: int = 0
+    #: Requests per second one client address may make; 0: no limit.
+    rate_limit_per_address: int = 0
+    #: Failed authentications one address may make per window before it is throttled
+    #: (credentials that already worked from that address still do).
+    auth_failures_per_address: int = 20
+    auth_failure_window_s: int = 60
+    #: ``redis://host:6379/0``: rate limits shared by every node; None: per process.
+    redis_url: str | None = None
     host: str = "127.0.0.1"
     port: int = 8000
     workers: int = 1
@@ -84,7 +104,7 @@ class Settings:
     metrics_ledger_gauges: int = 0
     #: Signs dashboard sessions (32+ characters). None: a random one per run of
     #: ``birdbalance serve``, shared by its workers, so sessions end when it restarts.
-    session_secret: str | None = None
+    session_secret: str | None = field(default=None, repr=False)
     #: How long a dashboard sign-in lasts.
     session_lifetime_s: int = 8 * 3600
     #: Mark the dashboard's cookies ``Secure`` (set it when users reach it over HTTPS).
@@ -125,8 +145,31 @@ class Settings:
             raise SettingsError("webhook_poll_interval_s must be 0.01..60")
         if self.admin_token is not None and len(self.admin_token) < 16:
             raise SettingsError("the admin token must have at least 16 characters")
+        if self.key_secret is not None and len(self.key_secret.encode("utf-8")) < 32:
+            raise SettingsError("the key secret must have at least 32 characters")
         if self.session_secret is not None and len(self.session_secret) < 32:
             raise SettingsError("the session secret must have at least 32 characters")
+        if not 0 <= self.rate_limit_per_key <= 1_000_000:
+            raise SettingsError("rate_limit_per_key must be 0..1000000")
+        if not 0 <= self.rate_limit_per_address <= 1_000_000:
+            raise SettingsError("rate_limit_per_address must be 0..1000000")
+        if not 1 <= self.auth_failures_per_address <= 100_000:
+            raise SettingsError("auth_failures_per_address must be 1..100000")
+        if not 1 <= self.auth_failure_window_s <= 86400:
+            raise SettingsError("auth_failure_window_s must be 1..86400")
+        if len(self.trusted_proxies) > 100:
+            raise SettingsError("at most 100 trusted proxies")
+        for proxy in self.trusted_proxies:
+            try:
+                ipaddress.ip_network(proxy, strict=False)
+            except ValueError:
+                raise SettingsError(
+                    f"trusted proxy {proxy!r} is not an address or network"
+                ) from None
+        if self.redis_url is not None and not self.redis_url.startswith(
+            ("redis://", "rediss://", "unix://")
+        ):
+            raise SettingsError("redis_url must start with redis://, rediss:// or unix://")
         if not 60 <= self.session_lifetime_s <= 30 * 24 * 3600:
             raise SettingsError("session_lifetime_s must be 60..2592000 (30 days)")
 
@@ -143,6 +186,9 @@ class Settings:
         for name in (
             "database_url",
             "admin_token",
+            "key_secret",
+            "key_secret_file",
+            "redis_url",
             "session_secret",
             "host",
             "sqlite_synchronous",
@@ -158,6 +204,10 @@ class Settings:
             "webhook_max_attempts",
             "metrics_ledger_gauges",
             "session_lifetime_s",
+            "rate_limit_per_key",
+            "rate_limit_per_address",
+            "auth_failures_per_address",
+            "auth_failure_window_s",
         ):
             if (value := get(name)) is not None:
                 try:
@@ -178,6 +228,8 @@ class Settings:
                     values[name] = float(value)
                 except ValueError:
                     raise SettingsError(f"{ENV_PREFIX}{name.upper()} must be a number") from None
+        if (value := get("trusted_proxies")) is not None:
+            values["trusted_proxies"] = tuple(p.strip() for p in value.split(",") if p.strip())
         if (value := get("secure_cookies")) is not None:
             if value.lower() not in {"1", "true", "yes", "0", "false", "no"}:
                 raise SettingsError(f"{ENV_PREFIX}SECURE_COOKIES must be true or false")

@@ -21,6 +21,8 @@ from tests.databases import sqlite_url
 
 KEY = "K" * 25
 
+TEST_SECRET = b"s" * 32
+
 
 @pytest.fixture
 def url(tmp_path: Path) -> str:
@@ -48,7 +50,7 @@ def served(url: str, writer: Store) -> Iterator[SQLiteStore]:
 
 def _account(store: Store, key: str = KEY, amount: int = 1000) -> str:
     account = store.create_account(NewAccount(None, Payment.PREPAID, "EUR", 6, None, {}), None).id
-    store.create_key(NewKey(account, Mode.LIVE, hash_key(key), "…"), None)
+    store.create_key(NewKey(account, Mode.LIVE, hash_key(key, TEST_SECRET), "…"), None)
     _entry(store, account, EntryKind.TOPUP, amount)
     return account
 
@@ -70,10 +72,10 @@ def test_repeated_lookups_come_from_memory_until_anyone_commits(
 ) -> None:
     account = _account(writer)
     queries = _queries(served)
-    views = [served.lookup_balance(hash_key(KEY)) for _ in range(50)]
+    views = [served.lookup_balance(hash_key(KEY, TEST_SECRET)) for _ in range(50)]
     assert {v.balance_minor for v in views if v} == {1000} and len(queries) == 1
     _entry(writer, account, EntryKind.CHARGE, 1)  # another connection commits
-    assert served.lookup_balance(hash_key(KEY)).balance_minor == 999  # type: ignore[union-attr]
+    assert served.lookup_balance(hash_key(KEY, TEST_SECRET)).balance_minor == 999  # type: ignore[union-attr]
     # Another process commits (a CLI, another worker): seen on the very next lookup.
     script = (
         "from birdbalance.settings import Settings; from birdbalance.storage import open_store;"
@@ -83,11 +85,11 @@ def test_repeated_lookups_come_from_memory_until_anyone_commits(
         " Idempotency('other-process', 'fp'))"
     )
     subprocess.run([sys.executable, "-c", script], check=True)
-    assert served.lookup_balance(hash_key(KEY)).balance_minor == 990  # type: ignore[union-attr]
+    assert served.lookup_balance(hash_key(KEY, TEST_SECRET)).balance_minor == 990  # type: ignore[union-attr]
     # A revoked key stops working at once.
     (key,) = writer.list_keys(account)
     writer.revoke_key(key.id)
-    assert served.lookup_balance(hash_key(KEY)) is None
+    assert served.lookup_balance(hash_key(KEY, TEST_SECRET)) is None
     assert len(queries) == 4
 
 
@@ -108,7 +110,7 @@ def test_the_cache_agrees_with_the_database_under_random_writes(
             elif action < 0.35:
                 direct.execute("PRAGMA wal_checkpoint(TRUNCATE)")  # the log starts over
             else:
-                digest = hash_key(keys[n])
+                digest = hash_key(keys[n], TEST_SECRET)
                 assert served.lookup_balance(digest) == plain.lookup_balance(digest)
     finally:
         direct.close()
@@ -122,7 +124,7 @@ def test_the_cache_is_bounded_and_never_keeps_unknown_keys(
     for key in keys:
         _account(writer, key)
     for key in [*keys, *(f"{n:024d}x" for n in range(50))]:
-        served.lookup_balance(hash_key(key))
+        served.lookup_balance(hash_key(key, TEST_SECRET))
     assert 0 < len(served._balances) <= 100
 
 
@@ -142,7 +144,9 @@ def test_the_stamp_keeps_sqlites_locks(served: SQLiteStore, url: str) -> None:
     it can take that byte exclusively, which crashes this process's connections (SIGBUS).
     """
     path = url.removeprefix("sqlite:///")
-    assert served.lookup_balance(hash_key(KEY)) is None  # connections open, stamp mapped
+    assert (
+        served.lookup_balance(hash_key(KEY, TEST_SECRET)) is None
+    )  # connections open, stamp mapped
     script = (
         "import fcntl, os, sys; fd = os.open(sys.argv[1], os.O_RDWR)\n"
         "try:\n    fcntl.lockf(fd, fcntl.LOCK_EX | fcntl.LOCK_NB, 1, 128)\n"

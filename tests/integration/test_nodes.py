@@ -212,7 +212,7 @@ def test_an_unreachable_postgresql_is_a_503_not_a_500() -> None:
     # Nothing listens on port 1, so every connection attempt is refused at once.
     url = "postgresql://birdbalance@127.0.0.1:1/nothing"
     store = open_store(Settings(database_url=url, database_timeout_s=1))
-    endpoint = BalanceEndpoint(store.lookup_balance)
+    endpoint = BalanceEndpoint(store.hasher.digest, store.lookup_balance)
     sent: list[dict[str, object]] = []
 
     async def send(message: dict[str, object]) -> None:

@@ -17,6 +17,8 @@ from birdbalance.storage import open_store
 from birdbalance.storage.postgres import MAX_LOOKUP_BATCH, CoalescedLookups, PostgresStore
 from tests.databases import PostgresCluster
 
+TEST_SECRET = b"s" * 32
+
 
 @pytest.fixture
 def store(postgres: PostgresCluster) -> Iterator[PostgresStore]:
@@ -29,7 +31,7 @@ def store(postgres: PostgresCluster) -> Iterator[PostgresStore]:
 
 def _account(store: PostgresStore, n: int) -> str:
     account = store.create_account(NewAccount(None, Payment.PREPAID, "EUR", 2, None, {}), None).id
-    store.create_key(NewKey(account, Mode.LIVE, hash_key(f"{n:025d}"), "…"), None)
+    store.create_key(NewKey(account, Mode.LIVE, hash_key(f"{n:025d}", TEST_SECRET), "…"), None)
     top = NewEntry(account, Mode.LIVE, EntryKind.TOPUP, 100 + n, None, None, {})
     store.post_entry(top, Idempotency(f"top-{n}", "fp"))
     return account
@@ -51,7 +53,7 @@ def test_lookups_that_arrive_together_share_queries(store: PostgresStore) -> Non
     async def main() -> list[object]:
         try:
             # 600 requests: every key many times, plus unknown keys.
-            digests = [hash_key(f"{n % 25:025d}") for n in range(600)]
+            digests = [hash_key(f"{n % 25:025d}", TEST_SECRET) for n in range(600)]
             return await asyncio.gather(*(lookups.lookup(d) for d in digests))
         finally:
             await lookups.close()
@@ -70,7 +72,7 @@ def test_lookups_that_arrive_together_share_queries(store: PostgresStore) -> Non
 def test_a_lookup_sees_every_commit_made_before_it(store: PostgresStore) -> None:
     account = _account(store, 1)
     lookups = store.balance_lookups()
-    digest = hash_key(f"{1:025d}")
+    digest = hash_key(f"{1:025d}", TEST_SECRET)
 
     async def main() -> list[int | None]:
         seen = []
@@ -114,13 +116,14 @@ def test_the_coalesced_query_is_planned_once_as_index_seeks(store: PostgresStore
     with psycopg.connect(store.url, autocommit=True) as pg:
         pg.execute("ANALYZE")
         pg.execute("SET plan_cache_mode = force_generic_plan")
-        pg.execute("PREPARE lookup(bytea[]) AS " + _LOOKUP_MANY_SQL.replace("%s", "$1"))
+        numbered = _LOOKUP_MANY_SQL.replace("%s", "$1", 1).replace("%s", "$2", 1)
+        pg.execute("PREPARE lookup(bytea[], timestamptz) AS " + numbered)
         # EXECUTE takes no bound parameters: the client cursor inlines the array.
         row = (
             psycopg.ClientCursor(pg)
             .execute(
-                "EXPLAIN (FORMAT JSON) EXECUTE lookup(%s)",
-                ([hash_key(f"{n:025d}") for n in range(3)],),
+                "EXPLAIN (FORMAT JSON) EXECUTE lookup(%s, %s)",
+                ([hash_key(f"{n:025d}", TEST_SECRET) for n in range(3)], "2026-01-01T00:00:00Z"),
             )
             .fetchone()
         )

@@ -15,6 +15,8 @@ from birdbalance.settings import Settings
 from birdbalance.storage import Store, open_store
 from tests.databases import MIGRATIONS, REFUSED, raw_execute
 
+TEST_SECRET = b"s" * 32
+
 
 @pytest.fixture
 def store(database_url: str) -> Iterator[Store]:
@@ -75,22 +77,24 @@ def test_live_and_test_ledgers_never_mix(store: Store) -> None:
     _post(store, account, EntryKind.TOPUP, 7, "test", mode=Mode.TEST)
     got = store.get_account(account)
     assert (got.live.balance_minor, got.test.balance_minor) == (100, 7)
-    live_key = NewKey(account, Mode.LIVE, hash_key("L" * 25), "…LLLL")
-    test_key = NewKey(account, Mode.TEST, hash_key("test_" + "T" * 25), "test_…TTTT")
+    live_key = NewKey(account, Mode.LIVE, hash_key("L" * 25, TEST_SECRET), "…LLLL")
+    test_key = NewKey(account, Mode.TEST, hash_key("test_" + "T" * 25, TEST_SECRET), "test_…TTTT")
     store.create_key(live_key, None)
     store.create_key(test_key, None)
-    live_view = store.lookup_balance(hash_key("L" * 25))
-    test_view = store.lookup_balance(hash_key("test_" + "T" * 25))
+    live_view = store.lookup_balance(hash_key("L" * 25, TEST_SECRET))
+    test_view = store.lookup_balance(hash_key("test_" + "T" * 25, TEST_SECRET))
     assert live_view is not None and test_view is not None
     assert (live_view.balance_minor, test_view.balance_minor) == (100, 7)
 
 
 def test_revoked_keys_find_nothing(store: Store) -> None:
     account = _account(store)
-    key, _ = store.create_key(NewKey(account, Mode.LIVE, hash_key("K" * 25), "…KKKK"), None)
-    assert store.lookup_balance(hash_key("K" * 25)) is not None
+    key, _ = store.create_key(
+        NewKey(account, Mode.LIVE, hash_key("K" * 25, TEST_SECRET), "…KKKK"), None
+    )
+    assert store.lookup_balance(hash_key("K" * 25, TEST_SECRET)) is not None
     store.revoke_key(key.id)
-    assert store.lookup_balance(hash_key("K" * 25)) is None
+    assert store.lookup_balance(hash_key("K" * 25, TEST_SECRET)) is None
     assert store.revoke_key(key.id).revoked_at is not None
 
 
@@ -211,12 +215,14 @@ def test_daily_totals_follow_every_entry(store: Store, database_url: str) -> Non
 
 def test_key_by_digest_finds_live_keys_only(store: Store) -> None:
     account = _account(store)
-    key, _ = store.create_key(NewKey(account, Mode.TEST, hash_key("k" * 25), "…kkkk"), None)
-    found = store.key_by_digest(hash_key("k" * 25))
+    key, _ = store.create_key(
+        NewKey(account, Mode.TEST, hash_key("k" * 25, TEST_SECRET), "…kkkk"), None
+    )
+    found = store.key_by_digest(hash_key("k" * 25, TEST_SECRET))
     assert found is not None and (found.account_id, found.mode) == (account, Mode.TEST)
-    assert store.key_by_digest(hash_key("x" * 25)) is None
+    assert store.key_by_digest(hash_key("x" * 25, TEST_SECRET)) is None
     store.revoke_key(key.id)
-    assert store.key_by_digest(hash_key("k" * 25)) is None
+    assert store.key_by_digest(hash_key("k" * 25, TEST_SECRET)) is None
 
 
 # --------------------------------------------------------------------------- holds
@@ -272,13 +278,13 @@ def test_holds_expire_and_stop_reserving(store: Store) -> None:
 
     account = _account(store)
     _post(store, account, EntryKind.TOPUP, 100, "t")
-    store.create_key(NewKey(account, Mode.LIVE, hash_key("E" * 25), "…EEEE"), None)
+    store.create_key(NewKey(account, Mode.LIVE, hash_key("E" * 25, TEST_SECRET), "…EEEE"), None)
     past = _hold(store, account, 70, "h-past", expires_at="2000-01-01")
-    view = store.lookup_balance(hash_key("E" * 25))
+    view = store.lookup_balance(hash_key("E" * 25, TEST_SECRET))
     assert view is not None and view.balance_minor == 30  # /balance shows what is available
     assert store.expire_holds() == 1
     assert store.get_hold(past.id).status is HoldStatus.EXPIRED
-    view = store.lookup_balance(hash_key("E" * 25))
+    view = store.lookup_balance(hash_key("E" * 25, TEST_SECRET))
     assert view is not None and view.balance_minor == 100
     with pytest.raises(StateConflict):
         store.void_hold(past.id, Idempotency("v", "fp-v"))

@@ -14,6 +14,8 @@ from birdbalance.keys import (
 )
 from birdbalance.ledger import Mode
 
+TEST_SECRET = b"s" * 32
+
 
 def test_keys_look_like_messagebird_keys() -> None:
     live, test = generate_key(Mode.LIVE), generate_key(Mode.TEST)
@@ -29,7 +31,7 @@ def test_keys_are_unique_and_hashed() -> None:
     keys = {generate_key(Mode.LIVE) for _ in range(2000)}
     assert len(keys) == 2000
     key = keys.pop()
-    assert len(hash_key(key)) == 32 and key.encode() not in hash_key(key)
+    assert len(hash_key(key, TEST_SECRET)) == 32 and key.encode() not in hash_key(key, TEST_SECRET)
     assert hint_of(key) == "…" + key[-4:]
 
 

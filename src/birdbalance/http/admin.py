@@ -1,30 +1,31 @@
 """The admin API under ``/v1/``: thin Starlette handlers around :class:`Service`.
 
-Authenticated by ``Authorization: Bearer <admin token>``, compared in constant time.
-Writes go through the process's :class:`WriteQueue` (writer threads and group commit of
-ledger entries), so the event loop stays free during fsync and lock waits. Reads are
-indexed and bounded; on SQLite they run inline, on a networked database on reader threads.
+Authenticated by ``Authorization: Bearer <admin token>`` (see
+:mod:`birdbalance.http.access`): read-only tokens may only ``GET``. Every other request
+an admin makes is recorded in the audit log, with its answer's status. Writes go through
+the process's :class:`WriteQueue` (writer threads and group commit of ledger entries),
+so the event loop stays free during fsync and lock waits. Reads are indexed and bounded;
+on SQLite they run inline, on a networked database on reader threads.
 """
 
 from __future__ import annotations
 
 import asyncio
-import hmac
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, MutableMapping
 from concurrent.futures import ThreadPoolExecutor
-from typing import Any, TypeVar
+from typing import Any, Final, TypeVar
 
 from starlette.requests import Request
 from starlette.responses import Response
 from starlette.routing import Route
 
-from birdbalance.errors import (
-    Unauthorized,
-)
+from birdbalance.errors import ServiceError
 from birdbalance.metrics import Metrics
+from birdbalance.records import AuditRecord
 from birdbalance.service import Service
 from birdbalance.validation import parse_json_body
 
+from .access import Actor, AdminAuth, AuditTrail, client_address
 from .bodies import read_body
 from .entries import KINDS, EntryEndpoint
 from .responses import JSONBody, csv_download
@@ -32,6 +33,9 @@ from .writes import WriteQueue
 
 T = TypeVar("T")
 Handler = Callable[[Request], Awaitable[Response]]
+READ_METHODS: Final = frozenset({"GET", "HEAD"})
+#: Longest request path the audit log keeps as a target.
+MAX_TARGET_CHARS: Final = 500
 
 
 class AdminAPI:
@@ -44,28 +48,57 @@ class AdminAPI:
         max_body_bytes: int,
         metrics: Metrics | None = None,
         body_timeout_s: float = 10.0,
+        trusted_proxies: tuple[Any, ...] = (),
     ) -> None:
         self.service = service
         self.body_timeout_s = body_timeout_s
-        self._token = admin_token.encode("utf-8") if admin_token else None
+        self.trusted_proxies = trusted_proxies
         self._max_body_bytes = max_body_bytes
         writers = service.store.max_concurrent_writes
         assert 1 <= writers <= 100
         self.writes = WriteQueue(service.store, writers)
-        #: Ledger entries: a raw ASGI endpoint (see :mod:`birdbalance.http.entries`).
-        self.entries = EntryEndpoint(
-            self.authorize, service, self.writes, max_body_bytes, metrics, body_timeout_s
-        )
         self._reader = (
             None
             if service.store.engine == "sqlite"
             else ThreadPoolExecutor(max_workers=writers, thread_name_prefix="birdbalance-reader")
         )
+        self.auth = AdminAuth(admin_token, service.store, self._read)
+        self.audit_trail = AuditTrail(service.store, self.writes.call)
+        #: Ledger entries: a raw ASGI endpoint (see :mod:`birdbalance.http.entries`).
+        self.entries = EntryEndpoint(
+            self.auth.actor, service, self.writes, max_body_bytes, metrics, body_timeout_s
+        )
+        self.entries.audit = self.audit
 
-    def close(self) -> None:
+    async def close(self) -> None:
+        await self.audit_trail.close()
         self.writes.close()
         if self._reader is not None:
             self._reader.shutdown(wait=True)
+
+    async def audit(
+        self,
+        scope: MutableMapping[str, Any],
+        actor: Actor,
+        action: str,
+        status: int,
+        detail: dict[str, Any],
+        *,
+        wait: bool,
+    ) -> None:
+        """Record an admin action; ``wait``: return only once it is committed."""
+        record = AuditRecord(
+            actor=actor.id,
+            action=action,
+            target=scope["path"][:MAX_TARGET_CHARS],
+            address=client_address(scope, self.trusted_proxies),
+            status=status,
+            detail={**detail, "token_name": actor.name} if actor.name != actor.id else detail,
+        )
+        if wait:
+            await self.audit_trail.written(record)
+        else:
+            await self.audit_trail.record(record)
 
     async def background_write(self, fn: Callable[[], Any]) -> Any:
         """Run a write of the server's own (expiring holds) on a writer thread."""
@@ -73,19 +106,9 @@ class AdminAPI:
 
     # ------------------------------------------------------------------ plumbing
 
-    def _authorize(self, request: Request) -> None:
-        self.authorize(request.headers.get("authorization", ""))
-
-    def authorize(self, header: str) -> None:
-        """Check an ``Authorization: Bearer <admin token>`` value in constant time."""
-        if self._token is None:
-            raise Unauthorized(
-                "The admin API is disabled: set BIRDBALANCE_ADMIN_TOKEN", "Authorization"
-            )
-        scheme, _, token = header.partition(" ")
-        supplied = token.strip().encode("utf-8", "replace")
-        if scheme.lower() != "bearer" or not hmac.compare_digest(supplied, self._token):
-            raise Unauthorized("Request not allowed (incorrect admin token)", "Authorization")
+    async def authorize(self, request: Request, *, write: bool) -> Actor:
+        """The admin making ``request`` (``Unauthorized``/``Forbidden`` otherwise)."""
+        return await self.auth.actor(request.headers.get("authorization", ""), write=write)
 
     async def _body(self, request: Request) -> dict[str, Any]:
         body = await read_body(request, self._max_body_bytes, self.body_timeout_s)
@@ -106,14 +129,12 @@ class AdminAPI:
     # ------------------------------------------------------------------ handlers
 
     async def create_account(self, request: Request) -> JSONBody:
-        self._authorize(request)
         body = await self._body(request)
         idem = request.headers.get("idempotency-key")
         result = await self._write(lambda: self.service.create_account(body, idem))
         return JSONBody(result, status_code=201)
 
     async def list_accounts(self, request: Request) -> JSONBody:
-        self._authorize(request)
         q = request.query_params
         return JSONBody(
             await self._read(
@@ -124,12 +145,10 @@ class AdminAPI:
         )
 
     async def get_account(self, request: Request) -> JSONBody:
-        self._authorize(request)
         account_id = request.path_params["account_id"]
         return JSONBody(await self._read(lambda: self.service.get_account(account_id)))
 
     async def create_key(self, request: Request) -> JSONBody:
-        self._authorize(request)
         body = await self._body(request)
         idem = request.headers.get("idempotency-key")
         account_id = request.path_params["account_id"]
@@ -137,17 +156,34 @@ class AdminAPI:
         return JSONBody(result, status_code=201)
 
     async def list_keys(self, request: Request) -> JSONBody:
-        self._authorize(request)
         account_id = request.path_params["account_id"]
         return JSONBody(await self._read(lambda: self.service.list_keys(account_id)))
 
     async def revoke_key(self, request: Request) -> JSONBody:
-        self._authorize(request)
         key_id = request.path_params["key_id"]
         return JSONBody(await self._write(lambda: self.service.revoke_key(key_id)))
 
+    async def rotate_key(self, request: Request) -> JSONBody:
+        body = await self._body(request)
+        idem = request.headers.get("idempotency-key")
+        key_id = request.path_params["key_id"]
+        result = await self._write(lambda: self.service.rotate_key(key_id, body, idem))
+        return JSONBody(result, status_code=201)
+
+    async def list_audit(self, request: Request) -> JSONBody:
+        q = request.query_params
+        return JSONBody(
+            await self._read(
+                lambda: self.service.list_audit(
+                    cursor=q.get("cursor"),
+                    limit=q.get("limit"),
+                    actor=q.get("actor"),
+                    action=q.get("action"),
+                )
+            )
+        )
+
     async def list_entries(self, request: Request) -> JSONBody:
-        self._authorize(request)
         q = request.query_params
         account_id = request.path_params["account_id"]
         return JSONBody(
@@ -166,7 +202,6 @@ class AdminAPI:
         )
 
     async def daily(self, request: Request) -> JSONBody:
-        self._authorize(request)
         q = request.query_params
         account_id = request.path_params["account_id"]
         return JSONBody(
@@ -176,7 +211,6 @@ class AdminAPI:
         )
 
     async def statement(self, request: Request) -> Response:
-        self._authorize(request)
         q = request.query_params
         account_id = request.path_params["account_id"]
         accept = request.headers.get("accept", "")
@@ -202,7 +236,6 @@ class AdminAPI:
         )
 
     async def balance_at(self, request: Request) -> JSONBody:
-        self._authorize(request)
         q = request.query_params
         account_id = request.path_params["account_id"]
         return JSONBody(
@@ -212,7 +245,6 @@ class AdminAPI:
         )
 
     async def create_hold(self, request: Request) -> JSONBody:
-        self._authorize(request)
         body = await self._body(request)
         idem = request.headers.get("idempotency-key")
         account_id = request.path_params["account_id"]
@@ -220,7 +252,6 @@ class AdminAPI:
         return JSONBody(result, status_code=201)
 
     async def list_holds(self, request: Request) -> JSONBody:
-        self._authorize(request)
         q = request.query_params
         account_id = request.path_params["account_id"]
         return JSONBody(
@@ -236,49 +267,41 @@ class AdminAPI:
         )
 
     async def get_hold(self, request: Request) -> JSONBody:
-        self._authorize(request)
         hold_id = request.path_params["hold_id"]
         return JSONBody(await self._read(lambda: self.service.get_hold(hold_id)))
 
     async def capture_hold(self, request: Request) -> JSONBody:
-        self._authorize(request)
         body = await self._body(request)
         idem = request.headers.get("idempotency-key")
         hold_id = request.path_params["hold_id"]
         return JSONBody(await self._write(lambda: self.service.capture_hold(hold_id, body, idem)))
 
     async def void_hold(self, request: Request) -> JSONBody:
-        self._authorize(request)
         body = await self._body(request)
         idem = request.headers.get("idempotency-key")
         hold_id = request.path_params["hold_id"]
         return JSONBody(await self._write(lambda: self.service.void_hold(hold_id, body, idem)))
 
     async def create_alert(self, request: Request) -> JSONBody:
-        self._authorize(request)
         body = await self._body(request)
         account_id = request.path_params["account_id"]
         result = await self._write(lambda: self.service.create_alert(account_id, body))
         return JSONBody(result, status_code=201)
 
     async def list_alerts(self, request: Request) -> JSONBody:
-        self._authorize(request)
         account_id = request.path_params["account_id"]
         return JSONBody(await self._read(lambda: self.service.list_alerts(account_id)))
 
     async def delete_alert(self, request: Request) -> JSONBody:
-        self._authorize(request)
         alert_id = request.path_params["alert_id"]
         return JSONBody(await self._write(lambda: self.service.delete_alert(alert_id)))
 
     async def recharge_failed(self, request: Request) -> JSONBody:
-        self._authorize(request)
         body = await self._body(request)
         alert_id = request.path_params["alert_id"]
         return JSONBody(await self._write(lambda: self.service.recharge_failed(alert_id, body)))
 
     async def list_events(self, request: Request) -> JSONBody:
-        self._authorize(request)
         q = request.query_params
         return JSONBody(
             await self._read(
@@ -289,23 +312,19 @@ class AdminAPI:
         )
 
     async def create_webhook(self, request: Request) -> JSONBody:
-        self._authorize(request)
         body = await self._body(request)
         return JSONBody(
             await self._write(lambda: self.service.create_webhook(body)), status_code=201
         )
 
     async def list_webhooks(self, request: Request) -> JSONBody:
-        self._authorize(request)
         return JSONBody(await self._read(self.service.list_webhooks))
 
     async def delete_webhook(self, request: Request) -> JSONBody:
-        self._authorize(request)
         webhook_id = request.path_params["webhook_id"]
         return JSONBody(await self._write(lambda: self.service.delete_webhook(webhook_id)))
 
     async def list_deliveries(self, request: Request) -> JSONBody:
-        self._authorize(request)
         q = request.query_params
         return JSONBody(
             await self._read(
@@ -319,7 +338,6 @@ class AdminAPI:
         )
 
     async def redeliver(self, request: Request) -> JSONBody:
-        self._authorize(request)
         delivery_id = request.path_params["delivery_id"]
         return JSONBody(await self._write(lambda: self.service.redeliver(delivery_id)))
 
@@ -329,6 +347,8 @@ class AdminAPI:
             "/v1/accounts/{account_id}": {"GET": self.get_account},
             "/v1/accounts/{account_id}/keys": {"POST": self.create_key, "GET": self.list_keys},
             "/v1/keys/{key_id}": {"DELETE": self.revoke_key},
+            "/v1/keys/{key_id}/rotate": {"POST": self.rotate_key},
+            "/v1/audit": {"GET": self.list_audit},
             "/v1/accounts/{account_id}/entries": {"GET": self.list_entries},
             "/v1/accounts/{account_id}/balance": {"GET": self.balance_at},
             "/v1/accounts/{account_id}/statement": {"GET": self.statement},
@@ -355,19 +375,42 @@ class AdminAPI:
         ]
         return [
             *(
-                Route(path, _by_method(handlers), methods=list(handlers))
+                Route(path, self._by_method(path, handlers), methods=list(handlers))
                 for path, handlers in table.items()
             ),
             *entries,
         ]
 
+    def _by_method(self, path: str, handlers: dict[str, Handler]) -> Handler:
+        """One endpoint per path, so a 405 lists every method the path has in ``Allow``.
 
-def _by_method(handlers: dict[str, Handler]) -> Handler:
-    """One endpoint per path, so a 405 lists every method the path has in ``Allow``."""
-    if "GET" in handlers:
-        handlers = {**handlers, "HEAD": handlers["GET"]}
+        It authenticates the admin (reads: any token; anything else: a write token) and
+        records every request but a read in the audit log before answering.
+        """
+        if "GET" in handlers:
+            handlers = {**handlers, "HEAD": handlers["GET"]}
 
-    async def endpoint(request: Request) -> Response:
-        return await handlers[request.method](request)
+        async def endpoint(request: Request) -> Response:
+            write = request.method not in READ_METHODS
+            actor = await self.authorize(request, write=False)
+            action = f"{request.method} {path}"
+            detail: dict[str, Any] = {}
+            if (idem := request.headers.get("idempotency-key")) is not None:
+                detail["idempotency_key"] = idem[:255]
+            try:
+                actor.require(write)
+                response = await handlers[request.method](request)
+            except ServiceError as exc:
+                if write:
+                    detail["error"] = exc.code
+                    await self.audit(
+                        request.scope, actor, action, exc.status_code, detail, wait=True
+                    )
+                raise
+            if write:
+                await self.audit(
+                    request.scope, actor, action, response.status_code, detail, wait=True
+                )
+            return response
 
-    return endpoint
+        return endpoint

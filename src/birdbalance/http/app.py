@@ -42,6 +42,7 @@ from birdbalance.service import Service
 from birdbalance.settings import Settings
 from birdbalance.storage import Store, open_store
 
+from .access import trusted_networks
 from .admin import AdminAPI
 from .balance import BALANCE_PATHS, BalanceEndpoint
 from .dashboard import Dashboard
@@ -170,6 +171,7 @@ def create_app(settings: Settings, store: Store | None = None) -> BirdbalanceApp
         settings.max_body_bytes,
         metrics,
         body_timeout_s=settings.request_timeout_s,
+        trusted_proxies=trusted_networks(settings.trusted_proxies),
     )
     # Without a configured secret, sessions last as long as this app (see server.run,
     # which gives every worker of one run the same one).
@@ -181,6 +183,7 @@ def create_app(settings: Settings, store: Store | None = None) -> BirdbalanceApp
         settings.admin_token,
         secure_cookies=settings.secure_cookies,
         body_timeout_s=settings.request_timeout_s,
+        audit=admin.audit,
     )
     document = openapi_document()
     lookups = store.balance_lookups()
@@ -222,7 +225,7 @@ def create_app(settings: Settings, store: Store | None = None) -> BirdbalanceApp
 
     async def metrics_text(request: Request) -> Response:
         """Prometheus metrics of this process (the admin token, as for ``/v1/``)."""
-        admin.authorize(request.headers.get("authorization", ""))
+        await admin.authorize(request, write=False)
         try:
             gauges = await asyncio.wait_for(
                 run_in_threadpool(scrape_gauges, store, settings.metrics_ledger_gauges),
@@ -242,6 +245,7 @@ def create_app(settings: Settings, store: Store | None = None) -> BirdbalanceApp
                 f"database schema is at version {current}, this birdbalance needs {latest}:"
                 " run `birdbalance migrate`"
             )
+        store.check_key_secret()
         store.cache_balances(settings.balance_cache_size)
         deliverer = Deliverer(store, settings, admin.background_write, metrics)
         tasks = [
@@ -258,7 +262,7 @@ def create_app(settings: Settings, store: Store | None = None) -> BirdbalanceApp
                     await task
             if lookups is not None:
                 await lookups.close()
-            admin.close()
+            await admin.close()
             store.close()
 
     rest = Starlette(
@@ -278,7 +282,9 @@ def create_app(settings: Settings, store: Store | None = None) -> BirdbalanceApp
         lifespan=lifespan,
     )
     return BirdbalanceApp(
-        BalanceEndpoint(store.lookup_balance, lookups.lookup if lookups else None),
+        BalanceEndpoint(
+            store.hasher.digest, store.lookup_balance, lookups.lookup if lookups else None
+        ),
         admin.entries,
         rest,
         metrics,

@@ -14,7 +14,7 @@ from typing import Any, Final
 from urllib.parse import parse_qsl
 
 from birdbalance.errors import InternalError, MethodNotAllowed, ServiceUnavailable
-from birdbalance.keys import MAX_CREDENTIAL_CHARS, hash_key, is_well_formed, key_from_authorization
+from birdbalance.keys import MAX_CREDENTIAL_CHARS, is_well_formed, key_from_authorization
 from birdbalance.ledger import Payment
 from birdbalance.money import balance_type, format_amount
 from birdbalance.records import BalanceView
@@ -81,13 +81,15 @@ class BalanceEndpoint:
 
     def __init__(
         self,
+        digest: Callable[[str], bytes],
         lookup: Callable[[bytes], BalanceView | None],
         async_lookup: Callable[[bytes], Awaitable[BalanceView | None]] | None = None,
     ) -> None:
+        self._digest = digest
         self._lookup = lookup
         self._async_lookup = async_lookup
-        # Digests of recent well-formed Authorization values (SHA-256 is deterministic, so
-        # this is a memo, not a credential store), and rendered answers by the view they
+        # Digests of recent well-formed Authorization values (the digest is deterministic,
+        # so this is a memo, not a credential store), and rendered answers by the view they
         # show: most requests repeat a recent key and a recent answer.
         self._digests: dict[bytes, bytes] = {}
         self._rendered: dict[BalanceView, tuple[bytes, list[tuple[bytes, bytes]]]] = {}
@@ -106,11 +108,11 @@ class BalanceEndpoint:
                     if key is not None:
                         if len(self._digests) >= _MAX_RENDERED:
                             self._digests.clear()
-                        digest = self._digests[value] = hash_key(key)
+                        digest = self._digests[value] = self._digest(key)
                 break
         if digest is None and scope["query_string"]:
             key = _key_from_query(scope["query_string"])
-            digest = hash_key(key) if key is not None else None
+            digest = self._digest(key) if key is not None else None
         try:
             if digest is None:
                 view = None

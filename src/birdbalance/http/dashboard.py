@@ -33,10 +33,11 @@ from birdbalance import keys as access_keys
 from birdbalance.daily import CHART_DAYS
 from birdbalance.errors import NotFound, ServiceError
 from birdbalance.ledger import EntryKind, Mode
-from birdbalance.records import ApiKey
+from birdbalance.records import ApiKey, TokenScope
 from birdbalance.representations import delivery_json, event_json
 from birdbalance.service import Service
 
+from .access import ENV_TOKEN_ACTOR, Actor
 from .bodies import read_body
 from .responses import csv_download
 from .sessions import SESSION_COOKIE, SIGN_IN_COOKIE, Session, SessionSigner, key_subject, new_nonce
@@ -46,6 +47,8 @@ Reader = Callable[[Callable[[], T]], Awaitable[T]]
 
 #: Entries per page of the entries table.
 ENTRIES_PAGE_SIZE: Final = 50
+#: Admin sessions of a stored token carry its id after this prefix.
+TOKEN_SUBJECT: Final = "tok:"  # noqa: S105 -- a prefix
 #: Accounts per page of the admin's account list.
 ACCOUNTS_PAGE_SIZE: Final = 50
 #: Newest events (alerts) shown with their deliveries.
@@ -122,7 +125,9 @@ class Dashboard:
         *,
         secure_cookies: bool,
         body_timeout_s: float = 10.0,
+        audit: Callable[..., Awaitable[None]] | None = None,
     ) -> None:
+        self._audit = audit
         self._body_timeout_s = body_timeout_s
         self.service = service
         self._read = read
@@ -184,6 +189,13 @@ class Dashboard:
         if session is None:
             return None
         if session.role == "admin":
+            if session.subject.startswith(TOKEN_SUBJECT):
+                token_id = session.subject.removeprefix(TOKEN_SUBJECT)
+                try:
+                    found = await self._read(lambda: self.service.store.get_token(token_id))
+                except NotFound:
+                    return None
+                return Viewer(session, None) if found.revoked_at is None else None
             token = self._admin_token
             if token is None or not hmac.compare_digest(
                 session.subject, self.signer.admin_subject(token)
@@ -284,20 +296,32 @@ class Dashboard:
             )
         credential = form.get("credential", "").strip()
         session_cookie: str | None = None
+        actor: Actor | None = None
         now_s = int(time.time())
         token = self._admin_token
         if token is not None and hmac.compare_digest(
             credential.encode("utf-8"), token.encode("utf-8")
         ):
             _, session_cookie = self.signer.issue("admin", self.signer.admin_subject(token), now_s)
+            actor = Actor(ENV_TOKEN_ACTOR, TokenScope.WRITE, ENV_TOKEN_ACTOR)
+        elif access_keys.is_token(credential):
+            digest = self.service.store.hasher.digest(credential)
+            found = await self._read(lambda: self.service.store.token_by_digest(digest))
+            if found is not None:
+                subject = TOKEN_SUBJECT + found.id
+                _, session_cookie = self.signer.issue("admin", subject, now_s)
+                actor = Actor(found.id, found.scope, found.name)
         elif access_keys.is_well_formed(credential):
-            digest = access_keys.hash_key(credential)
+            digest = self.service.store.hasher.digest(credential)
             key = await self._read(lambda: self.service.store.key_by_digest(digest))
             if key is not None:
                 _, session_cookie = self.signer.issue("account", key_subject(digest), now_s)
         if session_cookie is None:
             # One answer for every failure: it tells nothing about which keys exist.
             return self._sign_in_form(request, "That access key or admin token is not valid.", 401)
+        if actor is not None and self._audit is not None:
+            action = "POST /dashboard/sign-in"
+            await self._audit(request.scope, actor, action, 303, {}, wait=True)
         response = RedirectResponse("/dashboard", status_code=303)
         self._cookie(response, SESSION_COOKIE, session_cookie, self.signer.lifetime_s)
         self._cookie(response, SIGN_IN_COOKIE, "", 0)

@@ -29,10 +29,12 @@ from birdbalance.representations import posted_json
 from birdbalance.service import Service
 from birdbalance.validation import parse_json_body
 
+from .access import Actor
 from .responses import JSON_CONTENT_TYPE, dumps, error_bytes
 from .writes import WriteQueue
 
 Scope = MutableMapping[str, Any]
+AuditHook = Callable[..., Awaitable[None]]
 Receive = Callable[[], Awaitable[MutableMapping[str, Any]]]
 Send = Callable[[MutableMapping[str, Any]], Awaitable[None]]
 
@@ -50,6 +52,13 @@ _MAX_DRAIN_BYTES: Final = 1024 * 1024
 logger = logging.getLogger("birdbalance.http")
 
 
+def _header(scope: Scope, wanted: bytes) -> str | None:
+    for name, value in scope["headers"]:
+        if name == wanted:
+            return str(value.decode("latin-1"))
+    return None
+
+
 class EntryEndpoint:
     """Posts one ledger entry per request through the admin API's write queue.
 
@@ -60,7 +69,7 @@ class EntryEndpoint:
 
     def __init__(
         self,
-        authorize: Callable[[str], None],
+        authorize: Callable[..., Awaitable[Actor]],
         service: Service,
         writes: WriteQueue,
         max_body_bytes: int,
@@ -73,6 +82,8 @@ class EntryEndpoint:
         self._writes = writes
         self._max_body_bytes = max_body_bytes
         self._metrics = metrics
+        #: Records each authenticated request in the audit log (set by the admin API).
+        self.audit: AuditHook | None = None
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         """The endpoint as a routed ASGI app (``path_params`` from the router)."""
@@ -84,7 +95,10 @@ class EntryEndpoint:
     ) -> None:
         """Answer one entry request (the kind by its path's last segment)."""
         kind = KINDS[kind_path]
+        actor: Actor | None = None
         try:
+            actor = await self._authorize(_header(scope, b"authorization") or "", write=False)
+            actor.require(write=True)
             posted = await self._post(scope, receive, account_id, kind)
             status, body = 201, dumps(posted_json(posted))
             outcome = "replayed" if posted.replayed else "posted"
@@ -99,6 +113,14 @@ class EntryEndpoint:
             status, body, outcome = 500, error_bytes(InternalError()), "failed"
         if self._metrics is not None:
             self._metrics.entries.inc(kind.value, outcome)
+        if actor is not None and self.audit is not None:
+            # Not awaited to commit: the entry is the durable record of a ledger write (see
+            # docs/security.md), and its audit row follows in the next audit batch.
+            detail: dict[str, Any] = {"outcome": outcome}
+            if (idem := _header(scope, b"idempotency-key")) is not None:
+                detail["idempotency_key"] = idem[:255]
+            action = f"POST /v1/accounts/{{account_id}}/{kind_path}"
+            await self.audit(scope, actor, action, status, detail, wait=False)
         headers = [
             (b"content-length", str(len(body)).encode("ascii")),
             (b"content-type", JSON_CONTENT_TYPE),
@@ -112,15 +134,12 @@ class EntryEndpoint:
     async def _post(
         self, scope: Scope, receive: Receive, account_id: str, kind: EntryKind
     ) -> PostedEntry:
-        authorization = idem = declared = None
+        idem = declared = None
         for name, value in scope["headers"]:
-            if name == b"authorization":
-                authorization = value.decode("latin-1")
-            elif name == b"idempotency-key":
+            if name == b"idempotency-key":
                 idem = value.decode("latin-1")
             elif name == b"content-length":
                 declared = value
-        self._authorize(authorization or "")
         if declared is not None:
             if not declared.isdigit():
                 raise BadRequest("Content-Length is not a number")

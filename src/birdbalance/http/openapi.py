@@ -25,11 +25,13 @@ def _errors(*statuses: int) -> dict[str, Any]:
     text = {
         400: "Bad request (malformed JSON)",
         401: "Unauthorized",
+        403: "The admin token is read-only (code 2)",
         404: "Not found",
         405: "Method not allowed",
         409: "Idempotency-Key reused with a different request",
         413: "Request body too large",
         422: "Missing or invalid parameter, or not enough balance (code 25)",
+        429: "Rate limited (code 29); Retry-After says when to try again",
         500: "Internal error (code 99)",
         503: "Busy, try again",
     }
@@ -145,7 +147,20 @@ def _probe(name: str, summary: str) -> dict[str, Any]:
 
 
 def openapi_document() -> dict[str, Any]:
-    """The whole document, built fresh (cheap; served from memory)."""
+    """The whole document, built fresh (cheap; served from memory).
+
+    Every operation may answer 429 (rate limits, failed-authentication throttling), and
+    every admin operation 403 (a read-only token asking to write).
+    """
+    document = _document()
+    for operations in document["paths"].values():
+        for operation in operations.values():
+            extra = [429] + ([403] if operation.get("security") == _ADMIN else [])
+            operation["responses"].update(_errors(*extra))
+    return document
+
+
+def _document() -> dict[str, Any]:
     balance_get = {
         "operationId": "getBalance",
         "summary": "Get account balance",
@@ -278,6 +293,57 @@ def openapi_document() -> dict[str, Any]:
                     "responses": {
                         "200": _json(_ref("ApiKey"), "The revoked key"),
                         **_errors(401, 404, 503),
+                    },
+                }
+            },
+            "/v1/keys/{key_id}/rotate": {
+                "post": {
+                    "operationId": "rotateKey",
+                    "summary": "Replace a key: a new one for the same ledger, while the old"
+                    " one keeps working for `expires_in` seconds",
+                    "tags": ["Keys"],
+                    "security": _ADMIN,
+                    "parameters": [_path_param("key_id"), {**_IDEMPOTENCY, "required": False}],
+                    "requestBody": {
+                        "required": False,
+                        "content": {
+                            "application/json": {
+                                "schema": {
+                                    "type": "object",
+                                    "additionalProperties": False,
+                                    "properties": {
+                                        "expires_in": {
+                                            "type": "integer",
+                                            "minimum": 0,
+                                            "maximum": 2592000,
+                                            "default": 86400,
+                                        }
+                                    },
+                                }
+                            }
+                        },
+                    },
+                    "responses": {
+                        "201": _json(_ref("RotatedKey"), "The new key (its secret once)"),
+                        **_errors(400, 401, 404, 409, 413, 422, 503),
+                    },
+                }
+            },
+            "/v1/audit": {
+                "get": {
+                    "operationId": "listAudit",
+                    "summary": "The audit log of admin actions, newest first",
+                    "tags": ["Security"],
+                    "security": _ADMIN,
+                    "parameters": [
+                        _query("limit", {"type": "integer", "minimum": 1, "maximum": 500}),
+                        _query("cursor", {"type": "string", "pattern": "^[0-9]{1,18}$"}),
+                        _query("actor", {"type": "string", "maxLength": 255}),
+                        _query("action", {"type": "string", "maxLength": 255}),
+                    ],
+                    "responses": {
+                        "200": _json(_page("AuditRecord"), "A page of audit records"),
+                        **_errors(401, 422),
                     },
                 }
             },
@@ -966,8 +1032,37 @@ def _schemas() -> dict[str, Any]:
                 "mode": _MODE,
                 "hint": {"type": "string"},
                 "key": {"type": "string", "description": "Only in the creating response."},
+                "status": {"type": "string", "enum": ["live", "expiring", "expired", "revoked"]},
                 "created_at": {"type": "string", "format": "date-time"},
+                "expires_at": {
+                    "type": ["string", "null"],
+                    "format": "date-time",
+                    "description": "A rotated key stops working then.",
+                },
                 "revoked_at": nullable_text,
+            },
+        },
+        "RotatedKey": {
+            "type": "object",
+            "properties": {
+                "key": {**_ref("ApiKey"), "description": "The new key, with `key` once."},
+                "previous": {**_ref("ApiKey"), "description": "The old key, now expiring."},
+            },
+        },
+        "AuditRecord": {
+            "type": "object",
+            "properties": {
+                "seq": {"type": "integer"},
+                "at": {"type": "string", "format": "date-time"},
+                "actor": {
+                    "type": "string",
+                    "description": "A token's id, `admin-token` or `cli:<user>`.",
+                },
+                "action": {"type": "string", "examples": ["DELETE /v1/keys/{key_id}"]},
+                "target": nullable_text,
+                "address": nullable_text,
+                "status": {"type": "integer"},
+                "detail": {"type": "object"},
             },
         },
         "Entry": entry,

@@ -19,11 +19,14 @@ from collections.abc import Sequence
 from typing import Any, Protocol
 
 from birdbalance.errors import ServiceError
+from birdbalance.keys import KeyHasher
 from birdbalance.ledger import HoldStatus, Mode
 from birdbalance.records import (
     Account,
+    AdminToken,
     AlertRule,
     ApiKey,
+    AuditRecord,
     BalanceAt,
     BalanceView,
     DailySeries,
@@ -41,6 +44,7 @@ from birdbalance.records import (
     NewEntry,
     NewHold,
     NewKey,
+    NewToken,
     NewWebhook,
     OutboxStats,
     Page,
@@ -51,6 +55,7 @@ from birdbalance.records import (
 from birdbalance.settings import Settings, SettingsError
 
 from .sql import MAX_WRITE_BATCH as MAX_WRITE_BATCH
+from .sql import SQLStore
 
 #: Largest page any listing returns.
 MAX_PAGE_SIZE = 500
@@ -108,8 +113,48 @@ class Store(Protocol):
 
     def list_keys(self, account_id: str) -> list[ApiKey]: ...
 
+    def get_key(self, key_id: str) -> ApiKey:
+        """Raises ``NotFound``."""
+
     def revoke_key(self, key_id: str) -> ApiKey:
         """Revoke (idempotently); raises ``NotFound``."""
+
+    def rotate_key(
+        self, key_id: str, new_hash: bytes, new_hint: str, expires_at: str, idem: Idempotency | None
+    ) -> tuple[ApiKey, ApiKey, bool]:
+        """A new key for the ledger of ``key_id``, which stays live until ``expires_at``.
+
+        ``(new, old, replayed)``; raises ``NotFound``, or ``StateConflict`` for a key that
+        is no longer live or a ledger at its live-key limit.
+        """
+
+    @property
+    def hasher(self) -> KeyHasher:
+        """Digests of access keys and admin tokens under this database's key secret."""
+
+    def check_key_secret(self) -> None:
+        """Raise ``KeySecretMismatch`` if the keys are stored under another secret."""
+
+    def create_token(self, new: NewToken) -> AdminToken: ...
+
+    def list_tokens(self) -> list[AdminToken]: ...
+
+    def get_token(self, token_id: str) -> AdminToken:
+        """Raises ``NotFound``."""
+
+    def revoke_token(self, token_id: str) -> AdminToken:
+        """Revoke (idempotently); raises ``NotFound``."""
+
+    def token_by_digest(self, token_hash: bytes) -> AdminToken | None:
+        """The unrevoked admin token with this digest, or None."""
+
+    def append_audit(self, records: Sequence[AuditRecord]) -> None:
+        """Add records to the append-only audit log, in one transaction."""
+
+    def list_audit(
+        self, cursor: int | None, limit: int, actor: str | None, action: str | None
+    ) -> Page[AuditRecord]:
+        """Audit records, newest first, ``limit`` <= :data:`MAX_PAGE_SIZE`."""
 
     def post_entry(self, new: NewEntry, idem: Idempotency) -> PostedEntry:
         """Append an entry under the ledger rules, atomically and idempotently."""
@@ -143,7 +188,7 @@ class Store(Protocol):
         them, from the per-day table the entries' trigger keeps; raises ``NotFound``."""
 
     def key_by_digest(self, key_hash: bytes) -> ApiKey | None:
-        """The live (not revoked) key with this digest, or None."""
+        """The live (not revoked, not expired) key with this digest, or None."""
 
     def deliveries_of(self, event_ids: Sequence[str]) -> dict[str, list[Delivery]]:
         """The deliveries of up to 10,000 events, by event id."""
@@ -253,24 +298,33 @@ class Store(Protocol):
 
 
 def open_store(settings: Settings) -> Store:
-    """The store for ``settings.database_url``; connects lazily."""
+    """The store for ``settings.database_url``; connects lazily.
+
+    Reads (or, on first use, makes) the key secret: see :mod:`birdbalance.key_secret`.
+    """
+    from birdbalance.key_secret import key_hasher
+
     url = settings.database_url
+    store: SQLStore
     if url.startswith("sqlite:"):
         from birdbalance.storage.sqlite import SQLiteStore, path_from_url
 
-        return SQLiteStore(
+        store = SQLiteStore(
             path_from_url(url),
             synchronous=settings.sqlite_synchronous,
             busy_timeout_ms=settings.sqlite_busy_timeout_ms,
         )
-    if url.startswith(("postgresql:", "postgres:")):
+    elif url.startswith(("postgresql:", "postgres:")):
         from birdbalance.storage.postgres import PostgresStore
 
-        return PostgresStore(
+        store = PostgresStore(
             url,
             pool_size=settings.database_pool_size,
             pool_timeout_s=settings.database_timeout_s,
             connect_timeout_s=settings.database_timeout_s,
             statement_timeout_ms=round(settings.database_timeout_s * 1000),
         )
-    raise SettingsError(f"unsupported database URL scheme in {url.split(':', 1)[0]!r}")
+    else:
+        raise SettingsError(f"unsupported database URL scheme in {url.split(':', 1)[0]!r}")
+    store.key_hasher = key_hasher(settings)
+    return store

@@ -29,7 +29,7 @@ from birdbalance.ids import utc_timestamp
 from birdbalance.ledger import Payment
 from birdbalance.records import BalanceView
 
-from .sql import LOOKUP_COLUMNS, LOOKUP_FROM, SQLStore, pending_migrations
+from .sql import LOOKUP_COLUMNS, LOOKUP_FROM, LOOKUP_UNEXPIRED, SQLStore, pending_migrations
 
 #: Requests that may wait for a pooled connection at once; more are refused with 503.
 MAX_POOL_WAITING: Final = 1024
@@ -86,7 +86,9 @@ _LOOKUP_MANY_SQL: Final = (
     "SELECT w.h, l.* FROM unnest(%s::bytea[]) AS w(h) CROSS JOIN LATERAL (SELECT "  # noqa: S608 -- constants only
     + LOOKUP_COLUMNS
     + LOOKUP_FROM
-    + " = w.h OFFSET 0) AS l"
+    + " = w.h"
+    + LOOKUP_UNEXPIRED.replace("?", "%s")
+    + " OFFSET 0) AS l"
 )
 
 
@@ -148,7 +150,7 @@ class CoalescedLookups:
             async with asyncio.timeout(self._timeout_s):
                 conn = self._idle.pop() if self._idle else await self._connect()
                 try:
-                    cursor = await conn.execute(_LOOKUP_MANY_SQL, (list(batch),))
+                    cursor = await conn.execute(_LOOKUP_MANY_SQL, (list(batch), utc_timestamp()))
                     for row in await cursor.fetchall():
                         found[bytes(row[0])] = BalanceView(Payment(row[1]), *row[2:])
                 except BaseException:
@@ -306,6 +308,9 @@ class PostgresStore(SQLStore):
     def _lock_key(self, conn: Any, key: str) -> None:
         conn.execute("SELECT pg_advisory_xact_lock(%s)", (_key_lock_id(key),))
 
+    def _lock_account(self, conn: Any, account_id: str) -> None:
+        conn.execute("SELECT 1 FROM accounts WHERE id = %s FOR UPDATE", (account_id,))
+
     def _lock_keys(self, conn: Any, keys: Sequence[str]) -> None:
         # One round trip; unnest yields the array in order, so every batch (on every
         # node) takes its keys' locks in ascending order and batches cannot deadlock.
@@ -349,6 +354,7 @@ class PostgresStore(SQLStore):
             for version, name, script in pending_migrations(self.engine, current, target):
                 # No parameters: psycopg sends the script as one simple query.
                 conn.execute(script.encode("utf-8"))
+                self._after_migration(conn, version)
                 conn.execute(
                     "INSERT INTO schema_migrations VALUES (%s, %s, %s)",
                     (version, name, utc_timestamp()),

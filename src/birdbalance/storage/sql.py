@@ -19,6 +19,7 @@ Concurrency, engine by engine:
 
 from __future__ import annotations
 
+import hmac
 import json
 from collections.abc import Iterable, Iterator, Sequence
 from contextlib import AbstractContextManager, contextmanager
@@ -30,11 +31,13 @@ from birdbalance.alerts import Crossing, EventType, RuleState, crossings, is_low
 from birdbalance.errors import (
     IdempotencyConflict,
     InvalidParameter,
+    KeySecretMismatch,
     NotFound,
     ServiceError,
     StateConflict,
 )
 from birdbalance.ids import new_id, utc_timestamp
+from birdbalance.keys import KeyHasher
 from birdbalance.ledger import (
     EntryFact,
     EntryKind,
@@ -51,8 +54,10 @@ from birdbalance.ledger import (
 from birdbalance.money import balance_type, format_amount
 from birdbalance.records import (
     Account,
+    AdminToken,
     AlertRule,
     ApiKey,
+    AuditRecord,
     BalanceAt,
     BalanceView,
     DailySeries,
@@ -72,15 +77,17 @@ from birdbalance.records import (
     NewEntry,
     NewHold,
     NewKey,
+    NewToken,
     NewWebhook,
     OutboxStats,
     Page,
     PostedEntry,
     Recharge,
     Statement,
+    TokenScope,
     Webhook,
 )
-from birdbalance.settings import MAX_LEDGER_GAUGES
+from birdbalance.settings import MAX_LEDGER_GAUGES, SettingsError
 
 #: Most entries one page of a statement holds.
 MAX_STATEMENT_PAGE: Final = 10_000
@@ -98,7 +105,19 @@ LOOKUP_FROM: Final = (
     " JOIN accounts a ON a.id = k.account_id"
     " WHERE k.revoked_at IS NULL AND k.key_hash"
 )
-LOOKUP_SQL: Final = "SELECT " + LOOKUP_COLUMNS + LOOKUP_FROM + " = ?"
+#: Follows the digest condition: a rotated key ends at its ``expires_at`` (parameter: now).
+LOOKUP_UNEXPIRED: Final = " AND (k.expires_at IS NULL OR k.expires_at > ?)"
+LOOKUP_SQL: Final = (
+    "SELECT " + LOOKUP_COLUMNS + ", k.expires_at" + LOOKUP_FROM + " = ?" + LOOKUP_UNEXPIRED
+)
+#: Most live (unrevoked, unexpired) keys one ledger may have: rotation needs two.
+MAX_LIVE_KEYS: Final = 10
+#: Largest page of the audit log.
+MAX_AUDIT_PAGE: Final = 500
+#: Most admin tokens listed (revoked ones included).
+MAX_TOKENS: Final = 1000
+#: The schema version that stores keys under the key secret.
+KEY_SECRET_VERSION: Final = 7
 _ACCOUNT_SQL: Final = (
     "SELECT a.id, a.name, a.payment, a.asset, a.scale, a.credit_limit_minor, a.metadata,"
     " a.created_at, l.balance_minor, l.seq, l.held_minor, t.balance_minor, t.seq,"
@@ -110,7 +129,14 @@ _ENTRY_SQL: Final = (
     "SELECT id, account_id, mode, seq, kind, amount_minor, balance_after_minor, refund_of,"
     " reference, metadata, created_at, hold_id FROM entries"
 )
-_KEY_SQL: Final = "SELECT id, account_id, mode, hint, created_at, revoked_at FROM api_keys"
+_KEY_SQL: Final = (
+    "SELECT id, account_id, mode, hint, created_at, revoked_at, expires_at FROM api_keys"
+)
+_LIVE_KEY: Final = " revoked_at IS NULL AND (expires_at IS NULL OR expires_at > ?)"
+_TOKEN_SQL: Final = "SELECT id, name, scope, hint, created_at, revoked_at FROM admin_tokens"  # noqa: S105 -- SQL
+_AUDIT_SQL: Final = "SELECT seq, at, actor, action, target, address, status, detail FROM audit_log"
+#: The name under which ``server_meta`` keeps the key secret's check value.
+_KEY_SECRET_CHECK: Final = "key_secret_check"  # noqa: S105 -- a row name
 _HOLD_SQL: Final = (
     "SELECT id, account_id, mode, amount_minor, status, captured_minor, expires_at,"
     " reference, metadata, created_at, resolved_at FROM holds"
@@ -197,6 +223,8 @@ class SQLStore:
     skip_locked: ClassVar[str] = ""
     #: How many writes may run at once in one process.
     max_concurrent_writes: int = 1
+    #: Digests keys and tokens; :func:`birdbalance.storage.open_store` sets it.
+    key_hasher: KeyHasher | None = None
 
     # ------------------------------------------------------------------ engine hooks
 
@@ -250,7 +278,7 @@ class SQLStore:
 
     def lookup_balance(self, key_hash: bytes) -> BalanceView | None:
         with self._read() as conn:
-            row = self._x(conn, LOOKUP_SQL, (key_hash,)).fetchone()
+            row = self._x(conn, LOOKUP_SQL, (key_hash, utc_timestamp())).fetchone()
         return None if row is None else BalanceView(Payment(row[0]), row[1], row[2], row[3])
 
     # ------------------------------------------------------------------ idempotency
@@ -344,15 +372,66 @@ class SQLStore:
             if replayed is not None:
                 return self._key(conn, replayed), True
             self._account(conn, new.account_id)
-            key_id = new_id("key")
-            self._x(
-                conn,
-                "INSERT INTO api_keys (id, account_id, mode, key_hash, hint, created_at,"
-                " revoked_at) VALUES (?, ?, ?, ?, ?, ?, NULL)",
-                (key_id, new.account_id, new.mode.value, new.key_hash, new.hint, utc_timestamp()),
-            )
+            key_id = self._insert_key(conn, new)
             self._remember(conn, idem, "key", key_id)
             return self._key(conn, key_id), False
+
+    def _insert_key(self, conn: Any, new: NewKey) -> str:
+        """A new live key, within the ledger's :data:`MAX_LIVE_KEYS`."""
+        # The account's row lock keeps two creations from both passing the count.
+        self._lock_account(conn, new.account_id)
+        live = self._x(
+            conn,
+            "SELECT COUNT(*) FROM api_keys WHERE account_id = ? AND mode = ? AND"  # noqa: S608 -- constants only
+            + _LIVE_KEY,
+            (new.account_id, new.mode.value, utc_timestamp()),
+        ).fetchone()[0]
+        if live >= MAX_LIVE_KEYS:
+            raise StateConflict(
+                f"this ledger already has {MAX_LIVE_KEYS} live keys: revoke one first", "mode"
+            )
+        key_id = new_id("key")
+        self._x(
+            conn,
+            "INSERT INTO api_keys (id, account_id, mode, key_hash, hint, created_at,"
+            " revoked_at, expires_at) VALUES (?, ?, ?, ?, ?, ?, NULL, NULL)",
+            (key_id, new.account_id, new.mode.value, new.key_hash, new.hint, utc_timestamp()),
+        )
+        return key_id
+
+    def _lock_account(self, conn: Any, account_id: str) -> None:
+        """Serialize key changes of one account, where the engine has row locks."""
+
+    def rotate_key(
+        self, key_id: str, new_hash: bytes, new_hint: str, expires_at: str, idem: Idempotency | None
+    ) -> tuple[ApiKey, ApiKey, bool]:
+        """A new key for the same ledger; the old one stays live until ``expires_at``.
+
+        Returns ``(new, old, replayed)``. A key already ending sooner keeps its end.
+        """
+        with self._write() as conn:
+            replayed = self._replayed_id(conn, idem, "key")
+            if replayed is not None:
+                return self._key(conn, replayed), self._key(conn, key_id), True
+            old = self._key(conn, key_id)
+            now = utc_timestamp()
+            if old.revoked_at is not None or (old.expires_at is not None and old.expires_at <= now):
+                raise StateConflict(f"key {key_id} is no longer live", "key")
+            new_key_id = self._insert_key(
+                conn, NewKey(old.account_id, old.mode, new_hash, new_hint)
+            )
+            self._x(
+                conn,
+                "UPDATE api_keys SET expires_at = ? WHERE id = ?"
+                " AND (expires_at IS NULL OR expires_at > ?)",
+                (expires_at, key_id, expires_at),
+            )
+            self._remember(conn, idem, "key", new_key_id)
+            return self._key(conn, new_key_id), self._key(conn, key_id), False
+
+    def get_key(self, key_id: str) -> ApiKey:
+        with self._read() as conn:
+            return self._key(conn, key_id)
 
     def _key(self, conn: Any, key_id: str) -> ApiKey:
         row = self._x(conn, _KEY_SQL + " WHERE id = ?", (key_id,)).fetchone()
@@ -374,6 +453,135 @@ class SQLStore:
                 (utc_timestamp(), key_id),
             )
             return self._key(conn, key_id)
+
+    # ------------------------------------------------------------------ the key secret
+
+    def _adopt_key_secret(self, conn: Any) -> None:
+        """Schema v7: move the keys' plain SHA-256 digests under the secret, and record it."""
+        hasher = self.hasher
+        rows = self._x(conn, "SELECT id, key_hash FROM api_keys").fetchall()
+        self._x_many(
+            conn,
+            "UPDATE api_keys SET key_hash = ? WHERE id = ?",
+            [(hasher.adopt(bytes(r[1])), r[0]) for r in rows],
+        )
+        self._x(
+            conn,
+            "INSERT INTO server_meta (name, value) VALUES (?, ?)",
+            (_KEY_SECRET_CHECK, hasher.check_value()),
+        )
+
+    def _after_migration(self, conn: Any, version: int) -> None:
+        """The steps of a migration that need more than SQL, in its transaction."""
+        if version == KEY_SECRET_VERSION:
+            self._adopt_key_secret(conn)
+
+    def check_key_secret(self) -> None:
+        """Raise ``KeySecretMismatch`` if the keys are stored under another secret."""
+        with self._read() as conn:
+            row = self._x(
+                conn, "SELECT value FROM server_meta WHERE name = ?", (_KEY_SECRET_CHECK,)
+            ).fetchone()
+        if row is None or not hmac.compare_digest(str(row[0]), self.hasher.check_value()):
+            raise KeySecretMismatch()
+
+    @property
+    def hasher(self) -> KeyHasher:
+        """How keys and tokens are digested; set by :func:`birdbalance.storage.open_store`."""
+        if self.key_hasher is None:
+            raise SettingsError("this store was opened without a key secret")
+        return self.key_hasher
+
+    # ------------------------------------------------------------------ admin tokens
+
+    def create_token(self, new: NewToken) -> AdminToken:
+        with self._write() as conn:
+            token_id = new_id("tok")
+            self._x(
+                conn,
+                "INSERT INTO admin_tokens (id, name, scope, token_hash, hint, created_at,"
+                " revoked_at) VALUES (?, ?, ?, ?, ?, ?, NULL)",
+                (token_id, new.name, new.scope.value, new.token_hash, new.hint, utc_timestamp()),
+            )
+            return self._token(conn, token_id)
+
+    def get_token(self, token_id: str) -> AdminToken:
+        with self._read() as conn:
+            return self._token(conn, token_id)
+
+    def _token(self, conn: Any, token_id: str) -> AdminToken:
+        row = self._x(conn, _TOKEN_SQL + " WHERE id = ?", (token_id,)).fetchone()
+        if row is None:
+            raise NotFound(f"no admin token {token_id}", "token")
+        return _token_from_row(row)
+
+    def list_tokens(self) -> list[AdminToken]:
+        with self._read() as conn:
+            rows = self._x(conn, _TOKEN_SQL + " ORDER BY id LIMIT ?", (MAX_TOKENS,)).fetchall()
+        return [_token_from_row(r) for r in rows]
+
+    def revoke_token(self, token_id: str) -> AdminToken:
+        with self._write() as conn:
+            self._x(
+                conn,
+                "UPDATE admin_tokens SET revoked_at = ? WHERE id = ? AND revoked_at IS NULL",
+                (utc_timestamp(), token_id),
+            )
+            return self._token(conn, token_id)
+
+    def token_by_digest(self, token_hash: bytes) -> AdminToken | None:
+        with self._read() as conn:
+            row = self._x(
+                conn,
+                _TOKEN_SQL + " WHERE token_hash = ? AND revoked_at IS NULL",
+                (token_hash,),
+            ).fetchone()
+        return None if row is None else _token_from_row(row)
+
+    # ------------------------------------------------------------------ audit log
+
+    def append_audit(self, records: Sequence[AuditRecord]) -> None:
+        at = utc_timestamp()
+        with self._write() as conn:
+            self._x_many(
+                conn,
+                "INSERT INTO audit_log (at, actor, action, target, address, status, detail)"
+                " VALUES (?, ?, ?, ?, ?, ?, ?)",
+                [
+                    (
+                        at,
+                        r.actor,
+                        r.action,
+                        r.target,
+                        r.address,
+                        r.status,
+                        json.dumps(r.detail, separators=(",", ":"), sort_keys=True),
+                    )
+                    for r in records
+                ],
+            )
+
+    def list_audit(
+        self, cursor: int | None, limit: int, actor: str | None, action: str | None
+    ) -> Page[AuditRecord]:
+        assert 1 <= limit <= MAX_AUDIT_PAGE
+        where: list[str] = ["seq < ?"]
+        args: list[object] = [cursor if cursor is not None else 2**62]
+        if actor is not None:
+            where.append("actor = ?")
+            args.append(actor)
+        if action is not None:
+            where.append("action = ?")
+            args.append(action)
+        with self._read() as conn:
+            rows = self._x(
+                conn,
+                _AUDIT_SQL + " WHERE " + " AND ".join(where) + " ORDER BY seq DESC LIMIT ?",
+                (*args, limit + 1),
+            ).fetchall()
+        records = [_audit_from_row(r) for r in rows[:limit]]
+        more = len(rows) > limit
+        return Page(records, str(records[-1].seq) if more else None)
 
     # ------------------------------------------------------------------ ledger writes
 
@@ -841,7 +1049,7 @@ class SQLStore:
         """The live (not revoked) key with this digest, or None."""
         with self._read() as conn:
             row = self._x(
-                conn, _KEY_SQL + " WHERE key_hash = ? AND revoked_at IS NULL", (key_hash,)
+                conn, _KEY_SQL + " WHERE key_hash = ? AND" + _LIVE_KEY, (key_hash, utc_timestamp())
             ).fetchone()
         return None if row is None else _key_from_row(row)
 
@@ -1775,7 +1983,24 @@ def _account_from_row(row: Any) -> Account:
 
 
 def _key_from_row(row: Any) -> ApiKey:
-    return ApiKey(row[0], row[1], Mode(row[2]), row[3], row[4], row[5])
+    return ApiKey(row[0], row[1], Mode(row[2]), row[3], row[4], row[5], row[6])
+
+
+def _token_from_row(row: Any) -> AdminToken:
+    return AdminToken(row[0], row[1], TokenScope(row[2]), row[3], row[4], row[5])
+
+
+def _audit_from_row(row: Any) -> AuditRecord:
+    return AuditRecord(
+        actor=row[2],
+        action=row[3],
+        target=row[4],
+        address=row[5],
+        status=int(row[6]),
+        detail=json.loads(row[7]),
+        seq=int(row[0]),
+        at=row[1],
+    )
 
 
 def _entry_from_row(row: Any) -> Entry:

@@ -105,7 +105,8 @@ class SQLiteStore(SQLStore):
         self._lock = threading.Lock()
         self._commits: CommitStamp | None = None
         self._cache_size = 0
-        self._balances: dict[bytes, tuple[bytes, BalanceView]] = {}
+        # Digest -> (commit stamp, answer, the key's expires_at).
+        self._balances: dict[bytes, tuple[bytes, BalanceView, str | None]] = {}
 
     # ------------------------------------------------------------------ connections
 
@@ -189,17 +190,21 @@ class SQLiteStore(SQLStore):
         of any connection or process: a revoked key or a charge shows on the next request.
         """
         stamp = self._commits.stamp() if self._commits is not None else None
+        now = utc_timestamp()
         cached = self._balances.get(key_hash)
         if cached is not None and stamp is not None and cached[0] == stamp:
-            return cached[1]
-        row = self._conn().execute(LOOKUP_SQL, (key_hash,)).fetchone()
+            # A rotated key's end passes without a commit: check it on every hit too.
+            if cached[2] is None or cached[2] > now:
+                return cached[1]
+            return None
+        row = self._conn().execute(LOOKUP_SQL, (key_hash, now)).fetchone()
         if row is None:
             return None  # unknown keys are not cached: guessing cannot fill the cache
         view = BalanceView(Payment(row[0]), row[1], row[2], row[3])
         if stamp is not None:
             if len(self._balances) >= self._cache_size:
                 self._balances.clear()
-            self._balances[key_hash] = (stamp, view)
+            self._balances[key_hash] = (stamp, view, row[4])
         return view
 
     def cache_balances(self, cache_size: int) -> bool:
@@ -241,6 +246,7 @@ class SQLiteStore(SQLStore):
             for version, name, script in pending_migrations(self.engine, current, target):
                 for statement in statements(script, sqlite3.complete_statement):
                     conn.execute(statement)
+                self._after_migration(conn, version)
                 conn.execute(
                     "INSERT INTO schema_migrations VALUES (?, ?, ?)",
                     (version, name, utc_timestamp()),

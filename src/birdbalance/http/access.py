@@ -1,0 +1,195 @@
+"""Who is asking, from where, and the record of what they did.
+
+- :class:`AdminAuth` turns an ``Authorization: Bearer`` value into an :class:`Actor`: the
+  configured ``BIRDBALANCE_ADMIN_TOKEN`` (read and write, compared in constant time), or
+  a token made with ``birdbalance tokens create`` (stored as an HMAC digest, scoped
+  ``read`` or ``write``, looked up on every request so a revocation holds at once on
+  every node).
+- :func:`client_address` is the client's address, from ``X-Forwarded-For`` only when the
+  peer is a configured trusted proxy.
+- :class:`AuditTrail` appends admin actions to the audit log in batches, on the writer
+  threads, behind a bounded queue.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import hmac
+import ipaddress
+import logging
+from collections.abc import Awaitable, Callable, Iterable, MutableMapping
+from dataclasses import dataclass
+from typing import Any, Final, TypeVar
+
+from birdbalance.errors import Forbidden, Unauthorized
+from birdbalance.keys import is_token
+from birdbalance.records import AuditRecord, TokenScope
+from birdbalance.storage import Store
+
+T = TypeVar("T")
+Reader = Callable[[Callable[[], T]], Awaitable[T]]
+
+#: The audit log's name for the configured ``BIRDBALANCE_ADMIN_TOKEN``.
+ENV_TOKEN_ACTOR: Final = "admin-token"  # noqa: S105 -- a name, not the token
+#: Records waiting to be written; a full queue makes admin requests wait (backpressure).
+MAX_AUDIT_QUEUE: Final = 10_000
+#: Most records one audit transaction writes.
+MAX_AUDIT_BATCH: Final = 500
+#: Longest ``X-Forwarded-For`` value looked at.
+_MAX_FORWARDED_CHARS: Final = 1024
+
+logger = logging.getLogger("birdbalance.audit")
+
+
+@dataclass(frozen=True, slots=True)
+class Actor:
+    """An authenticated admin: ``id`` is what the audit log records."""
+
+    id: str
+    scope: TokenScope
+    name: str
+
+    def require(self, write: bool) -> None:
+        """Raise ``Forbidden`` unless this actor may make the request."""
+        if write and self.scope is not TokenScope.WRITE:
+            raise Forbidden("This admin token is read-only", "Authorization")
+
+
+class AdminAuth:
+    """Authenticates admin API requests (see the module docstring)."""
+
+    def __init__(self, admin_token: str | None, store: Store, read: Reader[Any]) -> None:
+        self._env_token = admin_token.encode("utf-8") if admin_token else None
+        self._store = store
+        self._read = read
+
+    async def actor(self, header: str, *, write: bool) -> Actor:
+        """The actor behind ``header``; ``Unauthorized`` or ``Forbidden`` otherwise."""
+        scheme, _, value = header.partition(" ")
+        token = value.strip()
+        if scheme.lower() != "bearer" or not token:
+            raise Unauthorized("Request not allowed (incorrect admin token)", "Authorization")
+        actor = await self._find(token)
+        if actor is None:
+            raise Unauthorized("Request not allowed (incorrect admin token)", "Authorization")
+        actor.require(write)
+        return actor
+
+    async def _find(self, token: str) -> Actor | None:
+        supplied = token.encode("utf-8", "replace")
+        if self._env_token is not None and hmac.compare_digest(supplied, self._env_token):
+            return Actor(ENV_TOKEN_ACTOR, TokenScope.WRITE, ENV_TOKEN_ACTOR)
+        if not is_token(token):
+            return None
+        digest = self._store.hasher.digest(token)
+        found = await self._read(lambda: self._store.token_by_digest(digest))
+        return None if found is None else Actor(found.id, found.scope, found.name)
+
+
+def trusted_networks(
+    specs: Iterable[str],
+) -> tuple[ipaddress.IPv4Network | ipaddress.IPv6Network, ...]:
+    """Parse ``BIRDBALANCE_TRUSTED_PROXIES`` entries (addresses or CIDR networks)."""
+    return tuple(ipaddress.ip_network(spec.strip(), strict=False) for spec in specs if spec.strip())
+
+
+def _is_trusted(address: str, trusted: tuple[Any, ...]) -> bool:
+    try:
+        ip = ipaddress.ip_address(address)
+    except ValueError:
+        return False
+    return any(ip in network for network in trusted)
+
+
+def client_address(scope: MutableMapping[str, Any], trusted: tuple[Any, ...]) -> str:
+    """The client's address: the peer, or, when the peer is a trusted proxy, the
+    right-most address in ``X-Forwarded-For`` that is not itself a trusted proxy."""
+    client = scope.get("client")
+    peer = str(client[0]) if client else "unknown"
+    if not trusted or not _is_trusted(peer, trusted):
+        return peer
+    forwarded = None
+    for name, value in scope["headers"]:
+        if name == b"x-forwarded-for":
+            forwarded = value
+    if forwarded is None or len(forwarded) > _MAX_FORWARDED_CHARS:
+        return peer
+    for hop in reversed(forwarded.decode("latin-1").split(",")):
+        hop = hop.strip()
+        try:
+            ipaddress.ip_address(hop)
+        except ValueError:
+            return peer  # a malformed chain: trust only the peer
+        if not _is_trusted(hop, trusted):
+            return str(hop)
+    return peer
+
+
+class AuditTrail:
+    """Appends audit records in batches through ``write`` (the writer threads).
+
+    :meth:`record` returns once the record is queued; await :meth:`written` (what the
+    admin API does for every action but ledger entries) to know it is committed.
+    """
+
+    def __init__(self, store: Store, write: Callable[[Callable[[], Any]], Awaitable[Any]]):
+        self._store = store
+        self._write = write
+        self._queue: asyncio.Queue[tuple[AuditRecord, asyncio.Future[None]]] | None = None
+        self._task: asyncio.Task[None] | None = None
+
+    def _started(self) -> asyncio.Queue[tuple[AuditRecord, asyncio.Future[None]]]:
+        if self._queue is None:
+            self._queue = asyncio.Queue(MAX_AUDIT_QUEUE)
+            self._task = asyncio.get_running_loop().create_task(
+                self._run(), name="birdbalance-audit"
+            )
+        return self._queue
+
+    async def record(self, record: AuditRecord) -> asyncio.Future[None]:
+        """Queue ``record``; the future completes when it is committed."""
+        future: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+        # Nobody may wait for it (ledger entries): its failure is logged, not raised.
+        future.add_done_callback(lambda f: f.cancelled() or f.exception())
+        await self._started().put((record, future))
+        return future
+
+    async def written(self, record: AuditRecord) -> None:
+        """Queue ``record`` and wait until it is committed."""
+        await asyncio.shield(await self.record(record))
+
+    async def _run(self) -> None:
+        queue = self._started()
+        while True:
+            batch = [await queue.get()]
+            while len(batch) < MAX_AUDIT_BATCH and not queue.empty():
+                batch.append(queue.get_nowait())
+            await self._flush(batch)
+
+    async def _flush(self, batch: list[tuple[AuditRecord, asyncio.Future[None]]]) -> None:
+        records = [record for record, _ in batch]
+        try:
+            await self._write(lambda: self._store.append_audit(records))
+        except Exception as exc:  # noqa: BLE001 -- the waiting requests get the error
+            logger.error("writing %d audit records failed: %s", len(records), exc)
+            for _, future in batch:
+                if not future.done():
+                    future.set_exception(exc)
+            return
+        for _, future in batch:
+            if not future.done():
+                future.set_result(None)
+
+    async def close(self) -> None:
+        """Write what is queued, then stop."""
+        if self._queue is None or self._task is None:
+            return
+        pending: list[tuple[AuditRecord, asyncio.Future[None]]] = []
+        while not self._queue.empty():
+            pending.append(self._queue.get_nowait())
+        self._task.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await self._task
+        if pending:
+            await self._flush(pending)
