@@ -83,7 +83,7 @@ class Settings:
     rate_limit_per_address: int = 0
     #: Failed authentications one address may make per window before it is throttled
     #: (credentials that already worked from that address still do).
-    auth_failures_per_address: int = 20
+    auth_failures_per_address: int = 50
     auth_failure_window_s: int = 60
     #: ``redis://host:6379/0``: rate limits shared by every node; None: per process.
     redis_url: str | None = None

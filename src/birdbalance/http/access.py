@@ -20,12 +20,15 @@ import ipaddress
 import logging
 from collections.abc import Awaitable, Callable, Iterable, MutableMapping
 from dataclasses import dataclass
-from typing import Any, Final, TypeVar
+from typing import TYPE_CHECKING, Any, Final, TypeVar
 
 from birdbalance.errors import Forbidden, Unauthorized
 from birdbalance.keys import is_token
 from birdbalance.records import AuditRecord, TokenScope
 from birdbalance.storage import Store
+
+if TYPE_CHECKING:
+    from .guard import Guard
 
 T = TypeVar("T")
 Reader = Callable[[Callable[[], T]], Awaitable[T]]
@@ -36,6 +39,8 @@ ENV_TOKEN_ACTOR: Final = "admin-token"  # noqa: S105 -- a name, not the token
 MAX_AUDIT_QUEUE: Final = 10_000
 #: Most records one audit transaction writes.
 MAX_AUDIT_BATCH: Final = 500
+#: Longest admin token looked at (longer ones cannot match).
+MAX_TOKEN_CHARS: Final = 256
 #: Longest ``X-Forwarded-For`` value looked at.
 _MAX_FORWARDED_CHARS: Final = 1024
 
@@ -59,30 +64,43 @@ class Actor:
 class AdminAuth:
     """Authenticates admin API requests (see the module docstring)."""
 
-    def __init__(self, admin_token: str | None, store: Store, read: Reader[Any]) -> None:
+    def __init__(
+        self, admin_token: str | None, store: Store, read: Reader[Any], guard: Guard | None = None
+    ) -> None:
         self._env_token = admin_token.encode("utf-8") if admin_token else None
         self._store = store
         self._read = read
+        self._guard = guard
 
-    async def actor(self, header: str, *, write: bool) -> Actor:
-        """The actor behind ``header``; ``Unauthorized`` or ``Forbidden`` otherwise."""
+    async def actor(
+        self, header: str, *, write: bool, scope: MutableMapping[str, Any] | None = None
+    ) -> Actor:
+        """The actor behind ``header``; ``Unauthorized``, ``Forbidden`` or (from an address
+        that failed too often, see :mod:`birdbalance.http.guard`) ``TooManyRequests``."""
         scheme, _, value = header.partition(" ")
-        token = value.strip()
-        if scheme.lower() != "bearer" or not token:
-            raise Unauthorized("Request not allowed (incorrect admin token)", "Authorization")
-        actor = await self._find(token)
+        token = value.strip()[:MAX_TOKEN_CHARS]
+        guard = self._guard if scope is not None else None
+        address = "" if guard is None or scope is None else guard.address(scope)
+        digest = self._store.hasher.digest(token)
+        if guard is not None:
+            await guard.before_check(address, digest)
+        actor = await self._find(token, digest) if scheme.lower() == "bearer" and token else None
         if actor is None:
+            if guard is not None:
+                await guard.failed(address)
             raise Unauthorized("Request not allowed (incorrect admin token)", "Authorization")
+        if guard is not None:
+            guard.succeeded(address, digest)
+            await guard.admit_credential(digest)
         actor.require(write)
         return actor
 
-    async def _find(self, token: str) -> Actor | None:
+    async def _find(self, token: str, digest: bytes) -> Actor | None:
         supplied = token.encode("utf-8", "replace")
         if self._env_token is not None and hmac.compare_digest(supplied, self._env_token):
             return Actor(ENV_TOKEN_ACTOR, TokenScope.WRITE, ENV_TOKEN_ACTOR)
         if not is_token(token):
             return None
-        digest = self._store.hasher.digest(token)
         found = await self._read(lambda: self._store.token_by_digest(digest))
         return None if found is None else Actor(found.id, found.scope, found.name)
 

@@ -28,6 +28,7 @@ from birdbalance.validation import parse_json_body
 from .access import Actor, AdminAuth, AuditTrail, client_address
 from .bodies import read_body
 from .entries import KINDS, EntryEndpoint
+from .guard import Guard
 from .responses import JSONBody, csv_download
 from .writes import WriteQueue
 
@@ -49,6 +50,7 @@ class AdminAPI:
         metrics: Metrics | None = None,
         body_timeout_s: float = 10.0,
         trusted_proxies: tuple[Any, ...] = (),
+        guard: Guard | None = None,
     ) -> None:
         self.service = service
         self.body_timeout_s = body_timeout_s
@@ -62,7 +64,7 @@ class AdminAPI:
             if service.store.engine == "sqlite"
             else ThreadPoolExecutor(max_workers=writers, thread_name_prefix="birdbalance-reader")
         )
-        self.auth = AdminAuth(admin_token, service.store, self._read)
+        self.auth = AdminAuth(admin_token, service.store, self._read, guard)
         self.audit_trail = AuditTrail(service.store, self.writes.call)
         #: Ledger entries: a raw ASGI endpoint (see :mod:`birdbalance.http.entries`).
         self.entries = EntryEndpoint(
@@ -108,7 +110,8 @@ class AdminAPI:
 
     async def authorize(self, request: Request, *, write: bool) -> Actor:
         """The admin making ``request`` (``Unauthorized``/``Forbidden`` otherwise)."""
-        return await self.auth.actor(request.headers.get("authorization", ""), write=write)
+        header = request.headers.get("authorization", "")
+        return await self.auth.actor(header, write=write, scope=request.scope)
 
     async def _body(self, request: Request) -> dict[str, Any]:
         body = await read_body(request, self._max_body_bytes, self.body_timeout_s)

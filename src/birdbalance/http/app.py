@@ -36,6 +36,7 @@ from birdbalance.errors import (
     SchemaOutOfDate,
     ServiceError,
     ServiceUnavailable,
+    TooManyRequests,
 )
 from birdbalance.metrics import Metrics
 from birdbalance.service import Service
@@ -49,8 +50,9 @@ from .dashboard import Dashboard
 from .deliverer import Deliverer
 from .entries import ENTRY_PATH, KINDS, EntryEndpoint
 from .gauges import METRICS_CONTENT_TYPE, database_gauge, scrape_gauges, write_queue_gauge
+from .guard import Guard
 from .openapi import openapi_document
-from .responses import JSONBody, error_response
+from .responses import JSON_CONTENT_TYPE, JSONBody, error_bytes, error_response
 from .sessions import SessionSigner
 
 Scope = MutableMapping[str, Any]
@@ -83,6 +85,8 @@ async def _service_error(request: Request, exc: Exception) -> Response:
     if exc.status_code in (PayloadTooLarge.status_code, RequestTimeout.status_code):
         # The rest of the body was never read: this connection cannot carry another.
         return error_response(exc, {"Connection": "close"})
+    if isinstance(exc, TooManyRequests):
+        return error_response(exc, {"Retry-After": str(exc.retry_after_s)})
     return error_response(exc)
 
 
@@ -103,6 +107,21 @@ async def _unexpected_error(request: Request, exc: Exception) -> Response:
     return error_response(InternalError())
 
 
+#: Never rate limited: load balancers and orchestrators must always reach them.
+_PROBES: Final = frozenset({"/healthz", "/readyz"})
+
+
+async def _too_many(send: Send, exc: TooManyRequests) -> None:
+    body = error_bytes(exc)
+    headers = [
+        (b"content-type", JSON_CONTENT_TYPE),
+        (b"content-length", str(len(body)).encode("ascii")),
+        (b"retry-after", str(exc.retry_after_s).encode("ascii")),
+    ]
+    await send({"type": "http.response.start", "status": 429, "headers": headers})
+    await send({"type": "http.response.body", "body": body})
+
+
 class BirdbalanceApp:
     """The ASGI app. Build it with :func:`create_app`."""
 
@@ -112,7 +131,9 @@ class BirdbalanceApp:
         entries: EntryEndpoint,
         rest: Starlette,
         metrics: Metrics | None = None,
+        guard: Guard | None = None,
     ) -> None:
+        self._guard = guard
         self._balance = balance
         self._entries = entries
         self._rest = rest
@@ -136,6 +157,12 @@ class BirdbalanceApp:
             if b"_method=" in scope["query_string"]:
                 scope = _method_override(scope)
             path = scope["path"]
+            if self._guard is not None and self._guard.per_address and path not in _PROBES:
+                try:
+                    await self._guard.admit_address(self._guard.address(scope))
+                except TooManyRequests as exc:
+                    await _too_many(send_counted, exc)
+                    return
             if path in BALANCE_PATHS:
                 route = "/balance"
                 await self._balance(scope, send_counted)
@@ -164,6 +191,7 @@ def create_app(settings: Settings, store: Store | None = None) -> BirdbalanceApp
     """
     store = store if store is not None else open_store(settings)
     service = Service(store)
+    guard = Guard(settings)
     metrics = Metrics()
     admin = AdminAPI(
         service,
@@ -172,6 +200,7 @@ def create_app(settings: Settings, store: Store | None = None) -> BirdbalanceApp
         metrics,
         body_timeout_s=settings.request_timeout_s,
         trusted_proxies=trusted_networks(settings.trusted_proxies),
+        guard=guard,
     )
     # Without a configured secret, sessions last as long as this app (see server.run,
     # which gives every worker of one run the same one).
@@ -184,6 +213,7 @@ def create_app(settings: Settings, store: Store | None = None) -> BirdbalanceApp
         secure_cookies=settings.secure_cookies,
         body_timeout_s=settings.request_timeout_s,
         audit=admin.audit,
+        guard=guard,
     )
     document = openapi_document()
     lookups = store.balance_lookups()
@@ -263,6 +293,7 @@ def create_app(settings: Settings, store: Store | None = None) -> BirdbalanceApp
             if lookups is not None:
                 await lookups.close()
             await admin.close()
+            await guard.close()
             store.close()
 
     rest = Starlette(
@@ -283,9 +314,13 @@ def create_app(settings: Settings, store: Store | None = None) -> BirdbalanceApp
     )
     return BirdbalanceApp(
         BalanceEndpoint(
-            store.hasher.digest, store.lookup_balance, lookups.lookup if lookups else None
+            store.hasher.digest,
+            store.lookup_balance,
+            lookups.lookup if lookups else None,
+            guard,
         ),
         admin.entries,
         rest,
         metrics,
+        guard,
     )

@@ -13,12 +13,13 @@ from collections.abc import Awaitable, Callable, MutableMapping
 from typing import Any, Final
 from urllib.parse import parse_qsl
 
-from birdbalance.errors import InternalError, MethodNotAllowed, ServiceUnavailable
+from birdbalance.errors import InternalError, MethodNotAllowed, ServiceUnavailable, TooManyRequests
 from birdbalance.keys import MAX_CREDENTIAL_CHARS, is_well_formed, key_from_authorization
 from birdbalance.ledger import Payment
 from birdbalance.money import balance_type, format_amount
 from birdbalance.records import BalanceView
 
+from .guard import Guard
 from .responses import JSON_CONTENT_TYPE, UNAUTHORIZED_BODY, error_bytes
 
 Scope = MutableMapping[str, Any]
@@ -84,7 +85,9 @@ class BalanceEndpoint:
         digest: Callable[[str], bytes],
         lookup: Callable[[bytes], BalanceView | None],
         async_lookup: Callable[[bytes], Awaitable[BalanceView | None]] | None = None,
+        guard: Guard | None = None,
     ) -> None:
+        self._guard = guard
         self._digest = digest
         self._lookup = lookup
         self._async_lookup = async_lookup
@@ -113,13 +116,27 @@ class BalanceEndpoint:
         if digest is None and scope["query_string"]:
             key = _key_from_query(scope["query_string"])
             digest = self._digest(key) if key is not None else None
+        guard, address = self._guard, ""
         try:
+            if guard is not None and digest is not None:
+                address = guard.address(scope)
+                await guard.before_check(address, digest)
             if digest is None:
                 view = None
             elif self._async_lookup is not None:
                 view = await self._async_lookup(digest)
             else:
                 view = self._lookup(digest)
+            if guard is not None and digest is not None:
+                if view is None:
+                    await guard.failed(address)
+                else:
+                    guard.succeeded(address, digest)
+                    await guard.admit_credential(digest)
+        except TooManyRequests as exc:
+            retry = ((b"retry-after", str(exc.retry_after_s).encode("ascii")),)
+            await self._send(send, 429, error_bytes(exc), method, retry)
+            return
         except ServiceUnavailable as exc:
             # The database is down or saturated: a retryable 503, not an internal error.
             logger.warning("balance lookup unavailable: %s", exc.description)

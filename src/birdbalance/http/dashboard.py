@@ -31,7 +31,8 @@ from starlette.staticfiles import StaticFiles
 
 from birdbalance import keys as access_keys
 from birdbalance.daily import CHART_DAYS
-from birdbalance.errors import NotFound, ServiceError
+from birdbalance.errors import NotFound, ServiceError, TooManyRequests
+from birdbalance.keys import MAX_CREDENTIAL_CHARS
 from birdbalance.ledger import EntryKind, Mode
 from birdbalance.records import ApiKey, TokenScope
 from birdbalance.representations import delivery_json, event_json
@@ -39,6 +40,7 @@ from birdbalance.service import Service
 
 from .access import ENV_TOKEN_ACTOR, Actor
 from .bodies import read_body
+from .guard import Guard
 from .responses import csv_download
 from .sessions import SESSION_COOKIE, SIGN_IN_COOKIE, Session, SessionSigner, key_subject, new_nonce
 
@@ -126,8 +128,10 @@ class Dashboard:
         secure_cookies: bool,
         body_timeout_s: float = 10.0,
         audit: Callable[..., Awaitable[None]] | None = None,
+        guard: Guard | None = None,
     ) -> None:
         self._audit = audit
+        self._guard = guard
         self._body_timeout_s = body_timeout_s
         self.service = service
         self._read = read
@@ -294,7 +298,18 @@ class Dashboard:
             return self._sign_in_form(
                 request, "The sign-in form had expired. Please try again.", 403
             )
-        credential = form.get("credential", "").strip()
+        credential = form.get("credential", "").strip()[:MAX_CREDENTIAL_CHARS]
+        digest = self.service.store.hasher.digest(credential)
+        address = "" if self._guard is None else self._guard.address(request.scope)
+        if self._guard is not None:
+            try:
+                await self._guard.before_check(address, digest)
+            except TooManyRequests as exc:
+                page = self._sign_in_form(
+                    request, "Too many failed sign-ins from your address. Try again later.", 429
+                )
+                page.headers["Retry-After"] = str(exc.retry_after_s)
+                return page
         session_cookie: str | None = None
         actor: Actor | None = None
         now_s = int(time.time())
@@ -305,20 +320,22 @@ class Dashboard:
             _, session_cookie = self.signer.issue("admin", self.signer.admin_subject(token), now_s)
             actor = Actor(ENV_TOKEN_ACTOR, TokenScope.WRITE, ENV_TOKEN_ACTOR)
         elif access_keys.is_token(credential):
-            digest = self.service.store.hasher.digest(credential)
             found = await self._read(lambda: self.service.store.token_by_digest(digest))
             if found is not None:
                 subject = TOKEN_SUBJECT + found.id
                 _, session_cookie = self.signer.issue("admin", subject, now_s)
                 actor = Actor(found.id, found.scope, found.name)
         elif access_keys.is_well_formed(credential):
-            digest = self.service.store.hasher.digest(credential)
             key = await self._read(lambda: self.service.store.key_by_digest(digest))
             if key is not None:
                 _, session_cookie = self.signer.issue("account", key_subject(digest), now_s)
         if session_cookie is None:
+            if self._guard is not None:
+                await self._guard.failed(address)
             # One answer for every failure: it tells nothing about which keys exist.
             return self._sign_in_form(request, "That access key or admin token is not valid.", 401)
+        if self._guard is not None:
+            self._guard.succeeded(address, digest)
         if actor is not None and self._audit is not None:
             action = "POST /dashboard/sign-in"
             await self._audit(request.scope, actor, action, 303, {}, wait=True)

@@ -21,6 +21,7 @@ from birdbalance.errors import (
     PayloadTooLarge,
     RequestTimeout,
     ServiceError,
+    TooManyRequests,
 )
 from birdbalance.ledger import EntryKind
 from birdbalance.metrics import Metrics
@@ -96,8 +97,10 @@ class EntryEndpoint:
         """Answer one entry request (the kind by its path's last segment)."""
         kind = KINDS[kind_path]
         actor: Actor | None = None
+        retry_after: bytes | None = None
         try:
-            actor = await self._authorize(_header(scope, b"authorization") or "", write=False)
+            header = _header(scope, b"authorization") or ""
+            actor = await self._authorize(header, write=False, scope=scope)
             actor.require(write=True)
             posted = await self._post(scope, receive, account_id, kind)
             status, body = 201, dumps(posted_json(posted))
@@ -106,6 +109,8 @@ class EntryEndpoint:
             if exc.status_code >= 500:
                 logger.error("POST %s failed: %s", scope["path"][:200], exc.description)
             status, body = exc.status_code, error_bytes(exc)
+            if isinstance(exc, TooManyRequests):
+                retry_after = str(exc.retry_after_s).encode("ascii")
             outcome = "failed" if exc.status_code >= 500 else "refused"
         except Exception:
             # The traceback goes to the server log, never to the client.
@@ -125,6 +130,8 @@ class EntryEndpoint:
             (b"content-length", str(len(body)).encode("ascii")),
             (b"content-type", JSON_CONTENT_TYPE),
         ]
+        if retry_after is not None:
+            headers.append((b"retry-after", retry_after))
         if status in (PayloadTooLarge.status_code, RequestTimeout.status_code):
             # The rest of the body was never read: this connection cannot carry another.
             headers.append((b"connection", b"close"))

@@ -1,0 +1,103 @@
+"""Abuse controls: request rate limits and failed-authentication throttling.
+
+- **Per address** (``BIRDBALANCE_RATE_LIMIT_PER_ADDRESS`` requests a second, 0: off),
+  checked first for every request but the probes.
+- **Per credential** (``BIRDBALANCE_RATE_LIMIT_PER_KEY``, 0: off): an access key on
+  ``/balance`` or an admin token on ``/v1/``, counted by its digest.
+- **Failed authentication per address**: after ``BIRDBALANCE_AUTH_FAILURES_PER_ADDRESS``
+  failures in ``BIRDBALANCE_AUTH_FAILURE_WINDOW_S``, that address's credentials are no
+  longer even checked (429 until the window ends), which caps guessing at that many tries
+  per window, except credentials that already worked from that address in the last
+  window: they still do, so the real key holder is not locked out by a guesser sharing
+  their address (a NAT, a proxy).
+
+Every refusal is a 429 in the errors shape (code 29) with ``Retry-After``. The counts
+live in a :class:`~birdbalance.ratelimit.Limiter`: Redis when configured (shared by every
+node), else this process.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import MutableMapping
+from typing import Any, Final
+
+from birdbalance.errors import TooManyRequests
+from birdbalance.ratelimit import Limiter, LocalLimiter, RedisLimiter
+from birdbalance.settings import Settings
+
+from .access import client_address, trusted_networks
+
+#: Addresses whose working credentials are remembered; more: forget them all.
+MAX_REMEMBERED_ADDRESSES: Final = 10_000
+#: Working credentials remembered per address.
+MAX_REMEMBERED_PER_ADDRESS: Final = 16
+#: The window of the per-address and per-credential request limits.
+REQUEST_WINDOW_S: Final = 1
+
+
+class Guard:
+    """The abuse controls of one process (see the module docstring)."""
+
+    def __init__(self, settings: Settings, limiter: Limiter | None = None) -> None:
+        self.per_key = settings.rate_limit_per_key
+        self.per_address = settings.rate_limit_per_address
+        self.max_failures = settings.auth_failures_per_address
+        self.failure_window_s = settings.auth_failure_window_s
+        self.trusted = trusted_networks(settings.trusted_proxies)
+        if limiter is None:
+            limiter = RedisLimiter(settings.redis_url) if settings.redis_url else LocalLimiter()
+        self.limiter = limiter
+        # address -> {credential digest: until when it counts as known good}
+        self._good: dict[str, dict[str, float]] = {}
+
+    def address(self, scope: MutableMapping[str, Any]) -> str:
+        return client_address(scope, self.trusted)
+
+    async def admit_address(self, address: str) -> None:
+        """The per-address request limit."""
+        if self.per_address:
+            wait_s = await self.limiter.take(f"addr:{address}", self.per_address, REQUEST_WINDOW_S)
+            if wait_s:
+                raise TooManyRequests(wait_s, "Too many requests from this address")
+
+    async def admit_credential(self, credential: bytes) -> None:
+        """The per-credential request limit (``credential``: a key or token digest)."""
+        if self.per_key:
+            bucket = f"key:{credential[:16].hex()}"
+            wait_s = await self.limiter.take(bucket, self.per_key, REQUEST_WINDOW_S)
+            if wait_s:
+                raise TooManyRequests(wait_s, "Too many requests with this credential")
+
+    def _known(self, address: str, credential: bytes) -> bool:
+        until = self._good.get(address, {}).get(credential.hex())
+        return until is not None and until > time.monotonic()
+
+    async def before_check(self, address: str, credential: bytes) -> None:
+        """Refuse to check a credential from an address that failed too often, unless
+        that credential already worked from there."""
+        if self._known(address, credential):
+            return
+        failures = await self.limiter.count(f"fail:{address}", self.failure_window_s)
+        if failures >= self.max_failures:
+            now = time.time()
+            wait_s = max(1, int(self.failure_window_s - now % self.failure_window_s))
+            raise TooManyRequests(wait_s, "Too many failed attempts from this address")
+
+    async def failed(self, address: str) -> None:
+        """Count a failed authentication from ``address``."""
+        await self.limiter.take(f"fail:{address}", self.max_failures, self.failure_window_s)
+
+    def succeeded(self, address: str, credential: bytes) -> None:
+        """Remember that ``credential`` works from ``address`` (for one failure window)."""
+        good = self._good.get(address)
+        if good is None:
+            if len(self._good) >= MAX_REMEMBERED_ADDRESSES:
+                self._good.clear()
+            good = self._good[address] = {}
+        if len(good) >= MAX_REMEMBERED_PER_ADDRESS and credential.hex() not in good:
+            good.clear()
+        good[credential.hex()] = time.monotonic() + self.failure_window_s
+
+    async def close(self) -> None:
+        await self.limiter.close()

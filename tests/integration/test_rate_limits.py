@@ -1,0 +1,214 @@
+"""Abuse controls over HTTP: per-key and per-address rate limits (429 with Retry-After),
+shared by two nodes through Redis, and failed-authentication throttling that stops
+guessing from an address without locking out a key that already works from there.
+
+Client addresses are simulated with ``X-Forwarded-For`` from a trusted proxy (loopback).
+"""
+
+from __future__ import annotations
+
+import random
+import subprocess
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import httpx
+import pytest
+import redis
+
+from tests.databases import in_ci
+from tests.servers import ADMIN_TOKEN, Admin, Server
+
+REDIS_URL = "redis://127.0.0.1:6379/9"
+REDIS_START = (
+    'redis-server --daemonize yes --bind 127.0.0.1 -::1 --port 6379 --save "" --appendonly no'
+    " --dir /var/lib/redis --logfile /var/log/redis/ci.log"
+)
+TRUST_LOOPBACK = {"BIRDBALANCE_TRUSTED_PROXIES": "127.0.0.1"}
+
+
+def _address() -> str:
+    """A fresh client address (TEST-NET-3), so runs never share a bucket."""
+    return f"203.0.113.{random.randrange(1, 255)}"
+
+
+@pytest.fixture
+def redis_db() -> Iterator[redis.Redis]:
+    client = redis.Redis.from_url(REDIS_URL, socket_timeout=2)
+    try:
+        client.ping()
+    except redis.ConnectionError:
+        if not in_ci():
+            pytest.skip("no Redis at 127.0.0.1:6379")
+        subprocess.run(["bash", "-c", REDIS_START], check=False, capture_output=True)
+        time.sleep(1)
+        client.ping()
+    client.flushdb()
+    yield client
+    client.flushdb()
+    client.close()
+
+
+def _server(db_url: str, log: Path, **env: str) -> Server:
+    return Server(db_url=db_url, log_path=log, env={**TRUST_LOOPBACK, **env}).start()
+
+
+def _balance(url: str, key: str, address: str) -> httpx.Response:
+    return httpx.get(
+        url + "/balance",
+        headers={"Authorization": f"AccessKey {key}", "X-Forwarded-For": address},
+    )
+
+
+def test_per_key_and_per_address_limits(database_url: str, tmp_path: Path) -> None:
+    server = _server(
+        database_url,
+        tmp_path / "s.log",
+        BIRDBALANCE_RATE_LIMIT_PER_KEY="5",
+        BIRDBALANCE_RATE_LIMIT_PER_ADDRESS="12",
+    )
+    try:
+        admin = Admin(server.url)
+        account = admin.account()["id"]
+        busy, quiet = admin.key(account)["key"], admin.key(account)["key"]
+        address = _address()
+        answers = [_balance(server.url, busy, address) for _ in range(10)]
+        statuses = [r.status_code for r in answers]
+        assert 200 in statuses and 429 in statuses, statuses
+        assert statuses.count(200) <= 2 * 5  # a burst may straddle two windows
+        limited = next(r for r in answers if r.status_code == 429)
+        assert int(limited.headers["retry-after"]) >= 1
+        assert limited.json()["errors"][0]["code"] == 29
+        # Another key from another address is untouched by the busy key's limit.
+        assert _balance(server.url, quiet, _address()).status_code == 200
+        # Per address: every path counts, the probes never do.
+        other = _address()
+        seen = [
+            httpx.get(
+                server.url + "/v1/accounts",
+                headers={"Authorization": f"Bearer {ADMIN_TOKEN}", "X-Forwarded-For": other},
+            ).status_code
+            for _ in range(30)
+        ]
+        assert 429 in seen and seen.count(200) <= 2 * 12, seen
+        probes = [
+            httpx.get(server.url + "/healthz", headers={"X-Forwarded-For": other}).status_code
+            for _ in range(30)
+        ]
+        assert set(probes) == {200}
+        admin.http.close()
+    finally:
+        server.stop()
+
+
+def test_failed_authentication_is_throttled_per_address(database_url: str, tmp_path: Path) -> None:
+    server = _server(
+        database_url,
+        tmp_path / "s.log",
+        BIRDBALANCE_AUTH_FAILURES_PER_ADDRESS="5",
+        BIRDBALANCE_AUTH_FAILURE_WINDOW_S="60",
+    )
+    try:
+        admin = Admin(server.url)
+        account = admin.account()["id"]
+        holder, unused = admin.key(account)["key"], admin.key(account)["key"]
+        guesser = _address()
+        assert _balance(server.url, holder, guesser).status_code == 200  # worked from there
+        guesses = [
+            _balance(server.url, "".join(random.choices("abcdefghXYZ0123", k=25)), guesser)
+            for _ in range(8)
+        ]
+        assert [g.status_code for g in guesses[:5]] == [401] * 5
+        assert {g.status_code for g in guesses[5:]} == {429}
+        assert 1 <= int(guesses[5].headers["retry-after"]) <= 60
+        # Even a right guess is not checked any more from that address...
+        assert _balance(server.url, unused, guesser).status_code == 429
+        # ...but the key that already worked there still does, and other addresses are free.
+        assert _balance(server.url, holder, guesser).status_code == 200
+        assert _balance(server.url, unused, _address()).status_code == 200
+        # The admin API and the dashboard's sign-in count failures the same way.
+        admin_address = _address()
+        tries = [
+            httpx.get(
+                server.url + "/v1/accounts",
+                headers={
+                    "Authorization": f"Bearer wrong-token-{n}",
+                    "X-Forwarded-For": admin_address,
+                },
+            ).status_code
+            for n in range(7)
+        ]
+        assert tries == [401] * 5 + [429] * 2
+        assert (
+            httpx.get(
+                server.url + "/v1/accounts",
+                headers={
+                    "Authorization": f"Bearer {ADMIN_TOKEN}",
+                    "X-Forwarded-For": admin_address,
+                },
+            ).status_code
+            == 429
+        )  # never used from there before
+        with httpx.Client(base_url=server.url, headers={"X-Forwarded-For": _address()}) as web:
+            statuses = []
+            for _ in range(7):
+                form = web.get("/dashboard/sign-in")
+                csrf = form.text.split('name="csrf" value="', 1)[1].split('"', 1)[0]
+                r = web.post("/dashboard/sign-in", data={"credential": "x" * 25, "csrf": csrf})
+                statuses.append(r.status_code)
+            assert statuses == [401] * 5 + [429] * 2
+            assert "Too many failed sign-ins" in r.text and r.headers["retry-after"]
+        admin.http.close()
+    finally:
+        server.stop()
+
+
+def test_redis_shares_the_counts_between_nodes(
+    database_url: str, tmp_path: Path, redis_db: redis.Redis
+) -> None:
+    shared = {"BIRDBALANCE_REDIS_URL": REDIS_URL, "BIRDBALANCE_AUTH_FAILURES_PER_ADDRESS": "4"}
+    a = _server(database_url, tmp_path / "a.log", BIRDBALANCE_RATE_LIMIT_PER_KEY="1000", **shared)
+    b = _server(database_url, tmp_path / "b.log", BIRDBALANCE_RATE_LIMIT_PER_KEY="1000", **shared)
+    try:
+        admin = Admin(a.url)
+        account = admin.account()["id"]
+        key = admin.key(account)["key"]
+        address = _address()
+        # Four failures on node A use up the address's budget on node B too.
+        for _ in range(4):
+            assert _balance(a.url, "q" * 25, address).status_code == 401
+        assert _balance(b.url, "r" * 25, address).status_code == 429
+        assert _balance(b.url, key, _address()).status_code == 200
+        # Per-key counts add up across nodes in Redis.
+        for url in (a.url, b.url, a.url, b.url):
+            assert _balance(url, key, _address()).status_code == 200
+        counted = sum(int(redis_db.get(k) or 0) for k in redis_db.scan_iter("birdbalance:rl:key:*"))
+        assert counted >= 5
+        assert any(redis_db.scan_iter("birdbalance:rl:fail:" + address + ":*"))
+        admin.http.close()
+    finally:
+        a.stop()
+        b.stop()
+
+
+def test_without_redis_each_node_still_limits(database_url: str, tmp_path: Path) -> None:
+    """An unreachable Redis neither blocks traffic nor lifts the limits."""
+    server = _server(
+        database_url,
+        tmp_path / "s.log",
+        BIRDBALANCE_REDIS_URL="redis://127.0.0.1:1/0",
+        BIRDBALANCE_AUTH_FAILURES_PER_ADDRESS="3",
+    )
+    try:
+        admin = Admin(server.url)
+        key = admin.key(admin.account()["id"])["key"]
+        address = _address()
+        assert _balance(server.url, key, address).status_code == 200
+        statuses = [_balance(server.url, "z" * 25, address).status_code for _ in range(5)]
+        assert statuses == [401, 401, 401, 429, 429]
+        assert _balance(server.url, key, address).status_code == 200
+        admin.http.close()
+    finally:
+        server.stop()
+    assert "Redis is unreachable" in server.log_path.read_text()
