@@ -281,3 +281,28 @@ def test_scoped_admin_tokens(node: Server, other_node: Server) -> None:
     for client in (as_reader, as_writer, env_admin.http):
         client.close()
     assert ADMIN_TOKEN not in (node.log_path.read_text() + other_node.log_path.read_text())
+
+
+def test_a_stored_token_signs_in_to_the_dashboard_until_revoked(node: Server) -> None:
+    from tests.integration.test_dashboard import sign_in
+
+    token = _token(node.db_url, "read", "finance")
+    with httpx.Client(base_url=node.url, timeout=10) as browser:
+        signed = sign_in(browser, token["token"])
+        assert signed.status_code == 303, signed.text
+        home = browser.get("/dashboard")
+        assert home.status_code == 200 and token["token"] not in home.text
+        revoked = cli(
+            "tokens",
+            "revoke",
+            token["id"],
+            db_url=node.db_url,
+            env={"BIRDBALANCE_KEY_SECRET": SECRET},
+        )
+        assert revoked.returncode == 0
+        after = browser.get("/dashboard")
+        assert after.status_code in (303, 307) or "sign-in" in str(after.url)
+    admin = Admin(node.url)
+    records = admin.http.get("/v1/audit", params={"actor": token["id"]}).json()["data"]
+    assert [r["action"] for r in records] == ["POST /dashboard/sign-in"]
+    admin.http.close()
