@@ -37,7 +37,7 @@ sys.path.insert(0, str(ROOT))
 from tests.databases import raw_execute, scratch_database  # noqa: E402
 from tests.servers import Server  # noqa: E402
 
-from birdbalance.keys import hash_key  # noqa: E402
+from birdbalance.key_secret import key_hasher  # noqa: E402
 from birdbalance.ledger import EntryKind, Mode, Payment  # noqa: E402
 from birdbalance.records import Idempotency, NewAccount, NewEntry  # noqa: E402
 from birdbalance.settings import Settings  # noqa: E402
@@ -101,7 +101,8 @@ def _fill(url: str, entries: int) -> None:
         url,
         "INSERT INTO api_keys (id, account_id, mode, key_hash, hint, created_at)"
         f" VALUES ('key_01JDB3NCHMARK0000000000000', '{ACCOUNT}', 'live',"
-        f" {_bytes_literal(url, hash_key(KEY))}, '…0000', '2020-01-01T00:00:00.000000Z')",
+        f" {_bytes_literal(url, key_hasher(Settings(database_url=url)).digest(KEY))}, '…0000',"
+        " '2020-01-01T00:00:00.000000Z')",
     )
     if not url.startswith("sqlite:"):
         raw_execute(url, "ANALYZE")

@@ -10,13 +10,13 @@ fixture can be rebuilt identically.
 
 from __future__ import annotations
 
-import hashlib
 import sqlite3
 import time
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
+from birdbalance.key_secret import key_hasher
 from birdbalance.settings import Settings
 from birdbalance.storage import open_store
 
@@ -55,12 +55,14 @@ def _rows(fixture: Fixture, start: int, stop: int) -> dict[str, list[tuple[objec
         "api_keys": [],
         "entries": [],
     }
+    # Digests under the key secret the servers of this machine use (as bootstrap's default).
+    hasher = key_hasher(Settings(database_url=fixture.url))
     for n in range(start, stop):
         account = fixture.account_id(n)
         last = _time(per)
         rows["balances"].append((account, "live", TOPUP_MINOR * per, per, 0, last))
         rows["balances"].append((account, "test", 0, 0, 0, None))
-        digest = hashlib.sha256(fixture.key(n).encode("ascii")).digest()
+        digest = hasher.digest(fixture.key(n))
         rows["api_keys"].append(
             (f"key_{n:026d}", account, "live", digest, "…" + fixture.key(n)[-4:], _time(0), None)
         )
