@@ -39,6 +39,8 @@ ENV_TOKEN_ACTOR: Final = "admin-token"  # noqa: S105 -- a name, not the token
 MAX_AUDIT_QUEUE: Final = 10_000
 #: Most records one audit transaction writes.
 MAX_AUDIT_BATCH: Final = 500
+#: How long records nobody waits for (ledger entries') wait for company before a commit.
+AUDIT_LINGER_S: Final = 0.05
 #: Longest admin token looked at (longer ones cannot match).
 MAX_TOKEN_CHARS: Final = 256
 #: Longest ``X-Forwarded-For`` value looked at.
@@ -154,10 +156,10 @@ class AuditTrail:
     def __init__(self, store: Store, write: Callable[[Callable[[], Any]], Awaitable[Any]]):
         self._store = store
         self._write = write
-        self._queue: asyncio.Queue[tuple[AuditRecord, asyncio.Future[None]]] | None = None
+        self._queue: asyncio.Queue[tuple[AuditRecord, asyncio.Future[None], bool]] | None = None
         self._task: asyncio.Task[None] | None = None
 
-    def _started(self) -> asyncio.Queue[tuple[AuditRecord, asyncio.Future[None]]]:
+    def _started(self) -> asyncio.Queue[tuple[AuditRecord, asyncio.Future[None], bool]]:
         if self._queue is None:
             self._queue = asyncio.Queue(MAX_AUDIT_QUEUE)
             self._task = asyncio.get_running_loop().create_task(
@@ -165,37 +167,55 @@ class AuditTrail:
             )
         return self._queue
 
-    async def record(self, record: AuditRecord) -> asyncio.Future[None]:
-        """Queue ``record``; the future completes when it is committed."""
+    async def record(self, record: AuditRecord, *, urgent: bool = False) -> asyncio.Future[None]:
+        """Queue ``record``; the future completes when it is committed.
+
+        Records nobody waits for linger up to :data:`AUDIT_LINGER_S` to share a commit
+        (a busy ledger's entries would otherwise add a commit per group commit).
+        """
         future: asyncio.Future[None] = asyncio.get_running_loop().create_future()
         # Nobody may wait for it (ledger entries): its failure is logged, not raised.
         future.add_done_callback(lambda f: f.cancelled() or f.exception())
-        await self._started().put((record, future))
+        await self._started().put((record, future, urgent))
         return future
 
     async def written(self, record: AuditRecord) -> None:
         """Queue ``record`` and wait until it is committed."""
-        await asyncio.shield(await self.record(record))
+        await asyncio.shield(await self.record(record, urgent=True))
 
     async def _run(self) -> None:
         queue = self._started()
-        while True:
-            batch = [await queue.get()]
-            while len(batch) < MAX_AUDIT_BATCH and not queue.empty():
-                batch.append(queue.get_nowait())
-            await self._flush(batch)
+        loop = asyncio.get_running_loop()
+        batch: list[tuple[AuditRecord, asyncio.Future[None], bool]] = []
+        try:
+            while True:
+                batch = [await queue.get()]
+                deadline = loop.time() + AUDIT_LINGER_S
+                while len(batch) < MAX_AUDIT_BATCH and not any(u for *_, u in batch):
+                    try:
+                        batch.append(await asyncio.wait_for(queue.get(), deadline - loop.time()))
+                    except TimeoutError:
+                        break
+                while len(batch) < MAX_AUDIT_BATCH and not queue.empty():
+                    batch.append(queue.get_nowait())
+                current, batch = batch, []
+                await self._flush(current)
+        except asyncio.CancelledError:
+            if batch:  # taken from the queue but not yet written: shutting down, write it
+                await self._flush(batch)
+            raise
 
-    async def _flush(self, batch: list[tuple[AuditRecord, asyncio.Future[None]]]) -> None:
-        records = [record for record, _ in batch]
+    async def _flush(self, batch: list[tuple[AuditRecord, asyncio.Future[None], bool]]) -> None:
+        records = [record for record, _, _ in batch]
         try:
             await self._write(lambda: self._store.append_audit(records))
         except Exception as exc:  # noqa: BLE001 -- the waiting requests get the error
             logger.error("writing %d audit records failed: %s", len(records), exc)
-            for _, future in batch:
+            for _, future, _ in batch:
                 if not future.done():
                     future.set_exception(exc)
             return
-        for _, future in batch:
+        for _, future, _ in batch:
             if not future.done():
                 future.set_result(None)
 
@@ -203,7 +223,7 @@ class AuditTrail:
         """Write what is queued, then stop."""
         if self._queue is None or self._task is None:
             return
-        pending: list[tuple[AuditRecord, asyncio.Future[None]]] = []
+        pending: list[tuple[AuditRecord, asyncio.Future[None], bool]] = []
         while not self._queue.empty():
             pending.append(self._queue.get_nowait())
         self._task.cancel()
