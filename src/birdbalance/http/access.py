@@ -80,24 +80,23 @@ class AdminAuth:
         """The actor behind ``header``; ``Unauthorized``, ``Forbidden`` or (from an address
         that failed too often, see :mod:`birdbalance.http.guard`) ``TooManyRequests``."""
         scheme, _, value = header.partition(" ")
-        token = value.strip()[:MAX_TOKEN_CHARS]
-        guard = self._guard if scope is not None else None
-        address = "" if guard is None or scope is None else guard.address(scope)
+        token = value.strip()[:MAX_TOKEN_CHARS] if scheme.lower() == "bearer" else ""
         digest = self._store.hasher.digest(token)
-        if guard is not None:
-            await guard.before_check(address, digest)
-        actor = await self._find(token, digest) if scheme.lower() == "bearer" and token else None
+        if self._guard is None or scope is None:
+            actor = await self.find(token, digest)
+        else:
+            actor = await self._guard.authenticate(scope, digest, lambda: self.find(token, digest))
         if actor is None:
-            if guard is not None:
-                await guard.failed(address)
             raise Unauthorized("Request not allowed (incorrect admin token)", "Authorization")
-        if guard is not None:
-            guard.succeeded(address, digest)
-            await guard.admit_credential(digest)
+        if self._guard is not None and scope is not None:
+            await self._guard.admit_credential(digest)
         actor.require(write)
         return actor
 
-    async def _find(self, token: str, digest: bytes) -> Actor | None:
+    async def find(self, token: str, digest: bytes) -> Actor | None:
+        """The admin ``token`` (with its ``digest`` under the key secret) belongs to."""
+        if not token:
+            return None
         supplied = token.encode("utf-8", "replace")
         if self._env_token is not None and hmac.compare_digest(supplied, self._env_token):
             return Actor(ENV_TOKEN_ACTOR, TokenScope.WRITE, ENV_TOKEN_ACTOR)

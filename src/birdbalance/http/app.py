@@ -214,6 +214,7 @@ def create_app(settings: Settings, store: Store | None = None) -> BirdbalanceApp
         body_timeout_s=settings.request_timeout_s,
         audit=admin.audit,
         guard=guard,
+        auth=admin.auth,
     )
     document = openapi_document()
     lookups = store.balance_lookups()

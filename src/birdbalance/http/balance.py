@@ -116,23 +116,16 @@ class BalanceEndpoint:
         if digest is None and scope["query_string"]:
             key = _key_from_query(scope["query_string"])
             digest = self._digest(key) if key is not None else None
-        guard, address = self._guard, ""
         try:
-            if guard is not None and digest is not None:
-                address = guard.address(scope)
-                await guard.before_check(address, digest)
             if digest is None:
                 view = None
-            elif self._async_lookup is not None:
-                view = await self._async_lookup(digest)
+            elif self._guard is None:
+                view = await self._find(digest)
             else:
-                view = self._lookup(digest)
-            if guard is not None and digest is not None:
-                if view is None:
-                    await guard.failed(address)
-                else:
-                    guard.succeeded(address, digest)
-                    await guard.admit_credential(digest)
+                found = digest
+                view = await self._guard.authenticate(scope, found, lambda: self._find(found))
+                if view is not None:
+                    await self._guard.admit_credential(digest)
         except TooManyRequests as exc:
             retry = ((b"retry-after", str(exc.retry_after_s).encode("ascii")),)
             await self._send(send, 429, error_bytes(exc), method, retry)
@@ -158,6 +151,11 @@ class BalanceEndpoint:
         body, headers = rendered
         await send({"type": "http.response.start", "status": 200, "headers": headers})
         await send({"type": "http.response.body", "body": b"" if method == "HEAD" else body})
+
+    async def _find(self, digest: bytes) -> BalanceView | None:
+        if self._async_lookup is not None:
+            return await self._async_lookup(digest)
+        return self._lookup(digest)
 
     @staticmethod
     async def _send(

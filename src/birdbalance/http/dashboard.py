@@ -34,11 +34,11 @@ from birdbalance.daily import CHART_DAYS
 from birdbalance.errors import NotFound, ServiceError, TooManyRequests
 from birdbalance.keys import MAX_CREDENTIAL_CHARS
 from birdbalance.ledger import EntryKind, Mode
-from birdbalance.records import ApiKey, TokenScope
+from birdbalance.records import ApiKey
 from birdbalance.representations import delivery_json, event_json
 from birdbalance.service import Service
 
-from .access import ENV_TOKEN_ACTOR, Actor
+from .access import ENV_TOKEN_ACTOR, Actor, AdminAuth
 from .bodies import read_body
 from .guard import Guard
 from .responses import csv_download
@@ -129,7 +129,9 @@ class Dashboard:
         body_timeout_s: float = 10.0,
         audit: Callable[..., Awaitable[None]] | None = None,
         guard: Guard | None = None,
+        auth: AdminAuth | None = None,
     ) -> None:
+        self._auth = auth if auth is not None else AdminAuth(admin_token, service.store, read)
         self._audit = audit
         self._guard = guard
         self._body_timeout_s = body_timeout_s
@@ -300,42 +302,39 @@ class Dashboard:
             )
         credential = form.get("credential", "").strip()[:MAX_CREDENTIAL_CHARS]
         digest = self.service.store.hasher.digest(credential)
-        address = "" if self._guard is None else self._guard.address(request.scope)
-        if self._guard is not None:
-            try:
-                await self._guard.before_check(address, digest)
-            except TooManyRequests as exc:
-                page = self._sign_in_form(
-                    request, "Too many failed sign-ins from your address. Try again later.", 429
-                )
-                page.headers["Retry-After"] = str(exc.retry_after_s)
-                return page
-        session_cookie: str | None = None
-        actor: Actor | None = None
         now_s = int(time.time())
-        token = self._admin_token
-        if token is not None and hmac.compare_digest(
-            credential.encode("utf-8"), token.encode("utf-8")
-        ):
-            _, session_cookie = self.signer.issue("admin", self.signer.admin_subject(token), now_s)
-            actor = Actor(ENV_TOKEN_ACTOR, TokenScope.WRITE, ENV_TOKEN_ACTOR)
-        elif access_keys.is_token(credential):
-            found = await self._read(lambda: self.service.store.token_by_digest(digest))
-            if found is not None:
-                subject = TOKEN_SUBJECT + found.id
-                _, session_cookie = self.signer.issue("admin", subject, now_s)
-                actor = Actor(found.id, found.scope, found.name)
-        elif access_keys.is_well_formed(credential):
-            key = await self._read(lambda: self.service.store.key_by_digest(digest))
-            if key is not None:
-                _, session_cookie = self.signer.issue("account", key_subject(digest), now_s)
-        if session_cookie is None:
-            if self._guard is not None:
-                await self._guard.failed(address)
+
+        async def check() -> tuple[str, Actor | None] | None:
+            """The new session's cookie and, for an admin, who signed in."""
+            actor = await self._auth.find(credential, digest)
+            if actor is not None:
+                subject = (
+                    self.signer.admin_subject(credential)
+                    if actor.id == ENV_TOKEN_ACTOR
+                    else TOKEN_SUBJECT + actor.id
+                )
+                return self.signer.issue("admin", subject, now_s)[1], actor
+            if access_keys.is_well_formed(credential):
+                key = await self._read(lambda: self.service.store.key_by_digest(digest))
+                if key is not None:
+                    return self.signer.issue("account", key_subject(digest), now_s)[1], None
+            return None
+
+        try:
+            if self._guard is None:
+                signed = await check()
+            else:
+                signed = await self._guard.authenticate(request.scope, digest, check)
+        except TooManyRequests as exc:
+            page = self._sign_in_form(
+                request, "Too many failed sign-ins from your address. Try again later.", 429
+            )
+            page.headers["Retry-After"] = str(exc.retry_after_s)
+            return page
+        if signed is None:
             # One answer for every failure: it tells nothing about which keys exist.
             return self._sign_in_form(request, "That access key or admin token is not valid.", 401)
-        if self._guard is not None:
-            self._guard.succeeded(address, digest)
+        session_cookie, actor = signed
         if actor is not None and self._audit is not None:
             action = "POST /dashboard/sign-in"
             await self._audit(request.scope, actor, action, 303, {}, wait=True)

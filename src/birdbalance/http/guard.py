@@ -19,14 +19,16 @@ node), else this process.
 from __future__ import annotations
 
 import time
-from collections.abc import MutableMapping
-from typing import Any, Final
+from collections.abc import Awaitable, Callable, MutableMapping
+from typing import Any, Final, TypeVar
 
 from birdbalance.errors import TooManyRequests
 from birdbalance.ratelimit import Limiter, LocalLimiter, RedisLimiter
 from birdbalance.settings import Settings
 
 from .access import client_address, trusted_networks
+
+T = TypeVar("T")
 
 #: Addresses whose working credentials are remembered; more: forget them all.
 MAX_REMEMBERED_ADDRESSES: Final = 10_000
@@ -83,6 +85,23 @@ class Guard:
             now = time.time()
             wait_s = max(1, int(self.failure_window_s - now % self.failure_window_s))
             raise TooManyRequests(wait_s, "Too many failed attempts from this address")
+
+    async def authenticate(
+        self,
+        scope: MutableMapping[str, Any],
+        credential: bytes,
+        check: Callable[[], Awaitable[T | None]],
+    ) -> T | None:
+        """Run ``check`` (what ``credential`` opens, or None) under the failure budget of
+        the request's address: refused before the check past it, counted after."""
+        address = self.address(scope)
+        await self.before_check(address, credential)
+        found = await check()
+        if found is None:
+            await self.failed(address)
+        else:
+            self.succeeded(address, credential)
+        return found
 
     async def failed(self, address: str) -> None:
         """Count a failed authentication from ``address``."""
