@@ -43,7 +43,6 @@ from birdbalance.service import Service
 from birdbalance.settings import Settings
 from birdbalance.storage import Store, open_store
 
-from .access import trusted_networks
 from .admin import AdminAPI
 from .balance import BALANCE_PATHS, BalanceEndpoint
 from .dashboard import Dashboard
@@ -199,7 +198,7 @@ def create_app(settings: Settings, store: Store | None = None) -> BirdbalanceApp
         settings.max_body_bytes,
         metrics,
         body_timeout_s=settings.request_timeout_s,
-        trusted_proxies=trusted_networks(settings.trusted_proxies),
+        trusted_proxies=guard.trusted,
         guard=guard,
     )
     # Without a configured secret, sessions last as long as this app (see server.run,
