@@ -34,6 +34,7 @@ MIGRATIONS = [
     "0005_recharge.sql",
     "0006_dashboard.sql",
     "0007_security.sql",
+    "0008_delivery_fairness.sql",
 ]
 LATEST = len(MIGRATIONS)
 SKIP_REASON = (

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import socket
 import threading
 import time
 from dataclasses import dataclass
@@ -84,3 +85,86 @@ class Receiver:
                     return list(self.received)
             time.sleep(0.02)
         raise AssertionError(f"only {len(self.received)} deliveries arrived: {self.received}")
+
+
+class HostileReceiver:
+    """A raw-socket receiver that answers badly, on purpose.
+
+    ``mode`` is one of:
+    - ``"trickle"``: a 200 status line and headers, then one body byte a second, forever;
+    - ``"flood"``: a 200 that announces 512 MiB and sends it as fast as it is read;
+    - ``"silent"``: accepts the request and never answers.
+    It counts the connections it got and the bytes it managed to send.
+    """
+
+    FLOOD_BYTES = 512 * 1024 * 1024
+
+    def __init__(self, mode: str) -> None:
+        assert mode in ("trickle", "flood", "silent")
+        self.mode = mode
+        self.port = free_port()
+        self.connections = 0
+        self.sent_bytes = 0
+        self._lock = threading.Lock()
+        self._stop = threading.Event()
+        self._listener: socket.socket | None = None
+
+    @property
+    def url(self) -> str:
+        return f"http://127.0.0.1:{self.port}/{self.mode}"
+
+    def start(self) -> HostileReceiver:
+        self._listener = socket.create_server(("127.0.0.1", self.port), backlog=128)
+        self._listener.settimeout(0.2)
+        threading.Thread(target=self._accept, daemon=True).start()
+        return self
+
+    def stop(self) -> None:
+        self._stop.set()
+        if self._listener is not None:
+            self._listener.close()
+
+    def _accept(self) -> None:
+        assert self._listener is not None
+        while not self._stop.is_set():
+            try:
+                conn, _ = self._listener.accept()
+            except TimeoutError:
+                continue
+            except OSError:
+                return
+            with self._lock:
+                self.connections += 1
+            threading.Thread(target=self._serve, args=(conn,), daemon=True).start()
+
+    def _serve(self, conn: socket.socket) -> None:
+        with conn:
+            conn.settimeout(60)
+            try:
+                request = b""
+                while b"\r\n\r\n" not in request:
+                    chunk = conn.recv(65536)
+                    if not chunk:
+                        return
+                    request += chunk
+                if self.mode == "silent":
+                    while not self._stop.is_set() and conn.recv(65536):
+                        pass
+                    return
+                length = self.FLOOD_BYTES if self.mode == "flood" else 3600
+                conn.sendall(
+                    b"HTTP/1.1 200 OK\r\nContent-Type: text/plain\r\n"
+                    b"Content-Length: " + str(length).encode() + b"\r\n\r\n"
+                )
+                block = b"x" * (1 if self.mode == "trickle" else 1024 * 1024)
+                pause_s = 1.0 if self.mode == "trickle" else 0.0
+                for _ in range(length // len(block)):
+                    if self._stop.is_set():
+                        return
+                    conn.sendall(block)
+                    with self._lock:
+                        self.sent_bytes += len(block)
+                    if pause_s:
+                        time.sleep(pause_s)
+            except OSError:
+                return

@@ -13,11 +13,14 @@ webhook, computed over that JSON, for receivers that process mail automatically.
 
 from __future__ import annotations
 
+import contextlib
 import ipaddress
 import json
 import re
 import smtplib
+import socket
 import ssl
+import threading
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from email.message import EmailMessage
@@ -140,18 +143,45 @@ def event_message(
     return message
 
 
-def send(settings: SMTPSettings, message: EmailMessage, to: Sequence[str]) -> None:
-    """Send ``message`` (blocking: call it from a thread). Raises ``OSError`` subclasses."""
+def send(
+    settings: SMTPSettings,
+    message: EmailMessage,
+    to: Sequence[str],
+    *,
+    deadline_s: float | None = None,
+) -> None:
+    """Send ``message`` (blocking: call it from a thread). Raises ``OSError`` subclasses.
+
+    ``deadline_s`` bounds the whole conversation, not each read: a server that trickles
+    its answers has its connection shut when the deadline passes, which ends the send.
+    """
     assert 1 <= len(to) <= MAX_RECIPIENTS and all(is_address(a) for a in to)
     context = ssl.create_default_context(cafile=settings.ca_file)
     smtp: smtplib.SMTP
+    # Made unconnected, so the deadline also covers the server's greeting.
     if settings.security == "tls":
-        smtp = smtplib.SMTP_SSL(
-            settings.host, settings.port, timeout=settings.timeout_s, context=context
-        )
+        smtp = smtplib.SMTP_SSL(timeout=settings.timeout_s, context=context)
     else:
-        smtp = smtplib.SMTP(settings.host, settings.port, timeout=settings.timeout_s)
+        smtp = smtplib.SMTP(timeout=settings.timeout_s)
+    # The name TLS verifies (STARTTLS and implicit TLS alike); smtplib only sets it from
+    # the constructor's host, which would connect before the deadline starts.
+    smtp._host = settings.host  # type: ignore[attr-defined]
+    expired = threading.Event()
+    watchdog = None
+    if deadline_s is not None:
+        watchdog = threading.Timer(deadline_s, _shut, (smtp, expired))
+        watchdog.daemon = True
+        watchdog.start()
     try:
+        smtp.connect(settings.host, settings.port)
+    except (smtplib.SMTPException, OSError) as exc:
+        if watchdog is not None:
+            watchdog.cancel()
+        smtp.close()
+        raise OSError(f"SMTP: {exc}") from None
+    try:
+        if expired.is_set():
+            raise OSError(f"SMTP: no complete conversation within {deadline_s:g} s")
         smtp.ehlo()
         if settings.security == "starttls":
             smtp.starttls(context=context)
@@ -162,7 +192,18 @@ def send(settings: SMTPSettings, message: EmailMessage, to: Sequence[str]) -> No
     except smtplib.SMTPException as exc:
         raise OSError(f"SMTP: {exc}") from None
     finally:
+        if watchdog is not None:
+            watchdog.cancel()
         try:
             smtp.quit()
         except (smtplib.SMTPException, OSError):
             smtp.close()
+
+
+def _shut(smtp: smtplib.SMTP, expired: threading.Event) -> None:
+    # Shutting the socket (not closing it) wakes the thread blocked reading from it.
+    expired.set()
+    sock = smtp.sock
+    if sock is not None:
+        with contextlib.suppress(OSError):
+            sock.shutdown(socket.SHUT_RDWR)

@@ -311,7 +311,9 @@ class DueDelivery:
     """A delivery claimed for one attempt: what to send, where, signed with what."""
 
     id: str
+    #: Attempts before this one (this one is number ``attempts + 1``).
     attempts: int
+    webhook_id: str
     url: str
     secret: str
     payload: str

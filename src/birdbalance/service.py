@@ -15,7 +15,6 @@ import json
 from collections.abc import Iterator, Mapping
 from datetime import UTC, date, datetime
 from typing import Any, Final
-from urllib.parse import urlsplit
 
 from birdbalance import keys as access_keys
 from birdbalance.alerts import EventType
@@ -23,7 +22,6 @@ from birdbalance.daily import MAX_CHART_DAYS, day_range, fill_days
 from birdbalance.errors import InvalidParameter, MissingParameter
 from birdbalance.ids import utc_timestamp
 from birdbalance.ledger import EntryKind, HoldStatus, Mode, Payment
-from birdbalance.mail import is_address
 from birdbalance.money import AssetError, balance_type, format_amount, normalize_asset, scale_of
 from birdbalance.records import (
     EntryFilter,
@@ -57,6 +55,7 @@ from birdbalance.representations import (
 )
 from birdbalance.storage import MAX_PAGE_SIZE, Store
 from birdbalance.storage.sql import MAX_AUDIT_PAGE
+from birdbalance.targets import MAX_URL_CHARS, target_problem
 from birdbalance.timestamps import TimestampError, parse_timestamp, timestamp_after
 from birdbalance.validation import (
     MAX_NAME_CHARS,
@@ -77,7 +76,6 @@ MAX_HOLD_EXPIRY_S: Final = 30 * 24 * 3600
 MAX_ALERTS_PER_ACCOUNT: Final = 20
 #: Webhook subscriptions in all; each event fans out to those that match.
 MAX_WEBHOOKS: Final = 100
-MAX_URL_CHARS: Final = 2048
 DELIVERY_STATUSES: Final = ("pending", "delivered", "dead")
 #: How long a rotated key keeps working beside its replacement, unless asked otherwise.
 DEFAULT_ROTATION_OVERLAP_S: Final = 24 * 3600
@@ -531,15 +529,9 @@ class Service:
         fields = Fields(body)
         url = fields.text("url", required=True, max_chars=MAX_URL_CHARS)
         assert url is not None
-        parsed = urlsplit(url)
-        if parsed.scheme == "mailto":
-            # Email: the same outbox, retries and dead letters, sent over SMTP.
-            if not is_address(parsed.path) or parsed.query or parsed.fragment:
-                raise InvalidParameter("a mailto: URL takes one plain address", "url")
-        elif parsed.scheme not in ("http", "https") or not parsed.hostname:
-            raise InvalidParameter(
-                "url must be an absolute http:// or https:// URL, or mailto:address", "url"
-            )
+        problem = target_problem(url)
+        if problem is not None:
+            raise InvalidParameter(problem, "url")
         account = fields.text("account")
         account_id = resource_id(account, "account") if account is not None else None
         events = _event_types(fields.take("events"))

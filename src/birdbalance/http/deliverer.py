@@ -1,11 +1,21 @@
-"""Webhook delivery: each process claims due deliveries from the outbox and POSTs them.
+"""Webhook delivery: each process claims due deliveries from the outbox and sends them.
 
-Claims are leased (the delivery's next attempt moves past this attempt's timeout), so
+Claims are leased (the delivery's next attempt moves past this attempt's deadline), so
 several nodes never send the same delivery at once, and a node that dies mid-attempt
-leaves it to be retried. Each attempt is signed afresh (a new timestamp); failures are
-retried with capped full-jitter exponential backoff, then dead-lettered. Receivers
-deduplicate by the event id (the body's ``id`` and the ``Birdbalance-Event-Id`` header):
-delivery is at least once.
+leaves it to be retried. The claim itself counts the attempt and says on the delivery
+that no result came back yet: a delivery is never sent again without its previous
+attempt on record, whatever stopped that attempt (a crash, a lost write).
+
+No receiver can delay another. Each delivery runs as a task of its own in one of
+:data:`MAX_IN_FLIGHT` slots, at most :data:`MAX_IN_FLIGHT_PER_WEBHOOK` of them for one
+subscription, and a slot is refilled as soon as it frees, never at the end of a round.
+Every attempt has one deadline covering connect, send and the whole answer; at most
+:data:`MAX_RESPONSE_BYTES` of an answer are read (undecoded), the rest is dropped with
+the connection. Any failure at all, expected or not, is recorded on its own delivery
+as a failed attempt with its reason, then retried with capped full-jitter exponential
+backoff, then dead-lettered. Each attempt is signed afresh. Receivers deduplicate by the
+event id (the body's ``id`` and the ``Birdbalance-Event-Id`` header): delivery is at
+least once.
 """
 
 from __future__ import annotations
@@ -14,9 +24,12 @@ import asyncio
 import json
 import logging
 import random
+from collections import Counter
 from collections.abc import Awaitable, Callable
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
 from functools import partial
-from typing import Any, Final, TypeVar
+from typing import Any, Final
 
 import httpx
 
@@ -28,112 +41,238 @@ from birdbalance.metrics import Metrics
 from birdbalance.records import DueDelivery
 from birdbalance.settings import Settings
 from birdbalance.storage import Store
+from birdbalance.targets import target_problem
 from birdbalance.timestamps import timestamp_after
 from birdbalance.webhooks import retry_delay_s, signed_headers
 
-T = TypeVar("T")
 RunWrite = Callable[[Callable[[], Any]], Awaitable[Any]]
 
 #: Deliveries one process sends at once.
-BATCH: Final = 16
+MAX_IN_FLIGHT: Final = 32
+#: Of those, at most this many to one subscription, so a slow receiver with a backlog
+#: never takes every slot.
+MAX_IN_FLIGHT_PER_WEBHOOK: Final = 4
+#: Bytes of a receiver's answer read (as sent, never decompressed); the rest is dropped.
+MAX_RESPONSE_BYTES: Final = 64 * 1024
 #: Characters of a failure kept on the delivery.
 MAX_ERROR_CHARS: Final = 300
+#: Mail sends at once (smtplib blocks: each holds a thread of its own pool).
+MAX_MAIL_THREADS: Final = 4
+#: Tries to record one attempt's result, and the longest pause between them.
+MAX_RECORD_TRIES: Final = 6
+MAX_RECORD_BACKOFF_S: Final = 2.0
+#: A lease outlives the attempt's deadline by this much (clock skew between nodes).
+LEASE_MARGIN_S: Final = 10.0
 
 logger = logging.getLogger("birdbalance.webhooks")
+
+
+@dataclass(frozen=True, slots=True)
+class Outcome:
+    """What one attempt gave."""
+
+    delivered: bool
+    status: int | None = None
+    error: str | None = None
+    #: Never worth another attempt (a target that cannot be sent to).
+    final: bool = False
+
+
+def _failure(exc: BaseException) -> Outcome:
+    return Outcome(False, None, f"{type(exc).__name__}: {exc}"[:MAX_ERROR_CHARS])
 
 
 class Deliverer:
     """Sends due deliveries until cancelled."""
 
     def __init__(
-        self, store: Store, settings: Settings, run_write: RunWrite, metrics: Metrics | None = None
+        self,
+        store: Store,
+        settings: Settings,
+        run_write: RunWrite,
+        metrics: Metrics | None = None,
+        *,
+        transport: httpx.AsyncBaseTransport | None = None,
     ) -> None:
+        self._transport = transport
         self._store = store
         self._metrics = metrics
         self._settings = settings
         self._run_write = run_write
         # Jitter only spreads retries out; it needs no cryptographic randomness.
         self._rng = random.Random()  # noqa: S311
+        self._in_flight: dict[asyncio.Task[None], str] = {}
+        self._per_webhook: Counter[str] = Counter()
+        self._slot_freed = asyncio.Event()
+        smtp = settings.smtp
+        self._mail_deadline_s = smtp.timeout_s if smtp is not None else 0.0
+        self._lease_s = max(settings.webhook_timeout_s, self._mail_deadline_s) + LEASE_MARGIN_S
 
     async def run(self) -> None:
+        """Claim and send until cancelled; cancelling ends the attempts in flight too."""
         timeout = httpx.Timeout(self._settings.webhook_timeout_s)
-        headers = {"User-Agent": f"birdbalance-webhooks/{__version__}"}
-        limits = httpx.Limits(max_connections=BATCH)
-        async with httpx.AsyncClient(
-            timeout=timeout, headers=headers, limits=limits, follow_redirects=False
-        ) as client:
-            while True:
+        headers = {
+            "User-Agent": f"birdbalance-webhooks/{__version__}",
+            # The answer is read undecoded and capped: ask for it uncompressed.
+            "Accept-Encoding": "identity",
+        }
+        limits = httpx.Limits(max_connections=MAX_IN_FLIGHT)
+        mail_threads = ThreadPoolExecutor(MAX_MAIL_THREADS, thread_name_prefix="birdbalance-mail")
+        try:
+            async with httpx.AsyncClient(
+                timeout=timeout,
+                headers=headers,
+                limits=limits,
+                follow_redirects=False,
+                transport=self._transport,
+            ) as client:
                 try:
-                    sent = await self.deliver_due(client)
-                except Exception as exc:  # noqa: BLE001 -- the loop must outlive any failure
-                    logger.warning("webhook delivery round failed: %s", exc)
-                    sent = 0
-                if sent < BATCH:
-                    await asyncio.sleep(self._settings.webhook_poll_interval_s)
+                    await self._claim_forever(client, mail_threads)
+                finally:
+                    for task in list(self._in_flight):
+                        task.cancel()
+                    if self._in_flight:
+                        await asyncio.gather(*self._in_flight, return_exceptions=True)
+        finally:
+            # A mail thread ends by its own deadline; nobody waits for it here.
+            mail_threads.shutdown(wait=False, cancel_futures=True)
 
-    async def deliver_due(self, client: httpx.AsyncClient) -> int:
-        """One round: claim, send, record. Returns how many were attempted."""
-        lease = timestamp_after(self._settings.webhook_timeout_s + 10)
-        claim = partial(self._store.claim_deliveries, utc_timestamp(), lease, BATCH)
-        due: list[DueDelivery] = await self._run_write(claim)
-        if not due:
-            return 0
-        outcomes = await asyncio.gather(*(self._attempt(client, d) for d in due))
-        for delivery, (delivered, status, error) in zip(due, outcomes, strict=True):
-            retry_at = None
-            attempts = delivery.attempts + 1
-            if not delivered and attempts < self._settings.webhook_max_attempts:
-                delay = retry_delay_s(
-                    attempts,
-                    base_s=self._settings.webhook_retry_base_s,
-                    cap_s=self._settings.webhook_retry_cap_s,
-                    rng=self._rng,
+    async def _claim_forever(
+        self, client: httpx.AsyncClient, mail_threads: ThreadPoolExecutor
+    ) -> None:
+        while True:
+            free = MAX_IN_FLIGHT - len(self._in_flight)
+            if free == 0:
+                self._slot_freed.clear()
+                await self._slot_freed.wait()
+                continue
+            try:
+                due = await self._claim(free)
+            except Exception as exc:  # noqa: BLE001 -- the loop must outlive any failure
+                logger.warning("claiming webhook deliveries failed: %s", exc)
+                due = []
+            for delivery in due:
+                task = asyncio.create_task(
+                    self._deliver(client, mail_threads, delivery),
+                    name=f"birdbalance-delivery-{delivery.id}",
                 )
-                retry_at = timestamp_after(delay)
-            if self._metrics is not None:
-                outcome = "delivered" if delivered else "retrying" if retry_at else "dead"
-                self._metrics.deliveries.inc(outcome)
-            record = partial(
-                self._store.record_attempt,
-                delivery.id,
-                delivered=delivered,
-                status=status,
-                error=error,
-                retry_at=retry_at,
-            )
-            await self._run_write(record)
-        return len(due)
+                self._in_flight[task] = delivery.webhook_id
+                self._per_webhook[delivery.webhook_id] += 1
+                task.add_done_callback(self._release)
+            if len(due) < free:
+                await asyncio.sleep(self._settings.webhook_poll_interval_s)
 
-    async def _attempt(
-        self, client: httpx.AsyncClient, delivery: DueDelivery
-    ) -> tuple[bool, int | None, str | None]:
+    def _release(self, task: asyncio.Task[None]) -> None:
+        webhook_id = self._in_flight.pop(task)
+        self._per_webhook[webhook_id] -= 1
+        if self._per_webhook[webhook_id] <= 0:
+            del self._per_webhook[webhook_id]
+        self._slot_freed.set()
+
+    async def _claim(self, limit: int) -> list[DueDelivery]:
+        claim = partial(
+            self._store.claim_deliveries,
+            utc_timestamp(),
+            timestamp_after(self._lease_s),
+            limit,
+            max_attempts=self._settings.webhook_max_attempts,
+            per_webhook=MAX_IN_FLIGHT_PER_WEBHOOK,
+            in_flight=dict(self._per_webhook),
+        )
+        due: list[DueDelivery] = await self._run_write(claim)
+        return due
+
+    async def _deliver(
+        self, client: httpx.AsyncClient, mail_threads: ThreadPoolExecutor, delivery: DueDelivery
+    ) -> None:
+        outcome = await self._attempt_within_deadline(client, mail_threads, delivery)
+        await self._record(delivery, outcome)
+
+    async def _attempt_within_deadline(
+        self, client: httpx.AsyncClient, mail_threads: ThreadPoolExecutor, delivery: DueDelivery
+    ) -> Outcome:
+        problem = target_problem(delivery.url)
+        if problem is not None:
+            return Outcome(False, None, f"not sent: {problem}"[:MAX_ERROR_CHARS], final=True)
+        is_mail = delivery.url.startswith("mailto:")
+        deadline_s = self._mail_deadline_s if is_mail else self._settings.webhook_timeout_s
+        try:
+            async with asyncio.timeout(deadline_s or None):
+                if is_mail:
+                    return await self._mail(mail_threads, delivery)
+                return await self._post(client, delivery)
+        except TimeoutError:
+            return Outcome(False, None, f"no complete answer within {deadline_s:g} s")
+        except Exception as exc:  # noqa: BLE001 -- one delivery's failure is its own
+            return _failure(exc)
+
+    async def _post(self, client: httpx.AsyncClient, delivery: DueDelivery) -> Outcome:
         body = delivery.payload.encode("utf-8")
-        if delivery.url.startswith("mailto:"):
-            return await self._mail(delivery, body)
         event_id = str(json.loads(body)["id"])
         headers = {
             **signed_headers(body, delivery.secret, event_id),
             "Birdbalance-Delivery-Id": delivery.id,
         }
-        try:
-            response = await client.post(delivery.url, content=body, headers=headers)
-        except httpx.HTTPError as exc:
-            return False, None, f"{type(exc).__name__}: {exc}"[:MAX_ERROR_CHARS]
-        if 200 <= response.status_code < 300:
-            return True, response.status_code, None
-        return False, response.status_code, f"HTTP {response.status_code}"
+        async with client.stream("POST", delivery.url, content=body, headers=headers) as answer:
+            read = 0
+            # Only the status matters; the body is read (capped) so a short answer lets
+            # the connection be reused, and a long one is cut off with the connection.
+            async for chunk in answer.aiter_raw():
+                read += len(chunk)
+                if read >= MAX_RESPONSE_BYTES:
+                    break
+        if 200 <= answer.status_code < 300:
+            return Outcome(True, answer.status_code)
+        return Outcome(False, answer.status_code, f"HTTP {answer.status_code}")
 
-    async def _mail(
-        self, delivery: DueDelivery, body: bytes
-    ) -> tuple[bool, int | None, str | None]:
+    async def _mail(self, mail_threads: ThreadPoolExecutor, delivery: DueDelivery) -> Outcome:
         smtp = self._settings.smtp
         if smtp is None:
-            return False, None, "SMTP is not configured (set BIRDBALANCE_SMTP_HOST and _FROM)"
+            return Outcome(
+                False, None, "SMTP is not configured (set BIRDBALANCE_SMTP_HOST and _FROM)"
+            )
+        body = delivery.payload.encode("utf-8")
         to = [delivery.url.removeprefix("mailto:")]
         message = event_message(json.loads(body), body, smtp.sender, to, delivery.secret)
-        try:
-            # smtplib blocks: a thread, bounded by the SMTP timeout.
-            await asyncio.to_thread(send_mail, smtp, message, to)
-        except OSError as exc:
-            return False, None, f"{type(exc).__name__}: {exc}"[:MAX_ERROR_CHARS]
-        return True, None, None
+        # smtplib blocks: a thread of the mail pool, and send() ends itself at the deadline.
+        send = partial(send_mail, smtp, message, to, deadline_s=self._mail_deadline_s)
+        await asyncio.get_running_loop().run_in_executor(mail_threads, send)
+        return Outcome(True)
+
+    async def _record(self, delivery: DueDelivery, outcome: Outcome) -> None:
+        attempts = delivery.attempts + 1
+        retry_at = None
+        retrying = not (outcome.delivered or outcome.final)
+        if retrying and attempts < self._settings.webhook_max_attempts:
+            delay = retry_delay_s(
+                attempts,
+                base_s=self._settings.webhook_retry_base_s,
+                cap_s=self._settings.webhook_retry_cap_s,
+                rng=self._rng,
+            )
+            retry_at = timestamp_after(delay)
+        if self._metrics is not None:
+            result = "delivered" if outcome.delivered else "retrying" if retry_at else "dead"
+            self._metrics.deliveries.inc(result)
+        record = partial(
+            self._store.record_attempt,
+            delivery.id,
+            attempt=attempts,
+            delivered=outcome.delivered,
+            status=outcome.status,
+            error=outcome.error,
+            retry_at=retry_at,
+        )
+        pause_s = 0.05
+        for tries in range(1, MAX_RECORD_TRIES + 1):
+            try:
+                await self._run_write(record)
+                return
+            except Exception as exc:  # noqa: BLE001 -- the claim already counted the attempt
+                if tries == MAX_RECORD_TRIES:
+                    # The claim left "no result recorded" on the delivery, and its lease
+                    # ends: it is retried, with this attempt counted.
+                    logger.warning("recording delivery %s failed: %s", delivery.id, exc)
+                    return
+                await asyncio.sleep(pause_s * (0.5 + self._rng.random()))
+                pause_s = min(MAX_RECORD_BACKOFF_S, pause_s * 2)

@@ -15,7 +15,7 @@ that same transaction. Concurrent entries share one transaction (group commit,
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from typing import Any, Protocol
 
 from birdbalance.errors import ServiceError
@@ -250,19 +250,31 @@ class Store(Protocol):
     def delete_webhook(self, webhook_id: str) -> Webhook:
         """Stop a subscription and dead-letter its pending deliveries."""
 
-    def claim_deliveries(self, now: str, lease_until: str, limit: int) -> list[DueDelivery]:
-        """Lease up to ``limit`` due deliveries for one attempt each."""
+    def claim_deliveries(
+        self,
+        now: str,
+        lease_until: str,
+        limit: int,
+        *,
+        max_attempts: int,
+        per_webhook: int,
+        in_flight: Mapping[str, int],
+    ) -> list[DueDelivery]:
+        """Lease up to ``limit`` due deliveries for one attempt each (counted at once),
+        at most ``per_webhook`` in flight per subscription."""
 
     def record_attempt(
         self,
         delivery_id: str,
         *,
+        attempt: int,
         delivered: bool,
         status: int | None,
         error: str | None,
         retry_at: str | None,
-    ) -> None:
-        """Record an attempt: delivered, retry at ``retry_at``, or dead (None)."""
+    ) -> bool:
+        """Record attempt ``attempt``: delivered, retry at ``retry_at``, or dead (None);
+        False if the delivery moved on since its claim."""
 
     def redeliver(self, delivery_id: str) -> Delivery:
         """Queue a delivery again, with a fresh set of attempts."""

@@ -21,7 +21,7 @@ from __future__ import annotations
 
 import hmac
 import json
-from collections.abc import Iterable, Iterator, Sequence
+from collections.abc import Iterable, Iterator, Mapping, Sequence
 from contextlib import AbstractContextManager, contextmanager
 from dataclasses import dataclass, replace
 from importlib import resources
@@ -1444,44 +1444,79 @@ class SQLStore:
             )
             return webhook
 
-    def claim_deliveries(self, now: str, lease_until: str, limit: int) -> list[DueDelivery]:
+    def claim_deliveries(
+        self,
+        now: str,
+        lease_until: str,
+        limit: int,
+        *,
+        max_attempts: int,
+        per_webhook: int,
+        in_flight: Mapping[str, int],
+    ) -> list[DueDelivery]:
         """Take up to ``limit`` due deliveries for one attempt each.
 
-        Their next attempt moves to ``lease_until``, so another node (or this one after a
-        crash) retries them only if this attempt's result is never recorded.
+        Each subscription gets at most ``per_webhook`` less its ``in_flight`` count, so a
+        backlog of one receiver never crowds out another; the oldest due go first. The
+        claim counts the attempt and notes that no result came back yet, and moves the
+        next attempt to ``lease_until``: another node (or this one after a crash) retries
+        it only if the result is never recorded, and the attempt is on record either
+        way. A delivery whose ``max_attempts``-th attempt never recorded a result is
+        dead-lettered here instead of claimed.
         """
-        assert 1 <= limit <= MAX_EXPIRE_BATCH
+        assert 1 <= limit <= MAX_EXPIRE_BATCH and 1 <= per_webhook <= limit
         # Most polls find nothing: look first with a read, so an idle poll never takes
         # the write lock (SQLite has one for the whole database).
         with self._read() as conn:
-            due = self._x(
-                conn,
-                "SELECT 1 FROM deliveries WHERE status = 'pending' AND next_attempt_at <= ?"
-                " LIMIT 1",
-                (now,),
-            ).fetchone()
-        if due is None:
-            return []
+            webhooks = [
+                row[0]
+                for row in self._x(
+                    conn, _DUE_WEBHOOKS_SQL, (now, limit + len(in_flight))
+                ).fetchall()
+                if in_flight.get(row[0], 0) < per_webhook
+            ]
+        claimed: list[DueDelivery] = []
+        if not webhooks:
+            return claimed
         with self._write() as conn:
-            rows = self._x(conn, _DUE_SQL + self.skip_locked, (now, limit)).fetchall()
-            for row in rows:
-                self._x(
-                    conn,
-                    "UPDATE deliveries SET next_attempt_at = ? WHERE id = ?",
-                    (lease_until, row[0]),
-                )
-        return [DueDelivery(r[0], r[1], r[2], r[3], r[4]) for r in rows]
+            for webhook_id in webhooks:
+                room = min(per_webhook - in_flight.get(webhook_id, 0), limit - len(claimed))
+                if room <= 0:
+                    break
+                rows = self._x(
+                    conn, _DUE_SQL + self.skip_locked, (webhook_id, now, room)
+                ).fetchall()
+                for row in rows:
+                    attempts = int(row[1])
+                    if attempts >= max_attempts:
+                        self._x(
+                            conn,
+                            "UPDATE deliveries SET status = 'dead', last_error = ? WHERE id = ?",
+                            (_CUT_OFF + "; no attempts left", row[0]),
+                        )
+                        continue
+                    self._x(
+                        conn,
+                        "UPDATE deliveries SET next_attempt_at = ?, attempts = ?,"
+                        " last_status = NULL, last_error = ? WHERE id = ?",
+                        (lease_until, attempts + 1, _CUT_OFF, row[0]),
+                    )
+                    claimed.append(DueDelivery(row[0], attempts, webhook_id, *row[2:]))
+        return claimed
 
     def record_attempt(
         self,
         delivery_id: str,
         *,
+        attempt: int,
         delivered: bool,
         status: int | None,
         error: str | None,
         retry_at: str | None,
-    ) -> None:
-        """One attempt's result: delivered, retried at ``retry_at``, or (None) dead."""
+    ) -> bool:
+        """Attempt number ``attempt``'s result: delivered, retried at ``retry_at``, or
+        (None) dead. False when the delivery has moved on since the claim (redelivered,
+        deleted, or claimed again after the lease ran out), and nothing is changed."""
         now = utc_timestamp()
         if delivered:
             outcome, next_at, delivered_at = "delivered", now, now
@@ -1490,13 +1525,14 @@ class SQLStore:
         else:
             outcome, next_at, delivered_at = "dead", now, None
         with self._write() as conn:
-            self._x(
+            cursor = self._x(
                 conn,
-                "UPDATE deliveries SET status = ?, attempts = attempts + 1, next_attempt_at = ?,"
-                " last_status = ?, last_error = ?, delivered_at = ?"
-                " WHERE id = ? AND status = 'pending'",
-                (outcome, next_at, status, error, delivered_at, delivery_id),
+                "UPDATE deliveries SET status = ?, next_attempt_at = ?, last_status = ?,"
+                " last_error = ?, delivered_at = ?"
+                " WHERE id = ? AND status = 'pending' AND attempts = ?",
+                (outcome, next_at, status, error, delivered_at, delivery_id, attempt),
             )
+            return self._rowcount(conn, cursor) == 1
 
     def redeliver(self, delivery_id: str) -> Delivery:
         """Send a delivery again now, with a fresh set of attempts."""
@@ -1672,12 +1708,21 @@ class SQLStore:
 
 
 _WEBHOOK_SQL: Final = "SELECT id, url, account_id, events, created_at FROM webhooks"
+#: Subscriptions with due deliveries, the longest waiting first (one index probe each).
+_DUE_WEBHOOKS_SQL: Final = (
+    "SELECT id FROM (SELECT w.id, (SELECT MIN(d.next_attempt_at) FROM deliveries d"
+    " WHERE d.webhook_id = w.id AND d.status = 'pending') AS due_at"
+    " FROM webhooks w WHERE w.deleted_at IS NULL) AS due WHERE due_at <= ?"
+    " ORDER BY due_at, id LIMIT ?"
+)
 _DUE_SQL: Final = (
     "SELECT d.id, d.attempts, w.url, w.secret, e.payload FROM deliveries d"
     " JOIN webhooks w ON w.id = d.webhook_id JOIN events e ON e.id = d.event_id"
-    " WHERE d.status = 'pending' AND d.next_attempt_at <= ?"
+    " WHERE d.webhook_id = ? AND d.status = 'pending' AND d.next_attempt_at <= ?"
     " ORDER BY d.next_attempt_at, d.id LIMIT ?"
 )
+#: What a claimed delivery says until its attempt's result is recorded.
+_CUT_OFF: Final = "no result recorded: the attempt was cut off (process stopped or lease lost)"
 _DELIVERY_SQL: Final = (
     "SELECT id, event_id, webhook_id, status, attempts, next_attempt_at, last_status,"
     " last_error, created_at, delivered_at FROM deliveries"
