@@ -26,6 +26,8 @@ logger = logging.getLogger("birdbalance.ratelimit")
 MAX_LOCAL_BUCKETS: Final = 100_000
 #: The longest a Redis round trip may take before this process counts by itself.
 REDIS_TIMEOUT_S: Final = 0.25
+#: Connections to Redis per process.
+MAX_REDIS_CONNECTIONS: Final = 32
 #: How long to count locally after Redis failed, before trying it again.
 REDIS_RETRY_S: Final = 5.0
 _PREFIX: Final = "birdbalance:rl:"
@@ -85,12 +87,17 @@ class RedisLimiter:
     def __init__(self, url: str, clock: Callable[[], float] = time.time) -> None:
         import redis.asyncio
 
-        self._redis: Any = redis.asyncio.Redis.from_url(
+        # A burst waits (up to the timeout) for one of the pool's connections; the plain
+        # pool would refuse the 33rd at once, and the limits would fall back to per node
+        # exactly when they matter.
+        pool = redis.asyncio.BlockingConnectionPool.from_url(
             url,
+            max_connections=MAX_REDIS_CONNECTIONS,
+            timeout=REDIS_TIMEOUT_S,
             socket_timeout=REDIS_TIMEOUT_S,
             socket_connect_timeout=REDIS_TIMEOUT_S,
-            max_connections=32,
         )
+        self._redis: Any = redis.asyncio.Redis(connection_pool=pool)
         self._clock = clock
         self._local = LocalLimiter(clock)
         self._down_until = 0.0
@@ -132,4 +139,4 @@ class RedisLimiter:
         return int(value or 0)
 
     async def close(self) -> None:
-        await self._redis.aclose()
+        await self._redis.aclose(close_connection_pool=True)

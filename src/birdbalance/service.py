@@ -536,10 +536,10 @@ class Service:
         account_id = resource_id(account, "account") if account is not None else None
         events = _event_types(fields.take("events"))
         fields.done()
-        if len(self.store.list_webhooks()) >= MAX_WEBHOOKS:
-            raise InvalidParameter(f"there are at most {MAX_WEBHOOKS} webhooks", "url")
         secret = new_secret()
-        webhook = self.store.create_webhook(NewWebhook(url, account_id, events, secret))
+        webhook = self.store.create_webhook(
+            NewWebhook(url, account_id, events, secret), MAX_WEBHOOKS
+        )
         return webhook_json(webhook, secret)
 
     def list_webhooks(self) -> dict[str, Any]:

@@ -20,6 +20,7 @@ import pytest
 from birdbalance.keys import hash_key
 from birdbalance.settings import Settings
 from birdbalance.storage import open_store
+from tests.databases import MIGRATIONS
 from tests.servers import ADMIN_TOKEN, Admin, Server, clean_env, cli
 
 SECRET = "k" * 40
@@ -133,7 +134,7 @@ def test_schema_v7_moves_plain_sha256_digests_under_the_secret(database_url: str
             ),
         ):
             store._x(conn, sql, args)  # type: ignore[attr-defined]
-    assert store.migrate() == ["0007_security.sql"]
+    assert store.migrate() == MIGRATIONS[6:]
     store.check_key_secret()
     assert store.lookup_balance(store.hasher.digest(key)) is not None
     assert store.lookup_balance(hashlib.sha256(key.encode()).digest()) is None

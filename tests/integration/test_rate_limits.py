@@ -8,46 +8,20 @@ Client addresses are simulated with ``X-Forwarded-For`` from a trusted proxy (lo
 from __future__ import annotations
 
 import random
-import subprocess
-import time
-from collections.abc import Iterator
 from pathlib import Path
 
 import httpx
-import pytest
 import redis
 
-from tests.databases import in_ci
+from tests.integration.conftest import REDIS_URL
 from tests.servers import ADMIN_TOKEN, Admin, Server
 
-REDIS_URL = "redis://127.0.0.1:6379/9"
-REDIS_START = (
-    'redis-server --daemonize yes --bind 127.0.0.1 -::1 --port 6379 --save "" --appendonly no'
-    " --dir /var/lib/redis --logfile /var/log/redis/ci.log"
-)
 TRUST_LOOPBACK = {"BIRDBALANCE_TRUSTED_PROXIES": "127.0.0.1"}
 
 
 def _address() -> str:
     """A fresh client address (TEST-NET-3), so runs never share a bucket."""
     return f"203.0.113.{random.randrange(1, 255)}"
-
-
-@pytest.fixture
-def redis_db() -> Iterator[redis.Redis]:
-    client = redis.Redis.from_url(REDIS_URL, socket_timeout=2)
-    try:
-        client.ping()
-    except redis.ConnectionError:
-        if not in_ci():
-            pytest.skip("no Redis at 127.0.0.1:6379")
-        subprocess.run(["bash", "-c", REDIS_START], check=False, capture_output=True)
-        time.sleep(1)
-        client.ping()
-    client.flushdb()
-    yield client
-    client.flushdb()
-    client.close()
 
 
 def _server(db_url: str, log: Path, **env: str) -> Server:

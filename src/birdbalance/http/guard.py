@@ -34,6 +34,7 @@ T = TypeVar("T")
 MAX_REMEMBERED_ADDRESSES: Final = 10_000
 #: Working credentials remembered per address.
 MAX_REMEMBERED_PER_ADDRESS: Final = 16
+_TOO_MANY_FAILURES: Final = "Too many failed attempts from this address"
 #: The window of the per-address and per-credential request limits.
 REQUEST_WINDOW_S: Final = 1
 
@@ -75,17 +76,6 @@ class Guard:
         until = self._good.get(address, {}).get(credential.hex())
         return until is not None and until > time.monotonic()
 
-    async def before_check(self, address: str, credential: bytes) -> None:
-        """Refuse to check a credential from an address that failed too often, unless
-        that credential already worked from there."""
-        if self._known(address, credential):
-            return
-        failures = await self.limiter.count(f"fail:{address}", self.failure_window_s)
-        if failures >= self.max_failures:
-            now = time.time()
-            wait_s = max(1, int(self.failure_window_s - now % self.failure_window_s))
-            raise TooManyRequests(wait_s, "Too many failed attempts from this address")
-
     async def authenticate(
         self,
         scope: MutableMapping[str, Any],
@@ -93,19 +83,38 @@ class Guard:
         check: Callable[[], Awaitable[T | None]],
     ) -> T | None:
         """Run ``check`` (what ``credential`` opens, or None) under the failure budget of
-        the request's address: refused before the check past it, counted after."""
+        the request's address.
+
+        Whether a failure is answered 401 or 429 is decided by one atomic increment of
+        the address's failure count, after the check: however many guesses arrive at
+        once, on however many nodes, at most ``max_failures`` of them are told "wrong"
+        in a window, and a right guess made past the budget gets the same 429 (so it
+        tells nothing). A credential that already worked from the address skips the
+        budget, so its holder is not locked out by a guesser sharing the address.
+        """
         address = self.address(scope)
-        await self.before_check(address, credential)
+        known = self._known(address, credential)
+        if not known:
+            await self._within_budget(address)  # spares the lookup past the budget
         found = await check()
         if found is None:
-            await self.failed(address)
-        else:
-            self.succeeded(address, credential)
+            wait_s = await self.limiter.take(
+                f"fail:{address}", self.max_failures, self.failure_window_s
+            )
+            if wait_s:
+                raise TooManyRequests(wait_s, _TOO_MANY_FAILURES)
+            return None
+        if not known:
+            await self._within_budget(address)
+        self.succeeded(address, credential)
         return found
 
-    async def failed(self, address: str) -> None:
-        """Count a failed authentication from ``address``."""
-        await self.limiter.take(f"fail:{address}", self.max_failures, self.failure_window_s)
+    async def _within_budget(self, address: str) -> None:
+        failures = await self.limiter.count(f"fail:{address}", self.failure_window_s)
+        if failures >= self.max_failures:
+            now = time.time()
+            wait_s = max(1, int(self.failure_window_s - now % self.failure_window_s))
+            raise TooManyRequests(wait_s, _TOO_MANY_FAILURES)
 
     def succeeded(self, address: str, credential: bytes) -> None:
         """Remember that ``credential`` works from ``address`` (for one failure window)."""

@@ -243,7 +243,8 @@ class Store(Protocol):
     def list_events(self, account_id: str | None, cursor: str | None, limit: int) -> Page[Event]:
         """Outbox events, newest first."""
 
-    def create_webhook(self, new: NewWebhook) -> Webhook: ...
+    def create_webhook(self, new: NewWebhook, max_webhooks: int) -> Webhook:
+        """A subscription, unless ``max_webhooks`` are live (counted atomically)."""
 
     def list_webhooks(self) -> list[Webhook]: ...
 

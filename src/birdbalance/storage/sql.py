@@ -156,6 +156,9 @@ _MOVE_LEDGER_SQL: Final = (
 )
 
 LedgerKey = tuple[str, Mode]
+#: Names the lock that serializes the creations counted against one bound (PostgreSQL:
+#: a transaction-scoped advisory lock; SQLite's write lock already serializes them).
+_LIMIT_LOCK: Final = "birdbalance-limit:"
 
 
 def _pairs(count: int) -> str:
@@ -1296,8 +1299,10 @@ class SQLStore:
         """Add a threshold; it starts low if the available amount is already below it."""
         now = utc_timestamp()
         with self._write() as conn:
+            # The bound is per account, and an account has two ledgers (live and test):
+            # one lock per account keeps concurrent creations on both from passing it.
+            self._lock_key(conn, f"{_LIMIT_LOCK}alert-rules:{new.account_id}")
             ledger = self._lock_ledger(conn, new.account_id, new.mode, now)
-            # Counted under the ledger lock, so concurrent requests cannot pass the bound.
             count = self._x(
                 conn,
                 "SELECT COUNT(*) FROM alert_rules WHERE account_id = ? AND deleted_at IS NULL",
@@ -1397,8 +1402,15 @@ class SQLStore:
 
     # ------------------------------------------------------------------ webhooks
 
-    def create_webhook(self, new: NewWebhook) -> Webhook:
+    def create_webhook(self, new: NewWebhook, max_webhooks: int) -> Webhook:
+        """A subscription, counted against ``max_webhooks`` in the same transaction."""
         with self._write() as conn:
+            self._lock_key(conn, f"{_LIMIT_LOCK}webhooks")
+            live = self._x(
+                conn, "SELECT COUNT(*) FROM webhooks WHERE deleted_at IS NULL"
+            ).fetchone()[0]
+            if live >= max_webhooks:
+                raise InvalidParameter(f"there are at most {max_webhooks} webhooks", "url")
             if new.account_id is not None:
                 self._account(conn, new.account_id)
             webhook_id = new_id("whk")
