@@ -3,6 +3,7 @@ and from where, readable through the API and the CLI, and append-only in the dat
 
 from __future__ import annotations
 
+import calendar
 import getpass
 import json
 import time
@@ -131,6 +132,73 @@ def test_a_read_only_token_trying_to_write_is_recorded(database_url: str, tmp_pa
         records = _audit(admin, actor=token["id"])
         assert [(r["action"], r["status"]) for r in records] == [("POST /v1/accounts", 403)]
         assert records[0]["detail"]["token_name"] == "grafana"
+        admin.http.close()
+    finally:
+        server.stop()
+
+
+def _refuse_audit_rows(database_url: str) -> None:
+    """Make every audit insert fail, as a locked or briefly broken database would."""
+    if database_url.startswith("sqlite:"):
+        raw_execute(
+            database_url,
+            "CREATE TRIGGER test_refuse_audit BEFORE INSERT ON audit_log"
+            " BEGIN SELECT RAISE(ABORT, 'audit_log is refusing rows for this test'); END",
+        )
+        return
+    raw_execute(
+        database_url,
+        "CREATE FUNCTION test_refuse_audit() RETURNS trigger LANGUAGE plpgsql AS $$"
+        " BEGIN RAISE EXCEPTION 'audit_log is refusing rows for this test'; END $$;"
+        " CREATE TRIGGER test_refuse_audit BEFORE INSERT ON audit_log"
+        " FOR EACH ROW EXECUTE FUNCTION test_refuse_audit()",
+    )
+
+
+def _accept_audit_rows(database_url: str) -> None:
+    if database_url.startswith("sqlite:"):
+        raw_execute(database_url, "DROP TRIGGER test_refuse_audit")
+        return
+    raw_execute(
+        database_url,
+        "DROP TRIGGER test_refuse_audit ON audit_log; DROP FUNCTION test_refuse_audit()",
+    )
+
+
+def test_audit_rows_of_acknowledged_writes_survive_a_database_that_refuses_them(
+    database_url: str, tmp_path: Path
+) -> None:
+    """Entries are acknowledged while the audit log cannot be written; their rows are
+    retried and all land once it can, each stamped with when the write happened."""
+    log = tmp_path / "server.log"
+    server = Server(db_url=database_url, log_path=log).start()
+    try:
+        admin = Admin(server.url)
+        account = admin.account()["id"]
+        admin.topup(account, "100")
+        before = len(_eventually(admin, 2))
+        _refuse_audit_rows(database_url)
+        started = time.time()
+        try:
+            for n in range(20):
+                r = admin.post(account, "charges", idem=f"refused-audit-{n}", amount="1")
+                assert r.status_code == 201, r.text
+            time.sleep(1.5)  # several failed tries of the batch
+            assert len(_audit(admin)) == before
+        finally:
+            _accept_audit_rows(database_url)
+        records = _eventually(admin, before + 20)
+        charged = [r for r in records if r["action"].endswith("/charges")]
+        assert len(charged) == 20
+        assert sorted(r["detail"]["idempotency_key"] for r in charged) == sorted(
+            f"refused-audit-{n}" for n in range(20)
+        )
+        # Stamped when the charge was made, not when the row finally landed.
+        latest_s = max(
+            calendar.timegm(time.strptime(r["at"][:19], "%Y-%m-%dT%H:%M:%S")) for r in charged
+        )
+        assert latest_s <= started + 1.5
+        assert "audit records failed" in log.read_text()
         admin.http.close()
     finally:
         server.stop()

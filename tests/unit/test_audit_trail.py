@@ -4,9 +4,14 @@ and nothing queued is lost at shutdown."""
 from __future__ import annotations
 
 import asyncio
+import logging
 from collections.abc import Callable, Sequence
 from typing import Any
 
+import pytest
+
+from birdbalance.errors import ServiceUnavailable
+from birdbalance.http import access
 from birdbalance.http.access import AUDIT_LINGER_S, AuditTrail
 from birdbalance.records import AuditRecord
 
@@ -44,3 +49,68 @@ def test_batching_and_shutdown() -> None:
 
     commits = asyncio.run(run())
     assert commits == [[f"entry-{n}" for n in range(5)], ["urgent"], ["last"]]
+
+
+class _FlakyStore(_Store):
+    """Refuses every commit until ``healthy_at`` (loop time), as a locked database does."""
+
+    def __init__(self, refusals: int = 0, *, forever: bool = False) -> None:
+        super().__init__()
+        self.refusals = refusals
+        self.forever = forever
+        self.tries = 0
+
+    def append_audit(self, records: Sequence[AuditRecord]) -> None:
+        self.tries += 1
+        if self.forever or self.tries <= self.refusals:
+            raise OSError("database is locked")
+        super().append_audit(records)
+
+
+def test_a_failing_commit_is_retried_until_it_commits_and_nothing_is_dropped() -> None:
+    async def run() -> _FlakyStore:
+        store = _FlakyStore(refusals=4)
+        trail = AuditTrail(store, _write)  # type: ignore[arg-type]
+        for n in range(3):
+            await trail.record(_record(f"entry-{n}"))
+        await trail.written(_record("urgent"))  # waits through the retries
+        await trail.close()
+        return store
+
+    store = asyncio.run(run())
+    assert store.tries == 5 + (len(store.commits) - 1)
+    written = [action for commit in store.commits for action in commit]
+    assert written == ["entry-0", "entry-1", "entry-2", "urgent"]
+
+
+def test_a_waiter_gives_up_with_503_and_the_record_is_still_written() -> None:
+    async def run() -> _FlakyStore:
+        store = _FlakyStore(refusals=6)
+        trail = AuditTrail(store, _write, wait_timeout_s=0.05)  # type: ignore[arg-type]
+        with pytest.raises(ServiceUnavailable):
+            await trail.written(_record("urgent"))
+        while not store.commits:
+            await asyncio.sleep(0.05)
+        await trail.close()
+        return store
+
+    store = asyncio.run(run())
+    assert store.commits == [["urgent"]] and store.tries == 7
+
+
+def test_at_shutdown_what_cannot_be_written_is_logged_in_full(
+    monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+) -> None:
+    monkeypatch.setattr(access, "AUDIT_SHUTDOWN_S", 0.2)
+
+    async def run() -> None:
+        trail = AuditTrail(_FlakyStore(forever=True), _write)  # type: ignore[arg-type]
+        await trail.record(_record("entry-lost"))
+        await asyncio.sleep(AUDIT_LINGER_S * 2)  # taken into a batch, failing
+        await trail.record(_record("entry-queued"))
+        await trail.close()
+
+    with caplog.at_level(logging.ERROR, logger="birdbalance.audit"):
+        asyncio.run(run())
+    lost = [r.getMessage() for r in caplog.records if "not written at shutdown" in r.getMessage()]
+    assert len(lost) == 2 and '"action":"entry-lost"' in lost[0] and "entry-queued" in lost[1]

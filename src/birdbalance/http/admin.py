@@ -20,6 +20,7 @@ from starlette.responses import Response
 from starlette.routing import Route
 
 from birdbalance.errors import ServiceError
+from birdbalance.ids import utc_timestamp
 from birdbalance.metrics import Metrics
 from birdbalance.records import AuditRecord
 from birdbalance.service import Service
@@ -65,7 +66,9 @@ class AdminAPI:
             else ThreadPoolExecutor(max_workers=writers, thread_name_prefix="birdbalance-reader")
         )
         self.auth = AdminAuth(admin_token, service.store, self._read, guard)
-        self.audit_trail = AuditTrail(service.store, self.writes.call)
+        self.audit_trail = AuditTrail(
+            service.store, self.writes.call, wait_timeout_s=body_timeout_s
+        )
         #: Ledger entries: a raw ASGI endpoint (see :mod:`birdbalance.http.entries`).
         self.entries = EntryEndpoint(
             self.auth.actor, service, self.writes, max_body_bytes, metrics, body_timeout_s
@@ -96,6 +99,8 @@ class AdminAPI:
             address=client_address(scope, self.trusted_proxies),
             status=status,
             detail={**detail, "token_name": actor.name} if actor.name != actor.id else detail,
+            # When it happened, even if a busy database delays its row.
+            at=utc_timestamp(),
         )
         if wait:
             await self.audit_trail.written(record)

@@ -544,7 +544,8 @@ class SQLStore:
     # ------------------------------------------------------------------ audit log
 
     def append_audit(self, records: Sequence[AuditRecord]) -> None:
-        at = utc_timestamp()
+        """Append ``records``; each keeps its ``at`` (when it happened) when it has one."""
+        now = utc_timestamp()
         with self._write() as conn:
             self._x_many(
                 conn,
@@ -552,7 +553,7 @@ class SQLStore:
                 " VALUES (?, ?, ?, ?, ?, ?, ?)",
                 [
                     (
-                        at,
+                        r.at or now,
                         r.actor,
                         r.action,
                         r.target,
