@@ -62,7 +62,9 @@ from birdbalance.validation import (
     MAX_REFERENCE_CHARS,
     Fields,
     JSONNumber,
+    filter_text,
     idempotency_key,
+    is_digits,
     page_limit,
     resource_id,
 )
@@ -139,8 +141,7 @@ class Service:
         self, *, cursor: str | None, limit: str | None, search: str | None = None
     ) -> dict[str, Any]:
         size = _id_page_size(cursor, limit)
-        if search is not None and len(search) > MAX_NAME_CHARS:
-            raise InvalidParameter("search is too long", "search")
+        search = filter_text(search, "search", MAX_NAME_CHARS)
         page = self.store.list_accounts(cursor, size, search or None)
         return page_json(page, [account_json(a) for a in page.items])
 
@@ -224,11 +225,10 @@ class Service:
     ) -> dict[str, Any]:
         """The audit log, newest first; ``cursor`` is the ``seq`` a page ended before."""
         size = page_limit(limit, default=DEFAULT_PAGE_SIZE, maximum=MAX_AUDIT_PAGE)
-        if cursor is not None and not (cursor.isdigit() and len(cursor) <= 18):
+        if cursor is not None and not (is_digits(cursor) and len(cursor) <= 18):
             raise InvalidParameter("cursor must be a next_cursor this API gave out", "cursor")
-        for name, value in (("actor", actor), ("action", action)):
-            if value is not None and len(value) > MAX_AUDIT_FILTER_CHARS:
-                raise InvalidParameter(f"{name} is longer than {MAX_AUDIT_FILTER_CHARS}", name)
+        actor = filter_text(actor, "actor", MAX_AUDIT_FILTER_CHARS)
+        action = filter_text(action, "action", MAX_AUDIT_FILTER_CHARS)
         page = self.store.list_audit(None if cursor is None else int(cursor), size, actor, action)
         return page_json(page, [audit_json(r) for r in page.items])
 
@@ -592,7 +592,7 @@ def _seconds(fields: Fields, name: str, default: int, minimum: int, maximum: int
     value = fields.take(name)
     if value is None:
         return default
-    if isinstance(value, str) and value.isdigit() and minimum <= int(value) <= maximum:
+    if isinstance(value, str) and is_digits(value) and minimum <= int(value) <= maximum:
         return int(value)
     raise InvalidParameter(
         f"{name} must be a whole number of seconds, {minimum} to {maximum}", name
@@ -620,8 +620,7 @@ def entry_filter(
     times, ``[from, to)``) and ``reference`` (exact)."""
     if kind is not None and kind not in {k.value for k in EntryKind}:
         raise InvalidParameter("kind must be topup, charge, refund or adjustment", "kind")
-    if reference is not None and len(reference) > MAX_REFERENCE_CHARS:
-        raise InvalidParameter(f"reference is longer than {MAX_REFERENCE_CHARS}", "reference")
+    reference = filter_text(reference, "reference", MAX_REFERENCE_CHARS)
     times: dict[str, str | None] = {}
     for name, text in (("from", start), ("to", end)):
         try:
@@ -638,7 +637,7 @@ def entry_filter(
 
 def _check_seq_cursor(cursor: str | None) -> None:
     """A ledger page's cursor is the seq this API gave out: digits, and not too many."""
-    if cursor is not None and not (cursor.isdigit() and len(cursor) <= 18):
+    if cursor is not None and not (is_digits(cursor) and len(cursor) <= 18):
         raise InvalidParameter("cursor is not one this API gave out", "cursor")
 
 
@@ -662,7 +661,7 @@ def _recharge(value: Any, below_minor: int) -> Recharge | None:
     if max_failures is None:
         return Recharge(amount, up_to, 3)
     # A JSON body gives its numbers as text (JSONNumber); the CLI gives an int.
-    if isinstance(max_failures, JSONNumber) and max_failures.isdigit() and len(max_failures) <= 3:
+    if isinstance(max_failures, JSONNumber) and is_digits(max_failures) and len(max_failures) <= 3:
         max_failures = int(max_failures)
     if (
         not isinstance(max_failures, int)

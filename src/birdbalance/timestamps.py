@@ -33,6 +33,11 @@ def parse_timestamp(text: str) -> str:
         raise TimestampError("must be an RFC 3339 time such as 2026-11-22T10:00:00Z") from None
     if moment.tzinfo is None:
         raise TimestampError("needs an offset (Z or +hh:mm)")
+    try:
+        # An offset can carry a time at the edge of the calendar past it.
+        moment = moment.astimezone(UTC)
+    except OverflowError:
+        raise TimestampError("must be between 1970 and 9999 (UTC)") from None
     if not 1970 <= moment.year <= 9999:
-        raise TimestampError("must be between 1970 and 9999")
+        raise TimestampError("must be between 1970 and 9999 (UTC)")
     return format_timestamp(moment)

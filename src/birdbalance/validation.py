@@ -53,17 +53,38 @@ def parse_json_body(raw: bytes) -> dict[str, Any]:
         raise BadRequest("the request body is not valid UTF-8 JSON") from None
     if not isinstance(value, dict):
         raise BadRequest("the request body must be a JSON object")
-    if _depth(value) > MAX_JSON_DEPTH:
-        raise BadRequest(f"the request body nests deeper than {MAX_JSON_DEPTH} levels")
+    _check_tree(value, 1)
     return value
 
 
-def _depth(value: Any) -> int:
+def _check_tree(value: Any, level: int) -> None:
+    """Refuse nesting past :data:`MAX_JSON_DEPTH`, and text (values and names alike) that
+    is not Unicode: JSON's ``\\ud800`` escapes can spell lone surrogates, which no
+    database, log or response can encode."""
+    if isinstance(value, str):
+        _check_text(value)
+        return
+    if not isinstance(value, dict | list):
+        return
+    if level > MAX_JSON_DEPTH:
+        raise BadRequest(f"the request body nests deeper than {MAX_JSON_DEPTH} levels")
     if isinstance(value, dict):
-        return 1 + max((_depth(v) for v in value.values()), default=0)
-    if isinstance(value, list):
-        return 1 + max((_depth(v) for v in value), default=0)
-    return 0
+        for name, item in value.items():
+            _check_text(name)
+            _check_tree(item, level + 1)
+    else:
+        for item in value:
+            _check_tree(item, level + 1)
+
+
+def _check_text(text: str) -> None:
+    if not text.isascii():
+        try:
+            text.encode("utf-8")
+        except UnicodeEncodeError:
+            raise BadRequest(
+                "the request body holds text that is not Unicode (a lone surrogate escape)"
+            ) from None
 
 
 class Fields:
@@ -167,10 +188,24 @@ def resource_id(value: str, parameter: str) -> str:
     return value
 
 
+def filter_text(value: str | None, name: str, max_chars: int) -> str | None:
+    """A text filter from a query string: bounded, and free of NUL, which PostgreSQL's
+    text cannot hold (it would fail the query, not match nothing)."""
+    if value is not None and (len(value) > max_chars or "\x00" in value):
+        raise InvalidParameter(f"{name} must be at most {max_chars} characters, no NUL", name)
+    return value
+
+
+def is_digits(text: str) -> bool:
+    """Only the ASCII digits 0-9 (``str.isdigit`` also takes ``²`` and ``٣``, which ``int``
+    refuses or reads as other numbers)."""
+    return text.isascii() and text.isdigit()
+
+
 def page_limit(value: str | None, *, default: int, maximum: int, parameter: str = "limit") -> int:
     """A count from query text (``limit``, ``days``...): digits, 1 to ``maximum``."""
     if value is None:
         return default
-    if not (value.isdigit() and len(value) <= 9) or not 1 <= int(value) <= maximum:
+    if not (is_digits(value) and len(value) <= 9) or not 1 <= int(value) <= maximum:
         raise InvalidParameter(f"{parameter} must be 1 to {maximum}", parameter)
     return int(value)

@@ -19,7 +19,7 @@ from starlette.requests import Request
 from starlette.responses import Response
 from starlette.routing import Route
 
-from birdbalance.errors import ServiceError
+from birdbalance.errors import InternalError, ServiceError
 from birdbalance.ids import utc_timestamp
 from birdbalance.metrics import Metrics
 from birdbalance.records import AuditRecord
@@ -414,6 +414,13 @@ class AdminAPI:
                     await self.audit(
                         request.scope, actor, action, exc.status_code, detail, wait=True
                     )
+                raise
+            except Exception:
+                # A fault (a bug, a driver error): answered 500 in the errors shape by the
+                # app's handler, and on record like every other write's answer.
+                if write:
+                    detail["error"] = InternalError.code
+                    await self.audit(request.scope, actor, action, 500, detail, wait=False)
                 raise
             if write:
                 await self.audit(

@@ -7,6 +7,7 @@ import asyncio
 from starlette.requests import Request
 
 from birdbalance.errors import BadRequest, PayloadTooLarge, RequestTimeout
+from birdbalance.validation import is_digits
 
 
 async def read_body(request: Request, max_bytes: int, timeout_s: float) -> bytes:
@@ -15,7 +16,7 @@ async def read_body(request: Request, max_bytes: int, timeout_s: float) -> bytes
     assert max_bytes >= 1 and timeout_s > 0
     declared = request.headers.get("content-length")
     if declared is not None:
-        if not declared.isdigit():
+        if not is_digits(declared):
             raise BadRequest("Content-Length is not a number")
         if int(declared) > max_bytes:
             raise PayloadTooLarge(f"the request body exceeds {max_bytes} bytes")

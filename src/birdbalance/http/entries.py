@@ -28,7 +28,7 @@ from birdbalance.metrics import Metrics
 from birdbalance.records import PostedEntry
 from birdbalance.representations import posted_json
 from birdbalance.service import Service
-from birdbalance.validation import parse_json_body
+from birdbalance.validation import is_digits, parse_json_body
 
 from .access import Actor
 from .responses import JSON_CONTENT_TYPE, dumps, error_bytes
@@ -148,7 +148,7 @@ class EntryEndpoint:
             elif name == b"content-length":
                 declared = value
         if declared is not None:
-            if not declared.isdigit():
+            if not is_digits(declared):
                 raise BadRequest("Content-Length is not a number")
             if int(declared) > self._max_body_bytes:
                 raise PayloadTooLarge(f"the request body exceeds {self._max_body_bytes} bytes")

@@ -18,7 +18,9 @@ def dumps(value: Any) -> bytes:
 
 
 def error_bytes(error: ServiceError) -> bytes:
-    return dumps(error.to_body())
+    # ASCII with escapes: an error may quote text that cannot be encoded (a refused
+    # lone surrogate), and its answer must still be sent.
+    return json.dumps(error.to_body(), separators=(",", ":")).encode("ascii")
 
 
 #: The one 401 body, byte-identical for a missing, malformed, unknown or revoked key.
@@ -45,5 +47,10 @@ def csv_download(
     )
 
 
-def error_response(error: ServiceError, headers: dict[str, str] | None = None) -> JSONBody:
-    return JSONBody(error.to_body(), status_code=error.status_code, headers=headers)
+def error_response(error: ServiceError, headers: dict[str, str] | None = None) -> Response:
+    return Response(
+        error_bytes(error),
+        status_code=error.status_code,
+        headers=headers,
+        media_type="application/json",
+    )

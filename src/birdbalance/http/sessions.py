@@ -79,7 +79,12 @@ class SessionSigner:
 
     def read(self, cookie: str | None, now_s: int) -> Session | None:
         """The session in ``cookie`` if its signature holds and it has not expired."""
-        if not cookie or len(cookie) > MAX_COOKIE_CHARS or cookie.count(".") != 1:
+        if (
+            not cookie
+            or len(cookie) > MAX_COOKIE_CHARS
+            or not cookie.isascii()
+            or cookie.count(".") != 1
+        ):
             return None
         body, signature = cookie.split(".")
         if not hmac.compare_digest(signature.encode("ascii", "replace"), self._sign(body).encode()):
