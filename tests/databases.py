@@ -35,6 +35,7 @@ MIGRATIONS = [
     "0006_dashboard.sql",
     "0007_security.sql",
     "0008_delivery_fairness.sql",
+    "0009_day_turnover.sql",
 ]
 LATEST = len(MIGRATIONS)
 SKIP_REASON = (

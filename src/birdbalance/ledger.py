@@ -13,9 +13,18 @@ from __future__ import annotations
 from collections.abc import Iterable
 from dataclasses import dataclass
 from enum import StrEnum
+from typing import Final
 
 from birdbalance.errors import InvalidParameter, NotEnoughBalance
 from birdbalance.money import MAX_BALANCE_MINOR, MAX_ENTRY_MINOR, format_amount
+
+#: Most one ledger may take in (credits) or pay out (debits) in one UTC day. It bounds
+#: every per-day total the database keeps, so no sequence of accepted writes can
+#: overflow a 64-bit column (docs/ledger.md proves it, column by column).
+MAX_DAY_TURNOVER_MINOR: Final = 10**18
+#: Most a ledger's pending holds may reserve together (postpaid ledgers without a credit
+#: limit have no other bound on it).
+MAX_HELD_MINOR: Final = MAX_BALANCE_MINOR
 
 
 class Payment(StrEnum):
@@ -60,6 +69,33 @@ class LedgerState:
     def available_minor(self) -> int:
         """The balance less what pending holds reserve."""
         return self.balance_minor - self.held_minor
+
+
+@dataclass(frozen=True, slots=True)
+class DayTurnover:
+    """What a ledger took in and paid out on its last day of entries (UTC)."""
+
+    day: str | None = None
+    in_minor: int = 0
+    out_minor: int = 0
+
+
+def turnover_after(turnover: DayTurnover, day: str, delta_minor: int) -> DayTurnover:
+    """The day's turnover once an entry of ``delta_minor`` lands on ``day`` (a
+    ``YYYY-MM-DD`` no earlier than ``turnover.day``), or refuse it past
+    :data:`MAX_DAY_TURNOVER_MINOR`."""
+    assert turnover.day is None or day >= turnover.day, (day, turnover.day)
+    base = turnover if turnover.day == day else DayTurnover(day)
+    in_minor = base.in_minor + max(delta_minor, 0)
+    out_minor = base.out_minor + max(-delta_minor, 0)
+    if max(in_minor, out_minor) > MAX_DAY_TURNOVER_MINOR:
+        raise InvalidParameter(
+            f"this ledger may move at most {format_amount(MAX_DAY_TURNOVER_MINOR)} in and"
+            " as much out in one UTC day (a bound that keeps every total exact); try again"
+            " tomorrow",
+            "amount",
+        )
+    return DayTurnover(day, in_minor, out_minor)
 
 
 @dataclass(frozen=True, slots=True)
@@ -165,7 +201,13 @@ def reserve(state: LedgerState, amount_minor: int) -> int:
     if amount_minor <= 0:
         raise InvalidParameter("amount must be greater than zero", "amount")
     _check_floor(state, state.balance_minor - amount_minor)
-    return state.held_minor + amount_minor
+    held = state.held_minor + amount_minor
+    if held > MAX_HELD_MINOR:
+        raise InvalidParameter(
+            f"this ledger's pending holds may reserve at most {format_amount(MAX_HELD_MINOR)}",
+            "amount",
+        )
+    return held
 
 
 def capture_amount(hold_amount_minor: int, requested_minor: int | None) -> int:

@@ -1,9 +1,14 @@
 from __future__ import annotations
 
 import pytest
+from hypothesis import given
+from hypothesis import strategies as st
 
 from birdbalance.errors import InvalidParameter, NotEnoughBalance
 from birdbalance.ledger import (
+    MAX_DAY_TURNOVER_MINOR,
+    MAX_HELD_MINOR,
+    DayTurnover,
     EntryFact,
     EntryKind,
     LedgerState,
@@ -11,8 +16,10 @@ from birdbalance.ledger import (
     RefundTarget,
     audit_ledger,
     next_balance,
+    reserve,
+    turnover_after,
 )
-from birdbalance.money import MAX_BALANCE_MINOR
+from birdbalance.money import MAX_BALANCE_MINOR, MAX_ENTRY_MINOR
 
 PREPAID = Payment.PREPAID
 POSTPAID = Payment.POSTPAID
@@ -101,3 +108,73 @@ def test_audit_finds_every_kind_of_mismatch(
 ) -> None:
     problems = audit_ledger(facts, balance, seq, PREPAID)
     assert any(needle in p for p in problems), problems
+
+
+def test_a_days_turnover_is_bounded_each_way_and_starts_over_each_day() -> None:
+    day = DayTurnover("2026-11-28", MAX_DAY_TURNOVER_MINOR - 5, 7)
+    assert turnover_after(day, "2026-11-28", 5) == DayTurnover(
+        "2026-11-28", MAX_DAY_TURNOVER_MINOR, 7
+    )
+    with pytest.raises(InvalidParameter) as refused:
+        turnover_after(day, "2026-11-28", 6)
+    assert refused.value.parameter == "amount" and "one UTC day" in refused.value.description
+    assert turnover_after(day, "2026-11-28", -3) == DayTurnover("2026-11-28", day.in_minor, 10)
+    assert turnover_after(day, "2026-11-29", 6) == DayTurnover("2026-11-29", 6, 0)
+
+
+def test_pending_holds_are_bounded_without_a_credit_limit() -> None:
+    state = LedgerState(POSTPAID, 0, None, MAX_HELD_MINOR - 10)
+    assert reserve(state, 10) == MAX_HELD_MINOR
+    with pytest.raises(InvalidParameter):
+        reserve(state, 11)
+
+
+AMOUNTS = st.integers(1, MAX_ENTRY_MINOR)
+OPERATIONS = st.lists(
+    st.tuples(st.sampled_from(["topup", "charge", "adjust", "hold", "next day"]), AMOUNTS),
+    max_size=60,
+)
+
+
+@given(
+    payment=st.sampled_from([PREPAID, POSTPAID]),
+    limit=st.none() | AMOUNTS,
+    start=st.integers(0, MAX_BALANCE_MINOR),
+    held=st.integers(0, MAX_HELD_MINOR),
+    ops=OPERATIONS,
+)
+def test_no_accepted_sequence_leaves_the_bounds(
+    payment: Payment, limit: int | None, start: int, held: int, ops: list[tuple[str, int]]
+) -> None:
+    """From any state within the bounds, accepted writes keep every stored value within
+    them (and so within int64): the balance, what holds reserve, what is available, and
+    the day's turnover each way. Refused writes change nothing."""
+    state = LedgerState(payment, start, limit if payment is POSTPAID else None, 0)
+    if payment is POSTPAID or held <= start:
+        state = LedgerState(payment, start, state.credit_limit_minor, held)
+    turnover = DayTurnover("2026-01-01")
+    day = 1
+    for op, amount in ops:
+        try:
+            if op == "next day":
+                day += 1
+                continue
+            if op == "hold":
+                state = LedgerState(
+                    payment, state.balance_minor, state.credit_limit_minor, reserve(state, amount)
+                )
+                continue
+            kind = {"topup": EntryKind.TOPUP, "charge": EntryKind.CHARGE}.get(
+                op, EntryKind.ADJUSTMENT
+            )
+            signed = amount if kind is not EntryKind.ADJUSTMENT or amount % 2 else -amount
+            after = next_balance(state, kind, signed if kind is EntryKind.ADJUSTMENT else amount)
+            turnover = turnover_after(turnover, f"2026-01-{day:02d}", after - state.balance_minor)
+            state = LedgerState(payment, after, state.credit_limit_minor, state.held_minor)
+        except (InvalidParameter, NotEnoughBalance):
+            continue
+        assert -MAX_BALANCE_MINOR <= state.balance_minor <= MAX_BALANCE_MINOR
+        assert 0 <= state.held_minor <= MAX_HELD_MINOR
+        assert -(2**63) < state.available_minor < 2**63
+        assert 0 <= turnover.in_minor <= MAX_DAY_TURNOVER_MINOR
+        assert 0 <= turnover.out_minor <= MAX_DAY_TURNOVER_MINOR

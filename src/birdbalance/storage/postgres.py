@@ -13,6 +13,7 @@ from __future__ import annotations
 import asyncio
 import hashlib
 import itertools
+import logging
 import re
 import threading
 from collections.abc import Iterator, Sequence
@@ -24,12 +25,18 @@ import psycopg
 from psycopg.adapt import Buffer, Loader
 from psycopg_pool import ConnectionPool, PoolTimeout, TooManyRequests
 
-from birdbalance.errors import ServiceUnavailable
+from birdbalance.errors import InternalError, ServiceUnavailable
 from birdbalance.ids import utc_timestamp
-from birdbalance.ledger import Payment
 from birdbalance.records import BalanceView
 
-from .sql import LOOKUP_COLUMNS, LOOKUP_FROM, LOOKUP_UNEXPIRED, SQLStore, pending_migrations
+from .sql import (
+    LOOKUP_COLUMNS,
+    LOOKUP_FROM,
+    LOOKUP_UNEXPIRED,
+    SQLStore,
+    balance_view,
+    pending_migrations,
+)
 
 #: Requests that may wait for a pooled connection at once; more are refused with 503.
 MAX_POOL_WAITING: Final = 1024
@@ -71,6 +78,8 @@ def _key_lock_id(key: str) -> int:
     digest = hashlib.blake2b(key.encode("utf-8"), digest_size=8).digest()
     return int.from_bytes(digest, "big", signed=True)
 
+
+logger = logging.getLogger("birdbalance.storage")
 
 #: Most keys one coalesced ``GET /balance`` query looks up.
 MAX_LOOKUP_BATCH: Final = 256
@@ -145,6 +154,7 @@ class CoalescedLookups:
 
     async def _query(self, batch: dict[bytes, list[asyncio.Future[BalanceView | None]]]) -> None:
         found: dict[bytes, BalanceView] = {}
+        broken: dict[bytes, Exception] = {}
         failure: BaseException | None = None
         try:
             async with asyncio.timeout(self._timeout_s):
@@ -152,7 +162,11 @@ class CoalescedLookups:
                 try:
                     cursor = await conn.execute(_LOOKUP_MANY_SQL, (list(batch), utc_timestamp()))
                     for row in await cursor.fetchall():
-                        found[bytes(row[0])] = BalanceView(Payment(row[1]), *row[2:])
+                        # One row that cannot be read fails its own key's lookup only.
+                        try:
+                            found[bytes(row[0])] = balance_view(row[1:])
+                        except (ValueError, TypeError) as exc:
+                            broken[bytes(row[0])] = exc
                 except BaseException:
                     await conn.close()  # its state is unknown: never reuse it
                     raise
@@ -171,6 +185,9 @@ class CoalescedLookups:
                         future.cancel()
                     elif failure is not None:
                         future.set_exception(failure)
+                    elif key in broken:
+                        logger.error("the ledger of a key cannot be read: %r", broken[key])
+                        future.set_exception(InternalError())
                     else:
                         future.set_result(found.get(key))
             if not isinstance(failure, asyncio.CancelledError):

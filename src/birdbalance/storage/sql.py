@@ -39,6 +39,7 @@ from birdbalance.errors import (
 from birdbalance.ids import new_id, utc_timestamp
 from birdbalance.keys import KeyHasher
 from birdbalance.ledger import (
+    DayTurnover,
     EntryFact,
     EntryKind,
     HoldStatus,
@@ -50,6 +51,7 @@ from birdbalance.ledger import (
     capture_amount,
     next_balance,
     reserve,
+    turnover_after,
 )
 from birdbalance.money import balance_type, format_amount
 from birdbalance.records import (
@@ -97,7 +99,9 @@ MAX_EXPIRE_BATCH: Final = 500
 MAX_WRITE_BATCH: Final = 64
 
 #: What ``GET /balance`` reads for a key digest: payment, asset, scale, available.
-LOOKUP_COLUMNS: Final = "a.payment, a.asset, a.scale, b.balance_minor - b.held_minor"
+#: Balance and held apart: their difference is taken in Python, where a damaged row cannot
+#: overflow a query that other keys' lookups share.
+LOOKUP_COLUMNS: Final = "a.payment, a.asset, a.scale, b.balance_minor, b.held_minor"
 #: From a live key to its account and ledger; callers add the digest condition.
 LOOKUP_FROM: Final = (
     " FROM api_keys k"
@@ -151,7 +155,8 @@ _INSERT_KEY_SQL: Final = (
     " created_at) VALUES (?, ?, ?, ?, ?)"
 )
 _MOVE_LEDGER_SQL: Final = (
-    "UPDATE balances SET balance_minor = ?, seq = ?, held_minor = ?, last_entry_at = ?"
+    "UPDATE balances SET balance_minor = ?, seq = ?, held_minor = ?, last_entry_at = ?,"
+    " turnover_day = ?, turnover_in_minor = ?, turnover_out_minor = ?"
     " WHERE account_id = ? AND mode = ? AND seq = ?"
 )
 
@@ -203,6 +208,13 @@ class _Ledger:
     seq: int
     held_minor: int
     last_entry_at: str | None
+    turnover_day: str | None
+    turnover_in_minor: int
+    turnover_out_minor: int
+
+    @property
+    def turnover(self) -> DayTurnover:
+        return DayTurnover(self.turnover_day, self.turnover_in_minor, self.turnover_out_minor)
 
     @property
     def state(self) -> LedgerState:
@@ -282,7 +294,7 @@ class SQLStore:
     def lookup_balance(self, key_hash: bytes) -> BalanceView | None:
         with self._read() as conn:
             row = self._x(conn, LOOKUP_SQL, (key_hash, utc_timestamp())).fetchone()
-        return None if row is None else BalanceView(Payment(row[0]), row[1], row[2], row[3])
+        return None if row is None else balance_view(row)
 
     # ------------------------------------------------------------------ idempotency
 
@@ -609,7 +621,8 @@ class SQLStore:
             # key instead of scanning every ledger.
             f"WITH w(account_id, mode) AS (VALUES {_pairs(len(ordered))})"  # noqa: S608 -- placeholders only
             " SELECT a.id, b.mode, a.payment, a.asset, a.scale, a.credit_limit_minor,"
-            " b.balance_minor, b.seq, b.held_minor, b.last_entry_at"
+            " b.balance_minor, b.seq, b.held_minor, b.last_entry_at, b.turnover_day,"
+            " b.turnover_in_minor, b.turnover_out_minor"
             " FROM w JOIN balances b ON b.account_id = w.account_id AND b.mode = w.mode"
             " JOIN accounts a ON a.id = b.account_id"
             " ORDER BY b.account_id, b.mode" + self.for_update,
@@ -894,8 +907,9 @@ class SQLStore:
     ) -> Entry:
         """Append one entry and move the ledger's row to it (balance, seq, holds, time)."""
         entry = self._next_entry(ledger, new, after_minor, now, hold_id)
+        end = _after(ledger, entry, held_after_minor)  # may refuse: before any write
         self._x(conn, _INSERT_ENTRY_SQL, _entry_row(entry))
-        self._move_ledger(conn, ledger, _after(ledger, entry, held_after_minor))
+        self._move_ledger(conn, ledger, end)
         self._raise_alerts(conn, ledger, after_minor, held_after_minor, now, {"entry": entry.id})
         return entry
 
@@ -1113,13 +1127,7 @@ class SQLStore:
             # of consecutive seqs.
             opening = self._x(conn, _LAST_BEFORE_SQL, (*ledger, start)).fetchone()
             closing = self._x(conn, _LAST_BEFORE_SQL, (*ledger, end)).fetchone()
-            totals = self._x(
-                conn,
-                "SELECT kind, SUM(amount_minor), COUNT(*) FROM entries"  # noqa: S608 -- constants only
-                + in_range
-                + " GROUP BY kind",
-                (*ledger, start, end),
-            ).fetchall()
+            totals = self._kind_totals(conn, in_range, (*ledger, start, end))
             entries, more = page(conn)
         opening_minor = 0 if opening is None else int(opening[0])
         closing_minor = 0 if closing is None else int(closing[0])
@@ -1127,6 +1135,20 @@ class SQLStore:
         assert opening_minor + sum(sums.values()) == closing_minor, "a statement must add up"
         counts = {str(r[0]): int(r[2]) for r in totals}
         return Statement(account, opening_minor, closing_minor, sums, counts, entries, more)
+
+    def _kind_totals(
+        self, conn: Any, where: str, args: tuple[Any, ...]
+    ) -> list[tuple[str, int, int]]:
+        """``(kind, sum, count)`` of the entries ``where`` selects. Exact however large:
+        PostgreSQL's SUM of a BIGINT is a NUMERIC (engines without one override this)."""
+        rows = self._x(
+            conn,
+            "SELECT kind, SUM(amount_minor), COUNT(*) FROM entries"  # noqa: S608 -- constants only
+            + where
+            + " GROUP BY kind",
+            args,
+        ).fetchall()
+        return [(str(r[0]), int(r[1]), int(r[2])) for r in rows]
 
     # ------------------------------------------------------------------ holds
 
@@ -1742,6 +1764,11 @@ _DELIVERY_SQL: Final = (
 )
 
 
+def balance_view(row: Sequence[Any]) -> BalanceView:
+    """A lookup's row (:data:`LOOKUP_COLUMNS` first) as what ``GET /balance`` shows."""
+    return BalanceView(Payment(row[0]), row[1], row[2], row[3] - row[4])
+
+
 def _webhook_from_row(row: Any) -> Webhook:
     events = tuple(row[3].split(",")) if row[3] else ()
     return Webhook(row[0], row[1], row[2], events, row[4])
@@ -1854,13 +1881,17 @@ def _entry_row(entry: Entry) -> tuple[Any, ...]:
 
 
 def _after(ledger: _Ledger, entry: Entry, held_minor: int) -> _Ledger:
-    """The ledger once ``entry`` is appended to it."""
+    """The ledger once ``entry`` is appended to it (refused past the day's turnover)."""
+    turnover = turnover_after(ledger.turnover, entry.created_at[:10], entry.amount_minor)
     return replace(
         ledger,
         balance_minor=entry.balance_after_minor,
         seq=entry.seq,
         held_minor=held_minor,
         last_entry_at=entry.created_at,
+        turnover_day=turnover.day,
+        turnover_in_minor=turnover.in_minor,
+        turnover_out_minor=turnover.out_minor,
     )
 
 
@@ -1942,6 +1973,7 @@ class _EntryBatch:
         target = self.store._refund_target(self.conn, new)
         after = next_balance(ledger.state, new.kind, new.amount_minor, refund_target=target)
         entry = self.store._next_entry(ledger, new, after, self.now, None)
+        moved = _after(ledger, entry, ledger.held_minor)  # may refuse: before any write
         self.entry_rows.append(_entry_row(entry))
         self.key_rows.append((idem.key, idem.fingerprint, "entry", entry.id, self.now))
         known[idem.key] = (idem.fingerprint, "entry", entry.id)
@@ -1957,7 +1989,7 @@ class _EntryBatch:
         )
         if key in rules:
             rules[key] = updated
-        ledgers[key] = _after(ledger, entry, ledger.held_minor)
+        ledgers[key] = moved
         return PostedEntry(entry, ledger.payment, ledger.asset, ledger.scale, False)
 
     def _send_known_keys_read(self, keys: list[str]) -> Any:
@@ -2005,6 +2037,9 @@ def _move_row(start: _Ledger, end: _Ledger) -> tuple[Any, ...]:
         end.seq,
         end.held_minor,
         end.last_entry_at,
+        end.turnover_day,
+        end.turnover_in_minor,
+        end.turnover_out_minor,
         start.account_id,
         start.mode.value,
         start.seq,
