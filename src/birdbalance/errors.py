@@ -157,8 +157,21 @@ class NotEnoughBalance(ServiceError):
 
 
 class ServiceUnavailable(ServiceError):
+    """Retryable: the answer carries ``Retry-After`` (:attr:`retry_after_s`)."""
+
     status_code = 503
     default_description = "Service temporarily unavailable, try again"
+
+    def __init__(
+        self,
+        description: str | None = None,
+        parameter: str | None = None,
+        *,
+        retry_after_s: int = 1,
+    ) -> None:
+        assert retry_after_s >= 1
+        self.retry_after_s = retry_after_s
+        super().__init__(description, parameter)
 
 
 class KeySecretMismatch(ServiceError):

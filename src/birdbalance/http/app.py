@@ -16,6 +16,7 @@ import logging
 import secrets
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable, MutableMapping
+from pathlib import Path
 from typing import Any, Final
 from urllib.parse import parse_qsl
 
@@ -41,6 +42,7 @@ from birdbalance.errors import (
 from birdbalance.metrics import Metrics
 from birdbalance.service import Service
 from birdbalance.settings import Settings
+from birdbalance.shared_counters import SharedCounters
 from birdbalance.storage import Store, open_store
 
 from .admin import AdminAPI
@@ -84,7 +86,7 @@ async def _service_error(request: Request, exc: Exception) -> Response:
     if exc.status_code in (PayloadTooLarge.status_code, RequestTimeout.status_code):
         # The rest of the body was never read: this connection cannot carry another.
         return error_response(exc, {"Connection": "close"})
-    if isinstance(exc, TooManyRequests):
+    if isinstance(exc, TooManyRequests | ServiceUnavailable):
         return error_response(exc, {"Retry-After": str(exc.retry_after_s)})
     return error_response(exc)
 
@@ -191,7 +193,8 @@ def create_app(settings: Settings, store: Store | None = None) -> BirdbalanceApp
     store = store if store is not None else open_store(settings)
     service = Service(store)
     guard = Guard(settings)
-    metrics = Metrics()
+    shared = SharedCounters(Path(settings.metrics_dir)) if settings.metrics_dir else None
+    metrics = Metrics(shared)
     admin = AdminAPI(
         service,
         settings.admin_token,
@@ -295,6 +298,8 @@ def create_app(settings: Settings, store: Store | None = None) -> BirdbalanceApp
             await admin.close()
             await guard.close()
             store.close()
+            if shared is not None:
+                shared.close()
 
     rest = Starlette(
         routes=[

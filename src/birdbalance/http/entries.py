@@ -21,6 +21,7 @@ from birdbalance.errors import (
     PayloadTooLarge,
     RequestTimeout,
     ServiceError,
+    ServiceUnavailable,
     TooManyRequests,
 )
 from birdbalance.ledger import EntryKind
@@ -109,7 +110,7 @@ class EntryEndpoint:
             if exc.status_code >= 500:
                 logger.error("POST %s failed: %s", scope["path"][:200], exc.description)
             status, body = exc.status_code, error_bytes(exc)
-            if isinstance(exc, TooManyRequests):
+            if isinstance(exc, TooManyRequests | ServiceUnavailable):
                 retry_after = str(exc.retry_after_s).encode("ascii")
             outcome = "failed" if exc.status_code >= 500 else "refused"
         except Exception:

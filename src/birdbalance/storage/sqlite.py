@@ -8,6 +8,7 @@ write survives power loss. Every query lives in :mod:`birdbalance.storage.sql`.
 
 from __future__ import annotations
 
+import contextlib
 import mmap
 import os
 import sqlite3
@@ -90,6 +91,37 @@ class CommitStamp:
         os.close(self._fd)
 
 
+#: SQLite's primary result codes of a write that may succeed when tried again later.
+_SQLITE_BUSY: Final = 5
+_SQLITE_LOCKED: Final = 6
+_SQLITE_IOERR: Final = 10
+_SQLITE_FULL: Final = 13
+#: Seconds a client is told to wait after a full disk (space is freed by a person, or
+#: by a checkpoint: not within a second).
+FULL_DISK_RETRY_S: Final = 5
+
+
+def _retryable(exc: BaseException) -> ServiceUnavailable | None:
+    """The 503 a failed write deserves, or None when it is not a passing condition.
+
+    A full disk (or a write the disk refused) or a lock held too long rolls the write
+    back whole; it will succeed once space is freed or the lock is let go, with no
+    restart, so the client is told to retry (with the same ``Idempotency-Key``).
+    """
+    if not isinstance(exc, sqlite3.OperationalError):
+        return None
+    code = getattr(exc, "sqlite_errorcode", 0) & 0xFF
+    if code in (_SQLITE_FULL, _SQLITE_IOERR):
+        return ServiceUnavailable(
+            "the database's disk is full or refused the write; nothing was written, try"
+            " again later",
+            retry_after_s=FULL_DISK_RETRY_S,
+        )
+    if code in (_SQLITE_BUSY, _SQLITE_LOCKED):
+        return ServiceUnavailable(f"the database is busy, try again ({exc})")
+    return None
+
+
 class SQLiteStore(SQLStore):
     """:class:`birdbalance.storage.Store` on a SQLite file."""
 
@@ -169,9 +201,13 @@ class SQLiteStore(SQLStore):
         try:
             yield conn
             conn.execute("COMMIT")
-        except BaseException:
+        except BaseException as exc:
             if conn.in_transaction:
-                conn.execute("ROLLBACK")
+                with contextlib.suppress(sqlite3.Error):
+                    conn.execute("ROLLBACK")
+            unavailable = _retryable(exc)
+            if unavailable is not None:
+                raise unavailable from exc
             raise
 
     @contextmanager
