@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import gc
 import secrets
+import tempfile
 from dataclasses import dataclass, replace
 from functools import partial
 from typing import Any
@@ -111,5 +112,9 @@ def run(settings: Settings) -> None:
         settings = replace(settings, session_secret=secrets.token_urlsafe(32))
     # Read (or make) the key secret once, so workers never race to create its file.
     settings = replace(settings, key_secret=load_key_secret(settings).decode("utf-8"))
-    server = Server("birdbalance.http.app:create_app", **granian_options(settings))
-    server.serve(target_loader=partial(_load_app, settings))
+    # The workers add up their metrics here, so /metrics reports the node, whichever
+    # worker answers the scrape (see birdbalance.shared_counters).
+    with tempfile.TemporaryDirectory(prefix="birdbalance-metrics-") as metrics_dir:
+        settings = replace(settings, metrics_dir=metrics_dir)
+        server = Server("birdbalance.http.app:create_app", **granian_options(settings))
+        server.serve(target_loader=partial(_load_app, settings))

@@ -102,6 +102,10 @@ class Settings:
     max_body_bytes: int = 64 * 1024
     #: ``GET /metrics``: per-ledger balance gauges for the first N ledgers (0: none).
     metrics_ledger_gauges: int = 0
+    #: Where the worker processes of one ``birdbalance serve`` add up their metrics (a
+    #: directory that run makes and removes; not read from the environment). None: each
+    #: app counts alone.
+    metrics_dir: str | None = None
     #: Signs dashboard sessions (32+ characters). None: a random one per run of
     #: ``birdbalance serve``, shared by its workers, so sessions end when it restarts.
     session_secret: str | None = field(default=None, repr=False)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import tempfile
 from pathlib import Path
 
 import httpx
@@ -156,3 +157,58 @@ def test_the_shipped_alert_rules_and_dashboard_use_metrics_that_exist(tmp_path: 
     exprs += [t["expr"] for panel in dashboard["panels"] for t in panel["targets"]]
     used = {name for expr in exprs for name in re.findall(r"birdbalance_[a-z_]+", expr)}
     assert used and used <= exposed, used - exposed
+
+
+def test_a_two_worker_node_reports_all_of_its_traffic(tmp_path: Path) -> None:
+    """Whichever worker answers a scrape reports the node: N requests, N counted, on
+    every scrape in a row (before, each worker reported only what it served itself)."""
+    server = Server(
+        db_url=sqlite_url(tmp_path / "two.db"),
+        log_path=tmp_path / "two.log",
+        extra_args=("--no-demo", "--workers", "2"),
+    ).start()
+    try:
+        admin = Admin(server.url)
+        key = admin.key(admin.account()["id"])["key"]
+        admin.http.close()
+        before = [_scrape(server.url) for _ in range(6)]
+        start = _requests(before[-1], "/balance", "GET", "200")
+        assert all(_requests(s, "/balance", "GET", "200") == start for s in before)
+        requests = 400
+        # Fresh connections, so both workers take a share of them.
+        for _ in range(requests):
+            r = httpx.get(server.url + "/balance", headers={"Authorization": f"AccessKey {key}"})
+            assert r.status_code == 200
+        counts = [
+            _requests(_scrape(server.url), "/balance", "GET", "200") - start for _ in range(8)
+        ]
+        assert counts == [requests] * 8, counts
+        histogram = _scrape(server.url)
+        served = histogram[
+            ("birdbalance_http_request_duration_seconds_count", (("route", "/balance"),))
+        ]
+        assert served >= start + requests
+        assert server.process is not None
+        ours = _counter_dirs(server.process.pid)
+        assert len(ours) == 1, ours
+    finally:
+        server.stop()
+    # The run's directory of counters went with it.
+    assert not any(d.exists() for d in ours)
+
+
+def _counter_dirs(pid: int) -> set[Path]:
+    """The directories holding the counters of ``pid``'s worker processes."""
+    workers = set()
+    for stat in Path("/proc").glob("[0-9]*/stat"):
+        try:
+            fields = stat.read_text().rsplit(")", 1)[1].split()
+        except OSError:
+            continue
+        if int(fields[1]) == pid:  # the parent's pid
+            workers.add(stat.parent.name)
+    return {
+        path.parent
+        for path in Path(tempfile.gettempdir()).glob("birdbalance-metrics-*/*.counters")
+        if path.stem in workers
+    }
