@@ -10,10 +10,9 @@ from __future__ import annotations
 import secrets
 import threading
 import time
-from datetime import UTC, datetime
 from typing import Final
 
-from birdbalance.timestamps import format_timestamp
+from birdbalance.timestamps import format_timestamp, now
 
 _CROCKFORD: Final = "0123456789ABCDEFGHJKMNPQRSTVWXYZ"
 
@@ -49,5 +48,5 @@ def new_id(prefix: str) -> str:
 
 
 def utc_timestamp() -> str:
-    """Now, as RFC 3339 UTC with microseconds (sorts as text)."""
-    return format_timestamp(datetime.now(UTC))
+    """Now (by the process's steady clock), as RFC 3339 UTC with microseconds."""
+    return format_timestamp(now())

@@ -1,12 +1,69 @@
-"""RFC 3339 times as birdbalance stores them: UTC, microseconds, ``Z`` (they sort as text)."""
+"""RFC 3339 times as birdbalance stores them: UTC, microseconds, ``Z`` (they sort as text),
+and the process's clock, which a momentary step of the system clock does not move.
+
+Every time birdbalance stamps (entries, holds and their expiry, events, audit rows)
+comes from :func:`now`, a :class:`SteadyClock`: it follows the system clock while the
+two agree to within :data:`MAX_SLEW_S` (so NTP's gradual corrections pass through at
+once), and otherwise keeps counting from the last agreement on the monotonic clock. A
+step of the system clock is adopted only once it has lasted :data:`STEP_CONFIRM_S`: a
+clock that jumps forward for a moment and back never stamps an entry in the future and
+never expires a hold early. docs/ledger.md has the whole model.
+"""
 
 from __future__ import annotations
 
+import threading
+import time
+from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
 from typing import Final
 
 _FORMAT: Final = "%Y-%m-%dT%H:%M:%S.%fZ"
 MAX_TIMESTAMP_CHARS: Final = 40
+#: How far the system clock may move against the monotonic one and still be followed.
+MAX_SLEW_S: Final = 1.0
+#: How long a step of the system clock must last before it is believed.
+STEP_CONFIRM_S: Final = 60.0
+
+
+class SteadyClock:
+    """Wall-clock seconds that ignore momentary steps of the system clock."""
+
+    def __init__(
+        self,
+        wall: Callable[[], float] = time.time,
+        monotonic: Callable[[], float] = time.monotonic,
+    ) -> None:
+        self._wall = wall
+        self._monotonic = monotonic
+        self._lock = threading.Lock()
+        self._offset_s = wall() - monotonic()  # wall time = monotonic + offset
+        self._step_seen_at: float | None = None
+
+    def now_s(self) -> float:
+        """Seconds since the epoch: the system clock's, unless it just stepped."""
+        mono, wall = self._monotonic(), self._wall()
+        with self._lock:
+            steady = mono + self._offset_s
+            if abs(wall - steady) <= MAX_SLEW_S:
+                self._offset_s = wall - mono
+                self._step_seen_at = None
+                return wall
+            if self._step_seen_at is None:
+                self._step_seen_at = mono
+            elif mono - self._step_seen_at >= STEP_CONFIRM_S:
+                self._offset_s = wall - mono  # it lasted: the clock was set right
+                self._step_seen_at = None
+                return wall
+            return steady
+
+
+_CLOCK: Final = SteadyClock()
+
+
+def now() -> datetime:
+    """Now, by the process's :class:`SteadyClock`."""
+    return datetime.fromtimestamp(_CLOCK.now_s(), UTC)
 
 
 class TimestampError(ValueError):
@@ -20,7 +77,7 @@ def format_timestamp(moment: datetime) -> str:
 
 def timestamp_after(seconds: float) -> str:
     """Now plus ``seconds``, in the stored form."""
-    return format_timestamp(datetime.now(UTC) + timedelta(seconds=seconds))
+    return format_timestamp(now() + timedelta(seconds=seconds))
 
 
 def parse_timestamp(text: str) -> str:

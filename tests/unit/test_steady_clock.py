@@ -1,0 +1,46 @@
+"""The process clock: follows the system clock, ignores a step until it has lasted."""
+
+from __future__ import annotations
+
+from birdbalance.timestamps import MAX_SLEW_S, STEP_CONFIRM_S, SteadyClock
+
+
+class _Clocks:
+    def __init__(self) -> None:
+        self.wall = 1_800_000_000.0
+        self.mono = 100.0
+
+    def tick(self, seconds: float) -> None:
+        self.wall += seconds
+        self.mono += seconds
+
+
+def test_slow_corrections_pass_and_a_momentary_step_is_ignored() -> None:
+    clocks = _Clocks()
+    clock = SteadyClock(lambda: clocks.wall, lambda: clocks.mono)
+    clocks.tick(10)
+    assert clock.now_s() == clocks.wall
+    clocks.wall += MAX_SLEW_S / 2  # NTP slews: followed at once
+    assert clock.now_s() == clocks.wall
+    real = clocks.wall
+    clocks.wall += 86_400  # a day ahead, for a moment
+    for _ in range(5):
+        clocks.tick(1)
+        real += 1
+        assert clock.now_s() == real
+    clocks.wall -= 86_400  # back
+    clocks.tick(1)
+    assert clock.now_s() == clocks.wall == real + 1
+
+
+def test_a_step_that_lasts_is_believed_and_a_step_back_too() -> None:
+    clocks = _Clocks()
+    clock = SteadyClock(lambda: clocks.wall, lambda: clocks.mono)
+    clocks.wall += 3600  # the clock was an hour behind, and is set right
+    before = clock.now_s()
+    assert before == clocks.wall - 3600
+    clocks.tick(STEP_CONFIRM_S)
+    assert clock.now_s() == clocks.wall  # adopted after it lasted
+    clocks.wall -= 7200
+    clocks.tick(1)
+    assert clock.now_s() == clocks.wall + 7200  # a step back waits as well
