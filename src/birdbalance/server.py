@@ -7,11 +7,12 @@ granian's worker processes each build their own app from the same :class:`Settin
 from __future__ import annotations
 
 import gc
+import resource
 import secrets
 import tempfile
 from dataclasses import dataclass, replace
 from functools import partial
-from typing import Any
+from typing import Any, Final
 
 from birdbalance.errors import SchemaOutOfDate
 from birdbalance.http.app import BirdbalanceApp, create_app
@@ -22,6 +23,8 @@ from birdbalance.settings import Settings
 from birdbalance.storage import Store
 
 DEMO_TOPUP = "103"
+#: Open files (so connections) a server process asks for at most.
+MAX_OPEN_FILES: Final = 1 << 20
 
 
 def ensure_schema(store: Store) -> list[str]:
@@ -103,9 +106,31 @@ def granian_options(settings: Settings) -> dict[str, Any]:
     }
 
 
+def raise_open_files_limit() -> int:
+    """Raise this process's soft limit of open files to its hard limit; the new limit.
+
+    Every connection is a file: with a common default of 1,024, one client holding a
+    thousand idle sockets would leave none for anyone else. granian keeps idle sockets
+    cheaply, so the bound that matters is the system's (the hard limit; raise it with
+    ``ulimit -Hn`` or the service manager's ``LimitNOFILE`` for more).
+    """
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    wanted = hard if hard != resource.RLIM_INFINITY else MAX_OPEN_FILES
+    wanted = min(wanted, MAX_OPEN_FILES)
+    if soft == resource.RLIM_INFINITY or soft >= wanted:
+        return soft
+    try:
+        resource.setrlimit(resource.RLIMIT_NOFILE, (wanted, hard))
+    except (ValueError, OSError):  # a system cap below the hard limit (macOS): keep it
+        return soft
+    return wanted
+
+
 def run(settings: Settings) -> None:
     """Serve until interrupted (SIGINT/SIGTERM finish in-flight requests first)."""
     from granian.server import Server
+
+    raise_open_files_limit()  # the workers inherit it
 
     if settings.session_secret is None:
         # One secret for every worker of this run, so a session works whichever answers.

@@ -10,9 +10,7 @@ on SQLite they run inline, on a networked database on reader threads.
 
 from __future__ import annotations
 
-import asyncio
 from collections.abc import Awaitable, Callable, MutableMapping
-from concurrent.futures import ThreadPoolExecutor
 from typing import Any, Final, TypeVar
 
 from starlette.requests import Request
@@ -30,6 +28,7 @@ from .access import Actor, AdminAuth, AuditTrail, client_address
 from .bodies import read_body
 from .entries import KINDS, EntryEndpoint
 from .guard import Guard
+from .readers import ReaderPool
 from .responses import JSONBody, csv_download
 from .writes import WriteQueue
 
@@ -59,12 +58,11 @@ class AdminAPI:
         self._max_body_bytes = max_body_bytes
         writers = service.store.max_concurrent_writes
         assert 1 <= writers <= 100
-        self.writes = WriteQueue(service.store, writers)
-        self._reader = (
-            None
-            if service.store.engine == "sqlite"
-            else ThreadPoolExecutor(max_workers=writers, thread_name_prefix="birdbalance-reader")
-        )
+        self.writes = WriteQueue(service.store, writers, max_wait_s=body_timeout_s)
+        # Every read of the admin API and the dashboard runs here, never on the event
+        # loop: a search, a filtered listing or a statement can scan, and /balance must
+        # not wait for it. SQLite's reads release the GIL while the engine works.
+        self._reader = ReaderPool(max(2, writers))
         self.auth = AdminAuth(admin_token, service.store, self._read, guard)
         self.audit_trail = AuditTrail(
             service.store, self.writes.call, wait_timeout_s=body_timeout_s
@@ -78,8 +76,7 @@ class AdminAPI:
     async def close(self) -> None:
         await self.audit_trail.close()
         self.writes.close()
-        if self._reader is not None:
-            self._reader.shutdown(wait=True)
+        self._reader.shutdown()
 
     async def audit(
         self,
@@ -130,9 +127,7 @@ class AdminAPI:
         return await self._read(fn)
 
     async def _read(self, fn: Callable[[], T]) -> T:
-        if self._reader is None:
-            return fn()
-        return await asyncio.get_running_loop().run_in_executor(self._reader, fn)
+        return await self._reader.run(fn)
 
     # ------------------------------------------------------------------ handlers
 
@@ -411,8 +406,15 @@ class AdminAPI:
             except ServiceError as exc:
                 if write:
                     detail["error"] = exc.code
+                    # A 5xx is answered at once: its record must not queue behind the
+                    # very database trouble that caused it (it is written when it can).
                     await self.audit(
-                        request.scope, actor, action, exc.status_code, detail, wait=True
+                        request.scope,
+                        actor,
+                        action,
+                        exc.status_code,
+                        detail,
+                        wait=exc.status_code < 500,
                     )
                 raise
             except Exception:

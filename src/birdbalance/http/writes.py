@@ -20,6 +20,7 @@ import asyncio
 import contextlib
 import logging
 import threading
+import time
 from collections import deque
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -45,15 +46,24 @@ class _Job:
     #: ... or any other write, run alone.
     call: Callable[[], Any] | None = None
     loop: asyncio.AbstractEventLoop = field(default_factory=asyncio.get_running_loop)
+    queued_at: float = field(default_factory=time.monotonic)
 
 
 class WriteQueue:
     """The bounded queue of a process's writes and the threads that commit them."""
 
-    def __init__(self, store: Store, writers: int, max_pending: int = MAX_PENDING_WRITES):
-        assert 1 <= writers <= 100 and max_pending >= 1
+    def __init__(
+        self,
+        store: Store,
+        writers: int,
+        max_pending: int = MAX_PENDING_WRITES,
+        *,
+        max_wait_s: float = 10.0,
+    ):
+        assert 1 <= writers <= 100 and max_pending >= 1 and max_wait_s > 0
         self._store = store
         self._max_pending = max_pending
+        self._max_wait_s = max_wait_s
         self._jobs: deque[_Job] = deque()
         self._pending = 0
         self._closing = False
@@ -120,13 +130,30 @@ class WriteQueue:
                     ):
                         batch.append(self._jobs.popleft())
             try:
-                if batch[0].call is not None:
-                    self._run_call(batch[0])
-                else:
-                    self._run_entries(batch)
+                fresh = self._drop_stale(batch)
+                if fresh and fresh[0].call is not None:
+                    self._run_call(fresh[0])
+                elif fresh:
+                    self._run_entries(fresh)
             finally:
                 with self._ready:
                     self._pending -= len(batch)
+
+    def _drop_stale(self, batch: list[_Job]) -> list[_Job]:
+        """Refuse the jobs that waited past ``max_wait_s`` (a writer stuck on a lock, a
+        full disk): their clients get a 503 by then, instead of queueing behind it."""
+        now = time.monotonic()
+        fresh = []
+        for job in batch:
+            if now - job.queued_at > self._max_wait_s:
+                stale = ServiceUnavailable(
+                    f"the write waited over {self._max_wait_s:g} s for the database;"
+                    " nothing was written, try again"
+                )
+                _settle(job, None, stale)
+            else:
+                fresh.append(job)
+        return fresh
 
     def _run_call(self, job: _Job) -> None:
         assert job.call is not None
