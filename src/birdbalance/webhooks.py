@@ -63,10 +63,21 @@ def verify_webhook(
 
     Raises :class:`~birdbalance.errors.WebhookSignatureError` when the header is missing
     or malformed, no ``v1`` signature matches (compared in constant time), or the
-    timestamp is more than ``tolerance_s`` away from ``now``.
+    timestamp is more than ``tolerance_s`` away from ``now``; that error and no other,
+    whatever the header, the payload or its JSON hold.
     """
-    body = payload.encode("utf-8") if isinstance(payload, str) else payload
-    if not header or len(header) > MAX_HEADER_CHARS:
+    if isinstance(header, bytes | bytearray):
+        header = bytes(header).decode("latin-1")  # as HTTP carries header bytes
+    if isinstance(payload, str):
+        try:
+            body = payload.encode("utf-8")
+        except UnicodeEncodeError:
+            raise WebhookSignatureError("the payload is not Unicode text") from None
+    elif isinstance(payload, bytes | bytearray | memoryview):
+        body = bytes(payload)
+    else:
+        raise WebhookSignatureError("the payload must be bytes or text")
+    if not isinstance(header, str) or not header or len(header) > MAX_HEADER_CHARS:
         raise WebhookSignatureError("missing or oversized Birdbalance-Signature header")
     timestamp: int | None = None
     signatures: list[str] = []
@@ -81,12 +92,15 @@ def verify_webhook(
     current = time.time() if now is None else now
     if abs(current - timestamp) > tolerance_s:
         raise WebhookSignatureError("the signature's timestamp is outside the tolerance")
-    expected = _digest(secret, timestamp, body)
+    try:
+        expected = _digest(secret, timestamp, body)
+    except UnicodeEncodeError:
+        raise WebhookSignatureError("the secret is not Unicode text") from None
     if not any(hmac.compare_digest(expected, s) for s in signatures):
         raise WebhookSignatureError("no signature matches the payload")
     try:
         event = json.loads(body)
-    except ValueError:
+    except (ValueError, RecursionError):
         raise WebhookSignatureError("the payload is not JSON") from None
     if not isinstance(event, dict):
         raise WebhookSignatureError("the payload is not a JSON object")

@@ -2,9 +2,12 @@
 
 from __future__ import annotations
 
+import contextlib
 import random
 
 import pytest
+from hypothesis import given
+from hypothesis import strategies as st
 
 from birdbalance import WebhookSignatureError, verify_webhook
 from birdbalance.webhooks import new_secret, retry_delay_s, sign
@@ -57,3 +60,31 @@ def test_retry_delays_grow_and_stay_capped() -> None:
     for attempts in range(1, 40):
         delay = retry_delay_s(attempts, base_s=1, cap_s=60, rng=rng)
         assert 0.5 <= delay <= min(60, 2 ** (attempts - 1))
+
+
+_PIECES = st.sampled_from(
+    ["t=", "v1=", ",", " ", "=", "1", "\u00b2", "\u0661", "9" * 40, "-", "v0=", "t=1,v1=ab"]
+)
+_HEADERS = (
+    st.none()
+    | st.text(max_size=200)
+    | st.binary(max_size=200)
+    | st.lists(_PIECES, max_size=30).map("".join)
+    | st.text(min_size=1025, max_size=1100)
+)
+_PAYLOADS = st.binary(max_size=300) | st.text(max_size=300) | st.just("[" * 5000 + "]" * 5000)
+
+
+@given(payload=_PAYLOADS, header=_HEADERS, secret=st.text(min_size=1, max_size=40))
+def test_verify_webhook_raises_only_its_own_error_for_any_input(
+    payload: bytes | str, header: str | bytes | None, secret: str
+) -> None:
+    with contextlib.suppress(WebhookSignatureError):
+        verify_webhook(payload, header, secret, now=1_800_000_000)  # type: ignore[arg-type]
+
+
+def test_a_signed_payload_nested_past_the_recursion_limit_is_refused_cleanly() -> None:
+    body = b"[" * 100_000 + b"]" * 100_000
+    header = sign(body, "whsec_test", timestamp=1_800_000_000)
+    with pytest.raises(WebhookSignatureError):
+        verify_webhook(body, header, "whsec_test", now=1_800_000_000)
