@@ -16,12 +16,17 @@ from __future__ import annotations
 import enum
 from dataclasses import dataclass
 from decimal import Decimal
+from typing import Final
 
 import httpx
 
 from birdbalance.client import DEFAULT_BASE_URL, Balance, Client
 from birdbalance.errors import AuthenticationError, ClientError
 from birdbalance.money import decimal_text
+
+#: Characters of a server's text (an error, a balance type) one line carries.
+MAX_REASON_CHARS: Final = 200
+MAX_TYPE_CHARS: Final = 40
 
 
 class Status(enum.IntEnum):
@@ -45,18 +50,19 @@ def judge(balance: Balance, warning: Decimal, critical: Decimal) -> Result:
     if balance.payment != "prepaid":
         return Result(
             Status.UNKNOWN,
-            f"BALANCE UNKNOWN - {balance.payment} account: its amount is always 0,"
-            " so there is no balance to check",
+            f"BALANCE UNKNOWN - {plugin_text(balance.payment, MAX_TYPE_CHARS)} account: its"
+            " amount is always 0, so there is no balance to check",
         )
     amount = decimal_text(balance.amount)
     perfdata = f"balance={amount};{decimal_text(warning)}:;{decimal_text(critical)}:;;"
+    kind = plugin_text(balance.type, MAX_TYPE_CHARS)
     if balance.amount < critical:
         status, why = Status.CRITICAL, f" (below {decimal_text(critical)})"
     elif balance.amount < warning:
         status, why = Status.WARNING, f" (below {decimal_text(warning)})"
     else:
         status, why = Status.OK, ""
-    return Result(status, f"BALANCE {status.name} - {amount} {balance.type}{why} | {perfdata}")
+    return Result(status, f"BALANCE {status.name} - {amount} {kind}{why} | {perfdata}")
 
 
 def check(
@@ -78,5 +84,15 @@ def check(
         return Result(Status.UNKNOWN, "BALANCE UNKNOWN - the access key was refused")
     except ClientError as exc:
         # The error's text names the failure, never the key.
-        return Result(Status.UNKNOWN, f"BALANCE UNKNOWN - {type(exc).__name__}: {exc}")
+        why = plugin_text(f"{type(exc).__name__}: {exc}", MAX_REASON_CHARS)
+        return Result(Status.UNKNOWN, f"BALANCE UNKNOWN - {why}")
+    except ValueError as exc:  # the client's own options (a key with spaces, a bad URL)
+        return Result(Status.UNKNOWN, f"BALANCE UNKNOWN - {plugin_text(str(exc), 200)}")
     return judge(balance, warning, critical)
+
+
+def plugin_text(text: str, max_chars: int) -> str:
+    """Text fit for a plugin's one line: printable, no ``|`` (it starts the performance
+    data), at most ``max_chars``."""
+    clean = "".join(c if c.isprintable() and c != "|" else " " for c in text[: max_chars + 1])
+    return clean if len(clean) <= max_chars else clean[: max_chars - 1] + "…"

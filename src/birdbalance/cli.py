@@ -1313,7 +1313,11 @@ def check(warning: Decimal, critical: Decimal, base_url: str, timeout_s: float) 
     if critical > warning:
         click.echo("BALANCE UNKNOWN - --critical must not be above --warning")
         sys.exit(Status.UNKNOWN)
-    result = run_check(access_key, warning, critical, base_url=base_url, timeout_s=timeout_s)
+    try:
+        result = run_check(access_key, warning, critical, base_url=base_url, timeout_s=timeout_s)
+    except Exception as exc:  # noqa: BLE001 -- a plugin always gives one line and exit 3
+        click.echo(f"BALANCE UNKNOWN - the check failed: {type(exc).__name__}")
+        sys.exit(Status.UNKNOWN)
     click.echo(result.line)
     sys.exit(result.status)
 

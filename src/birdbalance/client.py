@@ -44,6 +44,15 @@ from birdbalance.errors import (
 
 DEFAULT_BASE_URL: Final = "https://rest.messagebird.com"
 MAX_RETRIES: Final = 10
+#: Most bytes of an answer read, after decompression: a balance is under 100 bytes, an
+#: errors body a few hundred; a longer (or endless, or gzip-bomb) answer is refused.
+MAX_BODY_BYTES: Final = 64 * 1024
+#: Most digits, and the largest exponent, of a number the client accepts: more is not a
+#: balance or an error code, and working with it could cost seconds.
+MAX_NUMBER_DIGITS: Final = 40
+#: Characters of a server's text kept (descriptions, types), and errors read.
+MAX_TEXT_CHARS: Final = 200
+MAX_ERRORS: Final = 20
 _RETRYABLE_EXCEPTIONS: Final = (httpx.TransportError,)
 
 
@@ -98,17 +107,47 @@ def _headers(options: _Options) -> dict[str, str]:
     return {
         "Authorization": f"AccessKey {options.access_key}",
         "Accept": "application/json",
+        # Read undecoded and capped (see MAX_BODY_BYTES): ask for no compression.
+        "Accept-Encoding": "identity",
         "User-Agent": options.user_agent,
     }
 
 
-def _decode(response: httpx.Response) -> Any:
+class _Answer:
+    """An answer's status and its body, read whole but bounded."""
+
+    __slots__ = ("content", "status_code")
+
+    def __init__(self, status_code: int, content: bytes) -> None:
+        self.status_code = status_code
+        self.content = content
+
+
+def _bounded(number: Decimal) -> bool:
+    """A finite number of at most :data:`MAX_NUMBER_DIGITS` digits either side of the
+    point (checked without expanding it: ``1E+999999999`` costs nothing)."""
+    return (
+        number.is_finite()
+        and len(number.as_tuple().digits) <= MAX_NUMBER_DIGITS
+        and abs(number.adjusted()) <= MAX_NUMBER_DIGITS
+    )
+
+
+def _decode(response: _Answer) -> Any:
     try:
         return json.loads(response.content, parse_float=Decimal, parse_int=Decimal)
-    except (ValueError, UnicodeDecodeError):
+    except (ValueError, UnicodeDecodeError, RecursionError):
         raise ResponseError(
             f"HTTP {response.status_code}: the answer is not JSON", response.status_code
         ) from None
+
+
+def _code(value: Any) -> int:
+    """An error's ``code``: a small integer, or 0 for anything else."""
+    if isinstance(value, Decimal) and _bounded(value) and value == value.to_integral_value():
+        code = int(value)
+        return code if abs(code) < 2**31 else 0
+    return 0
 
 
 def _error_for(status: int, body: Any) -> APIError | ResponseError:
@@ -117,11 +156,11 @@ def _error_for(status: int, body: Any) -> APIError | ResponseError:
         return ResponseError(f"HTTP {status} without an errors body", status)
     details = tuple(
         ErrorDetail(
-            int(e.get("code", 0)) if isinstance(e, dict) else 0,
-            str(e.get("description", "")) if isinstance(e, dict) else str(e),
-            e.get("parameter") if isinstance(e, dict) else None,
+            _code(e.get("code")) if isinstance(e, dict) else 0,
+            _text(e.get("description", "")) if isinstance(e, dict) else _text(e),
+            _text(e.get("parameter")) or None if isinstance(e, dict) else None,
         )
-        for e in items
+        for e in items[:MAX_ERRORS]
     )
     cls: type[APIError] = APIError
     if status == 401:
@@ -137,7 +176,15 @@ def _error_for(status: int, body: Any) -> APIError | ResponseError:
     return cls(status, details)
 
 
-def _balance_from(response: httpx.Response) -> Balance:
+def _text(value: Any) -> str:
+    """Text from a server, as printable as it is safe: one line, bounded."""
+    if value is None:
+        return ""
+    text = value if isinstance(value, str) else str(value)[:MAX_TEXT_CHARS]
+    return "".join(c if c.isprintable() else " " for c in text[:MAX_TEXT_CHARS])
+
+
+def _balance_from(response: _Answer) -> Balance:
     body = _decode(response)
     if response.status_code != 200:
         raise _error_for(response.status_code, body)
@@ -146,11 +193,15 @@ def _balance_from(response: httpx.Response) -> Balance:
     payment, kind, amount = body.get("payment"), body.get("type"), body.get("amount")
     if not isinstance(payment, str) or not isinstance(kind, str) or not isinstance(amount, Decimal):
         raise ResponseError("the balance lacks payment, type or a numeric amount", 200)
-    return Balance(payment, kind, amount)
+    if not _bounded(amount):
+        raise ResponseError(f"the amount has more than {MAX_NUMBER_DIGITS} digits", 200)
+    if len(payment) > MAX_TEXT_CHARS or len(kind) > MAX_TEXT_CHARS:
+        raise ResponseError("the balance's payment or type is too long to be one", 200)
+    return Balance(_text(payment), _text(kind), amount)
 
 
 def _settle(
-    options: _Options, attempt: int, outcome: httpx.Response | httpx.TransportError
+    options: _Options, attempt: int, outcome: _Answer | httpx.TransportError
 ) -> Balance | float:
     """The balance of an attempt, or the seconds to wait before the next one.
 
@@ -191,16 +242,30 @@ class Client:
         )
 
     def balance(self) -> Balance:
-        """``GET /balance``; raises :class:`birdbalance.ClientError` subclasses."""
+        """``GET /balance``; raises :class:`birdbalance.ClientError` subclasses.
+
+        ``timeout_s`` bounds the whole call, retries and their pauses included (a server
+        that trickles its answer is cut off at the next byte past it).
+        """
+        deadline = time.monotonic() + self._options.timeout_s
         for attempt in range(self._options.max_retries + 1):
+            remaining_s = _remaining_s(self._options, deadline)
             try:
-                outcome = _settle(self._options, attempt, self._http.get("/balance"))
+                outcome = _settle(self._options, attempt, self._get(remaining_s, deadline))
             except _RETRYABLE_EXCEPTIONS as exc:
                 outcome = _settle(self._options, attempt, exc)
             if isinstance(outcome, Balance):
                 return outcome
-            time.sleep(outcome)
+            time.sleep(min(outcome, max(0.0, deadline - time.monotonic())))
         raise AssertionError("unreachable: the last attempt settles")
+
+    def _get(self, remaining_s: float, deadline: float) -> _Answer:
+        with self._http.stream("GET", "/balance", timeout=remaining_s) as response:
+            _check_encoding(response)
+            body = bytearray()
+            for chunk in response.iter_bytes():
+                _take(body, chunk, response, deadline)
+            return _Answer(response.status_code, bytes(body))
 
     def close(self) -> None:
         self._http.close()
@@ -242,16 +307,34 @@ class AsyncClient:
         )
 
     async def balance(self) -> Balance:
-        """``GET /balance``; raises :class:`birdbalance.ClientError` subclasses."""
-        for attempt in range(self._options.max_retries + 1):
-            try:
-                outcome = _settle(self._options, attempt, await self._http.get("/balance"))
-            except _RETRYABLE_EXCEPTIONS as exc:
-                outcome = _settle(self._options, attempt, exc)
-            if isinstance(outcome, Balance):
-                return outcome
-            await asyncio.sleep(outcome)
+        """``GET /balance``; raises :class:`birdbalance.ClientError` subclasses.
+
+        ``timeout_s`` bounds the whole call, retries and their pauses included.
+        """
+        deadline = time.monotonic() + self._options.timeout_s
+        try:
+            async with asyncio.timeout(self._options.timeout_s):
+                for attempt in range(self._options.max_retries + 1):
+                    remaining_s = _remaining_s(self._options, deadline)
+                    try:
+                        answer = await self._get(remaining_s, deadline)
+                        outcome = _settle(self._options, attempt, answer)
+                    except _RETRYABLE_EXCEPTIONS as exc:
+                        outcome = _settle(self._options, attempt, exc)
+                    if isinstance(outcome, Balance):
+                        return outcome
+                    await asyncio.sleep(outcome)
+        except TimeoutError:
+            raise Timeout(_too_slow(self._options)) from None
         raise AssertionError("unreachable: the last attempt settles")
+
+    async def _get(self, remaining_s: float, deadline: float) -> _Answer:
+        async with self._http.stream("GET", "/balance", timeout=remaining_s) as response:
+            _check_encoding(response)
+            body = bytearray()
+            async for chunk in response.aiter_bytes():
+                _take(body, chunk, response, deadline)
+            return _Answer(response.status_code, bytes(body))
 
     async def aclose(self) -> None:
         await self._http.aclose()
@@ -266,6 +349,36 @@ class AsyncClient:
         tb: TracebackType | None,
     ) -> None:
         await self.aclose()
+
+
+def _too_slow(options: _Options) -> str:
+    return f"no complete answer within {options.timeout_s:g} s (retries included)"
+
+
+def _remaining_s(options: _Options, deadline: float) -> float:
+    remaining_s = deadline - time.monotonic()
+    if remaining_s <= 0:
+        raise Timeout(_too_slow(options))
+    return remaining_s
+
+
+def _check_encoding(response: httpx.Response) -> None:
+    """Refuse a compressed answer before reading any of it (identity was asked for: a
+    compressed one could be a bomb, which decoding a single chunk would set off)."""
+    encoding = response.headers.get("content-encoding", "identity").strip().lower()
+    if encoding not in ("", "identity"):
+        raise ResponseError(f"the answer is compressed ({encoding[:20]})", response.status_code)
+
+
+def _take(body: bytearray, chunk: bytes, response: httpx.Response, deadline: float) -> None:
+    """Add a chunk of an answer, within the call's bounds."""
+    body += chunk
+    if len(body) > MAX_BODY_BYTES:
+        raise ResponseError(
+            f"the answer is longer than {MAX_BODY_BYTES} bytes", response.status_code
+        )
+    if time.monotonic() > deadline:
+        raise Timeout("the answer did not finish arriving within the timeout")
 
 
 def _transport_error(exc: httpx.TransportError) -> TransportError:
