@@ -13,6 +13,7 @@ import asyncio
 import functools
 import gzip
 import socket
+import subprocess
 import threading
 import time
 from collections.abc import Callable, Iterator
@@ -156,21 +157,25 @@ def test_the_async_client_too(hostile: tuple[str, HostileServer]) -> None:
     assert time.monotonic() - started < 1.5 + 0.3, name
 
 
-def test_check_prints_one_line_and_exits_3(hostile: tuple[str, HostileServer]) -> None:
-    name, server = hostile
-    result = cli(
+def _check(url: str, *extra: str) -> subprocess.CompletedProcess[str]:
+    """``birdbalance check -w 10 -c 5`` against ``url``."""
+    return cli(  # type: ignore[no-any-return]
         "check",
         "-w",
         "10",
         "-c",
         "5",
         "--base-url",
-        server.url,
-        "--timeout",
-        "1.5",
+        url,
+        *extra,
         db_url="sqlite:///unused.db",
         env={"MESSAGEBIRD_ACCESS_KEY": KEY},
     )
+
+
+def test_check_prints_one_line_and_exits_3(hostile: tuple[str, HostileServer]) -> None:
+    name, server = hostile
+    result = _check(server.url, "--timeout", "1.5")
     assert result.returncode == 3, (name, result.stdout, result.stderr)
     assert result.stdout.startswith("BALANCE UNKNOWN - ") and result.stdout.count("\n") == 1
     assert "Traceback" not in result.stderr
@@ -180,17 +185,7 @@ def test_text_from_the_server_cannot_break_the_plugin_line() -> None:
     body = b'{"payment":"prepaid","type":"euros\\n| injected=1;;;\\r\\nOK","amount":3}'
     server = HostileServer(_body(b"200 OK", body))
     try:
-        result = cli(
-            "check",
-            "-w",
-            "10",
-            "-c",
-            "5",
-            "--base-url",
-            server.url,
-            db_url="sqlite:///unused.db",
-            env={"MESSAGEBIRD_ACCESS_KEY": KEY},
-        )
+        result = _check(server.url)
     finally:
         server.close()
     assert result.returncode == 2, result.stdout

@@ -28,6 +28,7 @@ from typing import TYPE_CHECKING, Any, Final, TypeVar
 from birdbalance.errors import Forbidden, ServiceUnavailable, Unauthorized
 from birdbalance.keys import is_token
 from birdbalance.records import AuditRecord, TokenScope
+from birdbalance.representations import audit_json
 from birdbalance.storage import Store
 
 if TYPE_CHECKING:
@@ -290,12 +291,4 @@ class AuditTrail:
 
 
 def _as_json(record: AuditRecord) -> str:
-    fields = {
-        "actor": record.actor,
-        "action": record.action,
-        "target": record.target,
-        "address": record.address,
-        "status": record.status,
-        "detail": record.detail,
-    }
-    return json.dumps(fields, separators=(",", ":"), sort_keys=True, default=str)
+    return json.dumps(audit_json(record), separators=(",", ":"), sort_keys=True, default=str)
