@@ -84,7 +84,7 @@ def test_verify_webhook_raises_only_its_own_error_for_any_input(
 
 
 def test_a_signed_payload_nested_past_the_recursion_limit_is_refused_cleanly() -> None:
-    body = b"[" * 100_000 + b"]" * 100_000
+    body = b"[" * 5_000 + b"]" * 5_000
     header = sign(body, "whsec_test", timestamp=1_800_000_000)
     with pytest.raises(WebhookSignatureError):
         verify_webhook(body, header, "whsec_test", now=1_800_000_000)
