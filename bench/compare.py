@@ -43,6 +43,7 @@ import tempfile
 import time
 import uuid
 from collections.abc import Iterator
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from decimal import Decimal
 from pathlib import Path
@@ -413,6 +414,16 @@ def raw_sqlite_loop(duration_s: float) -> float:
     return rate
 
 
+def pgbench_init() -> None:
+    """A fresh pgbench database at scale 10."""
+    recreate_database("bench_pgbench")
+    subprocess.run(
+        ["pgbench", "-i", "-q", "-s", "10", postgres_url("bench_pgbench")],
+        check=True,
+        capture_output=True,
+    )
+
+
 def pgbench(clients: int, duration_s: float) -> float:
     url = postgres_url("bench_pgbench")
     out = subprocess.run(
@@ -443,12 +454,7 @@ def section_writes(options: argparse.Namespace) -> None:
     raw = raw_sqlite_loop(options.duration)
     rows.append(["raw sqlite3 loop, 1 tx per write (FULL)", f"{raw:,.0f}", "", "", ""])
     if "postgresql" in options.engines:
-        recreate_database("bench_pgbench")
-        subprocess.run(
-            ["pgbench", "-i", "-q", "-s", "10", postgres_url("bench_pgbench")],
-            check=True,
-            capture_output=True,
-        )
+        pgbench_init()
         tpcb = {
             c: statistics.median(pgbench(c, options.duration) for _ in range(options.repeat))
             for c in clients
@@ -499,6 +505,81 @@ def section_writes(options: argparse.Namespace) -> None:
     table(
         f"Durable writes per second ({options.duration:g} s per run, median of {options.repeat})",
         ["workload", "1 client", "16 clients", "64 clients", "hot / spread @64"],
+        rows,
+    )
+
+
+def _bulk_client(job: tuple[str, Fixture, float, int]) -> int:
+    """Post bulks of 1,000 charges on random accounts until ``deadline``; how many posted."""
+    base, fixture, deadline, seed = job
+    posted = 0
+    rng = random.Random(seed)
+    headers = {"Authorization": f"Bearer {ADMIN_TOKEN}"}
+    with httpx.Client(base_url=base, headers=headers, timeout=120) as http:
+        while time.monotonic() < deadline:
+            ops = [
+                {
+                    "type": "charge",
+                    "account": fixture.account_id(rng.randrange(fixture.accounts)),
+                    "amount": "0.000001",
+                    "idempotency_key": uuid.uuid4().hex,
+                }
+                for _ in range(1000)
+            ]
+            answer = http.post(
+                "/v1/bulk", json={"operations": ops}, headers={"Idempotency-Key": uuid.uuid4().hex}
+            )
+            if answer.status_code == 200:  # else 503: every bulk slot was taken
+                posted += sum(r["status"] == 201 for r in answer.json()["results"])
+    return posted
+
+
+def section_bulk(options: argparse.Namespace) -> None:
+    """Entries per second through ``POST /v1/bulk`` (1,000 charges a request, over 10,000
+    accounts, from as many clients as a process has bulk slots), beside the raw sqlite3
+    loop and pgbench from the same run; then ``verify``."""
+    from birdbalance.http.bulk import MAX_BULK_IN_FLIGHT
+
+    DATA.mkdir(exist_ok=True)
+    raw = raw_sqlite_loop(options.duration)
+    rows = [["raw sqlite3 loop, 1 tx per write (FULL)", f"{raw:,.0f}", "", ""]]
+    tpcb = 0.0
+    if "postgresql" in options.engines:
+        pgbench_init()
+        tpcb = max(pgbench(c, options.duration) for c in (16, 64))
+        rows.append(["pgbench TPC-B-like (-M prepared, best of 16 / 64 clients)",
+                     f"{tpcb:,.0f}", "", ""])  # fmt: skip
+    for engine in options.engines:
+        fixture = fresh_fixture(engine, "bench_bulk", 10_000, 1)
+        with birdbalance(fixture.url) as (base, _):
+            deadline = time.monotonic() + options.duration
+            started = time.monotonic()
+            with ThreadPoolExecutor(MAX_BULK_IN_FLIGHT) as pool:
+                counts = pool.map(
+                    _bulk_client, [(base, fixture, deadline, n) for n in range(MAX_BULK_IN_FLIGHT)]
+                )
+                posted = sum(counts)
+            rate = posted / (time.monotonic() - started)
+        verify = subprocess.run(
+            [str(VENV_BIN / "birdbalance"), "verify"],
+            env={**os.environ, "BIRDBALANCE_DATABASE_URL": fixture.url},
+            capture_output=True,
+            text=True,
+        )
+        reference, name, target = (
+            (raw, "raw loop", 10) if engine == "sqlite" else (tpcb, "pgbench", 5)
+        )
+        rows.append(
+            [
+                f"birdbalance {engine}, bulk charges over HTTP (verify exit {verify.returncode})",
+                f"{rate:,.0f}",
+                f"{rate / reference:.1f}x {name}" if reference else "",
+                ("✓" if rate >= target * reference else "✗") + f" {target}x",
+            ]
+        )
+    table(
+        f"Entries per second through bulk ({options.duration:g} s, 1,000 charges a request)",
+        ["workload", "entries/s", "ratio", "target"],
         rows,
     )
 
@@ -689,7 +770,7 @@ def section_alerts(options: argparse.Namespace) -> None:
                         print(f"  {engine}: crossing {n} never arrived")
                         continue
                     latencies_ms.append(1000 * (receiver.arrivals[new.pop()] - written))
-                    # A random gap, so crossings do not fall in step with the poll loop.
+                    # A random gap, so crossings do not fall in step with the fallback poll.
                     time.sleep(random.uniform(0.02, 0.3))
             finally:
                 load.terminate()
@@ -701,13 +782,13 @@ def section_alerts(options: argparse.Namespace) -> None:
                 f"{_percentile(latencies_ms, 0.5):.0f}",
                 f"{_percentile(latencies_ms, 0.99):.0f}",
                 f"{max(latencies_ms):.0f}",
-                "✓" if _percentile(latencies_ms, 0.99) <= 1000 else "✗",
+                "✓" if _percentile(latencies_ms, 0.99) <= 50 else "✗",
             ]
         )
     table(
         "Alert latency: a write's answer to its webhook's arrival, with 16 clients charging"
-        " other accounts (target p99 <= 1,000 ms)",
-        ["engine", "arrived", "p50 ms", "p99 ms", "max ms", "p99 <= 1 s"],
+        " other accounts (target p99 <= 50 ms)",
+        ["engine", "arrived", "p50 ms", "p99 ms", "max ms", "p99 <= 50 ms"],
         rows,
     )
 
@@ -717,6 +798,7 @@ SECTIONS = {
     "writes": section_writes,
     "scale": section_scale,
     "alerts": section_alerts,
+    "bulk": section_bulk,
 }
 
 

@@ -207,10 +207,10 @@ def _writes_per_s(drop: str, batches: int = 400) -> float:
             conn.close()
         account = store.create_account(NewAccount(None, Payment.PREPAID, "EUR", 6, None, {}), None)
         topup = NewEntry(account.id, Mode.LIVE, EntryKind.TOPUP, 10**12, None, None, {})
-        store.post_entry(topup, Idempotency("topup", "f"))
+        store.append_entry(topup, Idempotency("topup", "f"))
         started = time.perf_counter()
         for b in range(batches):
-            store.post_entries(
+            store.append_entries(
                 [
                     (
                         NewEntry(account.id, Mode.LIVE, EntryKind.CHARGE, 1, None, f"m{b}-{i}", {}),

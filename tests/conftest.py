@@ -15,7 +15,7 @@ from tests.databases import (
     in_ci,
     sqlite_url,
 )
-from tests.servers import Admin, Server
+from tests.servers import OPEN_ADMINS, Admin, Server
 
 _POSTGRES_UNREACHABLE = pytest.StashKey[str]()
 
@@ -25,8 +25,31 @@ def _on_postgres(item: pytest.Item) -> bool:
     return callspec is not None and "postgresql" in callspec.params.values()
 
 
+#: Modules whose tests take tens of seconds each: they go first, so that the workers
+#: (pytest-xdist) share them out at the start and finish together on the short ones.
+LONG_FIRST = frozenset(
+    {
+        "test_fuzz_api",
+        "test_ledger_stateful",
+        "test_crash",
+        "test_bounds",
+        "test_serving_edge",
+        "test_limits_under_concurrency",
+        "test_metrics_api",
+        "test_generated_client",
+        "test_nodes",
+    }
+)
+
+
 def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
-    """Outside CI, without a reachable PostgreSQL, leave its tests out (one line says so)."""
+    """The long tests first; outside CI, without a reachable PostgreSQL, leave its tests
+    out (one line says so)."""
+    items.sort(
+        key=lambda item: (
+            item.module is None or item.module.__name__.rsplit(".", 1)[-1] not in LONG_FIRST
+        )
+    )
     if in_ci() or not any(_on_postgres(item) for item in items):
         return
     error = PostgresCluster.reach()
@@ -97,3 +120,12 @@ def admin(server: Server) -> Iterator[Admin]:
     client = Admin(server.url)
     yield client
     client.http.close()
+
+
+@pytest.fixture(autouse=True)
+def _close_admins() -> Iterator[None]:
+    """Close the Admin clients a test opened, whether or not it got to close them."""
+    before = set(OPEN_ADMINS)
+    yield
+    for client in set(OPEN_ADMINS) - before:
+        client.http.close()

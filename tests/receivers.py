@@ -93,14 +93,17 @@ class HostileReceiver:
     ``mode`` is one of:
     - ``"trickle"``: a 200 status line and headers, then one body byte a second, forever;
     - ``"flood"``: a 200 that announces 512 MiB and sends it as fast as it is read;
-    - ``"silent"``: accepts the request and never answers.
+    - ``"silent"``: accepts the request and never answers;
+    - ``"trickled-head"``: its status line and headers, one byte every 50 ms (each byte
+      well inside any read timeout);
+    - ``"redirect"``: a 302 to another address.
     It counts the connections it got and the bytes it managed to send.
     """
 
     FLOOD_BYTES = 512 * 1024 * 1024
 
     def __init__(self, mode: str) -> None:
-        assert mode in ("trickle", "flood", "silent")
+        assert mode in ("trickle", "flood", "silent", "trickled-head", "redirect")
         self.mode = mode
         self.port = free_port()
         self.connections = 0
@@ -150,6 +153,19 @@ class HostileReceiver:
                 if self.mode == "silent":
                     while not self._stop.is_set() and conn.recv(65536):
                         pass
+                    return
+                if self.mode == "trickled-head":
+                    for byte in b"HTTP/1.1 200 OK\r\nX-Pad: " + b"a" * 1200:
+                        if self._stop.is_set():
+                            return
+                        conn.sendall(bytes([byte]))
+                        time.sleep(0.05)
+                    return
+                if self.mode == "redirect":
+                    conn.sendall(
+                        b"HTTP/1.1 302 Found\r\nLocation: http://127.0.0.1:9/\r\n"
+                        b"Content-Length: 0\r\n\r\n"
+                    )
                     return
                 length = self.FLOOD_BYTES if self.mode == "flood" else 3600
                 conn.sendall(

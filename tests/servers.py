@@ -9,6 +9,7 @@ import socket
 import subprocess
 import sys
 import time
+import weakref
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -34,7 +35,41 @@ def clean_env(**extra: str) -> dict[str, str]:
     return env
 
 
-def cli(*args: str, db_url: str, env: dict[str, str] | None = None, timeout_s: float = 60):
+#: Commands whose process is the point (their own deadlines, signal handlers, exit paths)
+#: or that serve: always a process of their own.
+PROCESS_COMMANDS = frozenset({"balance", "check", "watch", "serve"})
+
+
+def cli(
+    *args: str, db_url: str, env: dict[str, str] | None = None, timeout_s: float = 60
+) -> subprocess.CompletedProcess[str]:
+    """Run the ``birdbalance`` CLI as a user would, and return what it printed.
+
+    Local commands (accounts, the ledger, verify, backup...) run in this process through
+    click's runner, with the same environment, arguments, exit status and separate stdout
+    and stderr: a process of their own would add only an interpreter's start (about half
+    a second each). The commands in :data:`PROCESS_COMMANDS` get one anyway.
+    """
+    if not args or args[0] in PROCESS_COMMANDS:
+        return cli_process(*args, db_url=db_url, env=env, timeout_s=timeout_s)
+    from click.testing import CliRunner
+
+    from birdbalance.cli import main
+
+    wanted = {"BIRDBALANCE_DATABASE_URL": db_url, **(env or {})}
+    # As clean_env does for a process: none of the caller's own settings leak in.
+    unset = {k: None for k in os.environ if k.startswith(("BIRDBALANCE_", "MESSAGEBIRD_"))}
+    result = CliRunner().invoke(
+        main, list(args), env={**unset, **wanted}, prog_name="birdbalance", catch_exceptions=False
+    )
+    return subprocess.CompletedProcess(
+        ["birdbalance", *args], result.exit_code, result.stdout, result.stderr
+    )
+
+
+def cli_process(
+    *args: str, db_url: str, env: dict[str, str] | None = None, timeout_s: float = 60
+) -> subprocess.CompletedProcess[str]:
     """Run the ``birdbalance`` CLI as a separate process."""
     return subprocess.run(
         [sys.executable, "-m", "birdbalance", *args],
@@ -77,6 +112,8 @@ class Server:
         )
         if self.pass_database_url:
             env["BIRDBALANCE_DATABASE_URL"] = self.db_url
+        # The log may hold earlier runs of this server (a restart appends).
+        offset = self.log_path.stat().st_size if self.log_path.exists() else 0
         with self.log_path.open("ab") as log:
             self.process = subprocess.Popen(
                 [
@@ -101,13 +138,29 @@ class Server:
             if self.process.poll() is not None:
                 raise RuntimeError(f"server exited early:\n{self.log_path.read_text()}")
             try:
-                if httpx.get(self.url + "/healthz", timeout=1).status_code == 200:
-                    return self
+                answered = httpx.get(self.url + "/healthz", timeout=1).status_code == 200
             except httpx.TransportError:
-                pass
+                answered = False
+            # Every worker up, not just the first to answer: granian stops no worker when
+            # SIGTERM arrives while one is still starting (it waits out its kill timeout).
+            if answered and self._started_workers(offset) >= self.workers:
+                return self
             time.sleep(0.05)
         self.stop()
         raise RuntimeError(f"server did not start:\n{self.log_path.read_text()}")
+
+    @property
+    def workers(self) -> int:
+        """How many worker processes this server runs."""
+        args = list(self.extra_args)
+        if "--workers" in args:
+            return int(args[args.index("--workers") + 1])
+        return int(self.env.get("BIRDBALANCE_WORKERS", "1"))
+
+    def _started_workers(self, offset: int) -> int:
+        with self.log_path.open("rb") as log:
+            log.seek(offset)
+            return log.read().count(b"] Started worker-")
 
     def stop(self) -> None:
         if self.process is None or self.process.poll() is not None:
@@ -126,6 +179,11 @@ class Server:
         self.process.wait(timeout=10)
 
 
+#: Every Admin client still open; a test's own are closed after it (tests/conftest.py),
+#: so a failing assertion cannot leave a socket for a later test's ResourceWarning.
+OPEN_ADMINS: weakref.WeakSet[Admin] = weakref.WeakSet()
+
+
 class Admin:
     """A thin admin API client for tests."""
 
@@ -134,6 +192,7 @@ class Admin:
             base_url=base_url, headers={"Authorization": f"Bearer {ADMIN_TOKEN}"}, timeout=30
         )
         self._n = 0
+        OPEN_ADMINS.add(self)
 
     def _idem(self) -> str:
         self._n += 1

@@ -14,12 +14,9 @@ import os
 import sqlite3
 from pathlib import Path
 
-from birdbalance.settings import Settings, SettingsError
+from birdbalance.errors import BackupError
+from birdbalance.settings import Settings
 from birdbalance.storage.sqlite import SQLiteStore, path_from_url
-
-
-class BackupError(SettingsError):
-    """A backup or restore that cannot be done as asked; nothing was changed."""
 
 
 def _sqlite_path(settings: Settings) -> Path:

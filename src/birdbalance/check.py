@@ -20,7 +20,8 @@ from typing import Final
 
 import httpx
 
-from birdbalance.client import DEFAULT_BASE_URL, Balance, Client
+from birdbalance.client import Balance, Client
+from birdbalance.endpoint import DEFAULT_BASE_URL
 from birdbalance.errors import AuthenticationError, ClientError
 from birdbalance.money import decimal_text
 

@@ -20,14 +20,17 @@ import json
 import platform
 import random
 import time
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from decimal import Decimal
 from types import TracebackType
-from typing import Any, Final, Self
+from typing import Any, Final, Self, TypeVar
 
 import httpx
 
+from birdbalance import call_deadline
 from birdbalance._version import __version__
+from birdbalance.endpoint import DEFAULT_BASE_URL
 from birdbalance.errors import (
     APIError,
     AuthenticationError,
@@ -42,7 +45,8 @@ from birdbalance.errors import (
     ValidationError,
 )
 
-DEFAULT_BASE_URL: Final = "https://rest.messagebird.com"
+T = TypeVar("T")
+
 MAX_RETRIES: Final = 10
 #: Most bytes of an answer read, after decompression: a balance is under 100 bytes, an
 #: errors body a few hundred; a longer (or endless, or gzip-bomb) answer is refused.
@@ -83,13 +87,18 @@ def _options(
     max_retries: int,
     backoff_s: float,
     max_backoff_s: float,
+    *,
+    key_name: str = "access_key",
+    max_timeout_s: float = 300,
 ) -> _Options:
+    """Checked options; ``key_name`` names the credential in errors (the admin client's is
+    ``admin_token``), ``max_timeout_s`` bounds a whole call."""
     if not access_key or any(c.isspace() for c in access_key):
-        raise ValueError("access_key must be a non-empty key without spaces")
+        raise ValueError(f"{key_name} must be non-empty and without spaces")
     if not 0 <= max_retries <= MAX_RETRIES:
         raise ValueError(f"max_retries must be 0..{MAX_RETRIES}")
-    if not 0 < timeout_s <= 300:
-        raise ValueError("timeout_s must be in (0, 300]")
+    if not 0 < timeout_s <= max_timeout_s:
+        raise ValueError(f"timeout_s must be in (0, {max_timeout_s:g}]")
     if not 0 <= backoff_s <= max_backoff_s <= 60:
         raise ValueError("need 0 <= backoff_s <= max_backoff_s <= 60")
     agent = f"birdbalance/{__version__} Python/{platform.python_version()}"
@@ -200,21 +209,73 @@ def _balance_from(response: _Answer) -> Balance:
     return Balance(_text(payment), _text(kind), amount)
 
 
+@dataclass(frozen=True, slots=True)
+class _Retry:
+    """An attempt that is retried after ``delay_s``."""
+
+    delay_s: float
+
+
 def _settle(
-    options: _Options, attempt: int, outcome: _Answer | httpx.TransportError
-) -> Balance | float:
-    """The balance of an attempt, or the seconds to wait before the next one.
+    options: _Options,
+    attempt: int,
+    outcome: _Answer | httpx.TransportError,
+    read: Callable[[_Answer], T],
+) -> T | _Retry:
+    """What an attempt gave (``read`` from its answer), or the pause before the next one.
 
     Connection failures and 5xx answers are retried until ``max_retries`` is spent; then
-    (and for every other answer) this returns the balance or raises the client error.
+    (and for every other answer) this returns what ``read`` makes of the answer or raises
+    the client error.
     """
     last = attempt >= options.max_retries
     if isinstance(outcome, httpx.TransportError):
         if last:
             raise _transport_error(outcome) from outcome
     elif last or outcome.status_code < 500:
-        return _balance_from(outcome)
-    return _delay_s(options, attempt)
+        return read(outcome)
+    return _Retry(_delay_s(options, attempt))
+
+
+def _call(
+    options: _Options, send: Callable[[float, float], _Answer], read: Callable[[_Answer], T]
+) -> T:
+    """Attempts of ``send(remaining_s, deadline)``, retried as :func:`_settle` says, all
+    within ``timeout_s``, pauses included."""
+    deadline = time.monotonic() + options.timeout_s
+    for attempt in range(options.max_retries + 1):
+        remaining_s = _remaining_s(options, deadline)
+        try:
+            outcome = _settle(options, attempt, send(remaining_s, deadline), read)
+        except _RETRYABLE_EXCEPTIONS as exc:
+            outcome = _settle(options, attempt, exc, read)
+        if not isinstance(outcome, _Retry):
+            return outcome
+        time.sleep(min(outcome.delay_s, max(0.0, deadline - time.monotonic())))
+    raise AssertionError("unreachable: the last attempt settles")
+
+
+async def _acall(
+    options: _Options,
+    send: Callable[[float, float], Awaitable[_Answer]],
+    read: Callable[[_Answer], T],
+) -> T:
+    """:func:`_call`, awaited; ``timeout_s`` bounds it as a whole."""
+    deadline = time.monotonic() + options.timeout_s
+    try:
+        async with asyncio.timeout(options.timeout_s):
+            for attempt in range(options.max_retries + 1):
+                remaining_s = _remaining_s(options, deadline)
+                try:
+                    outcome = _settle(options, attempt, await send(remaining_s, deadline), read)
+                except _RETRYABLE_EXCEPTIONS as exc:
+                    outcome = _settle(options, attempt, exc, read)
+                if not isinstance(outcome, _Retry):
+                    return outcome
+                await asyncio.sleep(outcome.delay_s)
+    except TimeoutError:
+        raise Timeout(_too_slow(options)) from None
+    raise AssertionError("unreachable: the last attempt settles")
 
 
 class Client:
@@ -238,7 +299,8 @@ class Client:
             base_url=self._options.base_url,
             headers=_headers(self._options),
             timeout=timeout_s,
-            transport=transport,
+            # Ours cuts a peer that trickles even its status line at the call's deadline.
+            transport=call_deadline.transport() if transport is None else transport,
         )
 
     def balance(self) -> Balance:
@@ -247,20 +309,13 @@ class Client:
         ``timeout_s`` bounds the whole call, retries and their pauses included (a server
         that trickles its answer is cut off at the next byte past it).
         """
-        deadline = time.monotonic() + self._options.timeout_s
-        for attempt in range(self._options.max_retries + 1):
-            remaining_s = _remaining_s(self._options, deadline)
-            try:
-                outcome = _settle(self._options, attempt, self._get(remaining_s, deadline))
-            except _RETRYABLE_EXCEPTIONS as exc:
-                outcome = _settle(self._options, attempt, exc)
-            if isinstance(outcome, Balance):
-                return outcome
-            time.sleep(min(outcome, max(0.0, deadline - time.monotonic())))
-        raise AssertionError("unreachable: the last attempt settles")
+        return _call(self._options, self._get, _balance_from)
 
     def _get(self, remaining_s: float, deadline: float) -> _Answer:
-        with self._http.stream("GET", "/balance", timeout=remaining_s) as response:
+        with (
+            call_deadline.until(deadline),
+            self._http.stream("GET", "/balance", timeout=remaining_s) as response,
+        ):
             _check_encoding(response)
             body = bytearray()
             for chunk in response.iter_bytes():
@@ -311,22 +366,7 @@ class AsyncClient:
 
         ``timeout_s`` bounds the whole call, retries and their pauses included.
         """
-        deadline = time.monotonic() + self._options.timeout_s
-        try:
-            async with asyncio.timeout(self._options.timeout_s):
-                for attempt in range(self._options.max_retries + 1):
-                    remaining_s = _remaining_s(self._options, deadline)
-                    try:
-                        answer = await self._get(remaining_s, deadline)
-                        outcome = _settle(self._options, attempt, answer)
-                    except _RETRYABLE_EXCEPTIONS as exc:
-                        outcome = _settle(self._options, attempt, exc)
-                    if isinstance(outcome, Balance):
-                        return outcome
-                    await asyncio.sleep(outcome)
-        except TimeoutError:
-            raise Timeout(_too_slow(self._options)) from None
-        raise AssertionError("unreachable: the last attempt settles")
+        return await _acall(self._options, self._get, _balance_from)
 
     async def _get(self, remaining_s: float, deadline: float) -> _Answer:
         async with self._http.stream("GET", "/balance", timeout=remaining_s) as response:
@@ -370,13 +410,17 @@ def _check_encoding(response: httpx.Response) -> None:
         raise ResponseError(f"the answer is compressed ({encoding[:20]})", response.status_code)
 
 
-def _take(body: bytearray, chunk: bytes, response: httpx.Response, deadline: float) -> None:
+def _take(
+    body: bytearray,
+    chunk: bytes,
+    response: httpx.Response,
+    deadline: float,
+    max_bytes: int = MAX_BODY_BYTES,
+) -> None:
     """Add a chunk of an answer, within the call's bounds."""
     body += chunk
-    if len(body) > MAX_BODY_BYTES:
-        raise ResponseError(
-            f"the answer is longer than {MAX_BODY_BYTES} bytes", response.status_code
-        )
+    if len(body) > max_bytes:
+        raise ResponseError(f"the answer is longer than {max_bytes} bytes", response.status_code)
     if time.monotonic() > deadline:
         raise Timeout("the answer did not finish arriving within the timeout")
 

@@ -5,33 +5,53 @@
     BirdbalanceError
     ├── ServiceError                 raised by the service; rendered as MessageBird's errors body
     │   ├── Unauthorized             401, code 2
+    │   ├── Forbidden                403, code 2 (a token whose scope does not allow it)
+    │   ├── TooManyRequests          429, code 29 (with Retry-After)
     │   ├── BadRequest               400, code 21
-    │   │   └── PayloadTooLarge      413, code 21
+    │   │   ├── PayloadTooLarge      413, code 21
+    │   │   └── RequestTimeout       408, code 21
     │   ├── NotFound                 404, code 20
     │   ├── MethodNotAllowed         405, code 21
     │   ├── MissingParameter         422, code 9
     │   ├── InvalidParameter         422, code 10
     │   │   ├── IdempotencyConflict  409, code 10 (parameter Idempotency-Key)
-    │   │   └── StateConflict        409, code 10 (a hold that is no longer pending)
+    │   │   ├── StateConflict        409, code 10 (a hold that is no longer pending)
+    │   │   └── LinkedOperationFailed  409, code 10 (a bulk operation whose linked group failed)
     │   ├── NotEnoughBalance         422, code 25
     │   ├── ServiceUnavailable       503, code 99 (the database is busy or down; retry)
     │   ├── SchemaOutOfDate          500, code 99
+    │   ├── KeySecretMismatch        500, code 99 (this node's key secret is not the database's)
     │   └── InternalError            500, code 99
-    └── ClientError                  raised by birdbalance.Client / AsyncClient
-        ├── TransportError           no answer (connection refused, reset, DNS) after retries
-        │   └── Timeout              no answer within the timeout after retries
-        ├── ResponseError            an answer that is not MessageBird's shape
-        ├── WebhookSignatureError    verify_webhook: bad, missing or stale signature
-        └── APIError                 an answer carrying an errors body; .status_code, .errors
-            ├── AuthenticationError  401
-            ├── NotFoundError        404
-            ├── ConflictError        409
-            ├── ValidationError      422 (except code 25)
-            │   └── NotEnoughBalanceError  422 with code 25
-            └── ServerError          5xx
+    ├── ClientError                  raised by birdbalance.Client / AsyncClient
+    │   ├── TransportError           no answer (connection refused, reset, DNS) after retries
+    │   │   └── Timeout              no answer within the timeout after retries
+    │   ├── ResponseError            an answer that is not MessageBird's shape
+    │   ├── WebhookSignatureError    verify_webhook: bad, missing or stale signature
+    │   └── APIError                 an answer carrying an errors body; .status_code, .errors
+    │       ├── AuthenticationError  401
+    │       ├── NotFoundError        404
+    │       ├── ConflictError        409
+    │       ├── ValidationError      422 (except code 25)
+    │       │   └── NotEnoughBalanceError  422 with code 25
+    │       └── ServerError          5xx
+    ├── SettingsError                a setting that cannot be used (at start-up, never a request)
+    │   ├── MailError                BIRDBALANCE_SMTP_* settings
+    │   └── BackupError              a backup or restore that cannot be done as asked
+    ├── InvalidValue                 a text that is not the value it must be (pure parsers)
+    │   ├── AmountError              not a decimal amount within bounds
+    │   ├── AssetError               neither credits nor a known currency
+    │   ├── TimestampError           not an RFC 3339 time with an offset
+    │   └── DateError                not YYYY-MM-DD
+    ├── WatchError                   birdbalance watch cannot go on (state file, rule, reading)
+    └── CLIError                     the CLI's error line on stderr; exit status 1
+        └── CLIUsageError            a configuration or usage error; exit status 2
 
 Service errors carry their HTTP status and MessageBird error code as class attributes;
-one handler in the HTTP layer turns them into ``{"errors":[...]}`` bodies.
+one handler in the HTTP layer turns them into ``{"errors":[...]}`` bodies. The service
+turns an :class:`InvalidValue` from a parser into :class:`InvalidParameter` naming the
+field. :class:`SettingsError` is raised before anything serves (the CLI exits 2 on it),
+never in answer to a request. The CLI's own errors are defined with the CLI
+(:mod:`birdbalance.cli`) and sit under the root too.
 """
 
 from __future__ import annotations
@@ -150,6 +170,12 @@ class StateConflict(InvalidParameter):
     default_description = "The resource is not in a state that allows this request"
 
 
+class LinkedOperationFailed(InvalidParameter):
+    """A bulk operation not applied because another in its linked group was refused."""
+
+    status_code = 409
+
+
 class NotEnoughBalance(ServiceError):
     status_code = 422
     code = 25
@@ -216,6 +242,51 @@ class ResponseError(ClientError):
 
 class WebhookSignatureError(ClientError):
     """A webhook delivery whose signature is missing, wrong, or outside the tolerance."""
+
+
+# --------------------------------------------------------------------------- start-up
+
+
+class SettingsError(BirdbalanceError, ValueError):
+    """A setting has a value that cannot be used (found at start-up, before serving)."""
+
+
+class MailError(SettingsError):
+    """Mail settings (``BIRDBALANCE_SMTP_*``) or an address that cannot be used."""
+
+
+class BackupError(SettingsError):
+    """A backup or restore that cannot be done as asked; nothing was changed."""
+
+
+# --------------------------------------------------------------------------- values
+
+
+class InvalidValue(BirdbalanceError, ValueError):
+    """A text that is not the value it must be; ``str()`` says why."""
+
+
+class AmountError(InvalidValue):
+    """A decimal text that is not a valid amount; ``str()`` says why."""
+
+
+class AssetError(InvalidValue):
+    """A balance type that is neither ``credits`` nor a known currency."""
+
+
+class TimestampError(InvalidValue):
+    """Not an RFC 3339 time with a date, a time and an offset."""
+
+
+class DateError(InvalidValue):
+    """A date field that is not ``YYYY-MM-DD``."""
+
+
+# --------------------------------------------------------------------------- tools
+
+
+class WatchError(BirdbalanceError):
+    """``birdbalance watch`` cannot go on (a state file, a rule), or skips a reading."""
 
 
 @dataclass(frozen=True, slots=True)

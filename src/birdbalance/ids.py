@@ -15,6 +15,9 @@ from typing import Final
 from birdbalance.timestamps import format_timestamp, now
 
 _CROCKFORD: Final = "0123456789ABCDEFGHJKMNPQRSTVWXYZ"
+#: Every pair of digits, by the 10 bits it writes; and where each pair's bits start.
+_PAIRS: Final = tuple(high + low for high in _CROCKFORD for low in _CROCKFORD)
+_SHIFTS: Final = tuple(range(120, -1, -10))
 
 
 _lock = threading.Lock()
@@ -39,12 +42,14 @@ def new_id(prefix: str) -> str:
 
     Within a process, each id sorts after the one made before it.
     """
-    value = _next_value()
-    chars = []
-    for _ in range(26):
-        value, digit = divmod(value, 32)
-        chars.append(_CROCKFORD[digit])
-    return f"{prefix}_{''.join(reversed(chars))}"
+    return f"{prefix}_{crockford(_next_value())}"
+
+
+def crockford(value: int) -> str:
+    """A 128-bit value as 26 Crockford base-32 digits, most significant first."""
+    assert 0 <= value < 1 << 128
+    # Two digits at a time: every id of every write is made here.
+    return "".join([_PAIRS[(value >> shift) & 0x3FF] for shift in _SHIFTS])
 
 
 def utc_timestamp() -> str:

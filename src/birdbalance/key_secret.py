@@ -23,8 +23,9 @@ from typing import Final
 
 import platformdirs
 
+from birdbalance.errors import SettingsError
 from birdbalance.keys import MIN_SECRET_BYTES, KeyHasher
-from birdbalance.settings import Settings, SettingsError
+from birdbalance.settings import Settings
 
 #: A secret file larger than this is not a secret file.
 _MAX_FILE_BYTES: Final = 4096

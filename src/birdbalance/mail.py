@@ -27,6 +27,7 @@ from email.message import EmailMessage
 from email.utils import formatdate
 from typing import Any, Final
 
+from birdbalance.errors import MailError
 from birdbalance.webhooks import SIGNATURE_HEADER, sign
 
 SECURITY_MODES: Final = ("starttls", "tls", "none")
@@ -34,10 +35,6 @@ SECURITY_MODES: Final = ("starttls", "tls", "none")
 _ADDRESS: Final = re.compile(r"[A-Za-z0-9.!#$%&'*+/=?^_`{|}~-]{1,64}@[A-Za-z0-9.-]{1,253}")
 MAX_RECIPIENTS: Final = 20
 ENV_PREFIX: Final = "BIRDBALANCE_SMTP_"
-
-
-class MailError(Exception):
-    """Mail cannot be sent (not configured, or a bad setting or address)."""
 
 
 def is_address(text: str) -> bool:
@@ -192,12 +189,13 @@ def send(
     except smtplib.SMTPException as exc:
         raise OSError(f"SMTP: {exc}") from None
     finally:
-        if watchdog is not None:
-            watchdog.cancel()
+        # QUIT inside the deadline too: a server could trickle its goodbye.
         try:
             smtp.quit()
         except (smtplib.SMTPException, OSError):
             smtp.close()
+        if watchdog is not None:
+            watchdog.cancel()
 
 
 def _shut(smtp: smtplib.SMTP, expired: threading.Event) -> None:

@@ -18,6 +18,8 @@ import re
 from decimal import Decimal
 from typing import Final
 
+from birdbalance.errors import AmountError, AssetError
+
 #: Decimal places of every asset: one minor unit is 10**-6 of the major unit.
 SCALE: Final = 6
 
@@ -196,15 +198,11 @@ ISO_4217_CODES: Final = frozenset(
 )
 
 # Plain decimal notation only: no sign here, no exponent, no spaces, no leading "+".
-_DECIMAL_RE: Final = re.compile(r"(0|[1-9][0-9]{0,17})(?:\.([0-9]+))?")
-
-
-class AmountError(ValueError):
-    """A decimal text that is not a valid amount; ``str()`` says why."""
-
-
-class AssetError(ValueError):
-    """A balance type that is neither ``credits`` nor a known currency."""
+#: Most digits before the decimal point of an amount's text.
+MAX_WHOLE_DIGITS: Final = 18
+_DECIMAL_RE: Final = re.compile(rf"(0|[1-9][0-9]{{0,{MAX_WHOLE_DIGITS - 1}}})(?:\.([0-9]+))?")
+#: An amount as the API writes it (and as the OpenAPI document describes it).
+AMOUNT_PATTERN: Final = rf"^-?(0|[1-9][0-9]{{0,{MAX_WHOLE_DIGITS - 1}}})(\.[0-9]{{1,{SCALE}}})?$"
 
 
 def normalize_asset(text: str) -> str:

@@ -43,7 +43,8 @@ class Limiter(Protocol):
     async def close(self) -> None: ...
 
 
-def _retry_after(now_s: float, window_s: int) -> int:
+def retry_after_s(now_s: float, window_s: int) -> int:
+    """Whole seconds (at least 1) until the fixed window holding ``now_s`` ends."""
     return max(1, math.ceil((math.floor(now_s / window_s) + 1) * window_s - now_s))
 
 
@@ -65,7 +66,7 @@ class LocalLimiter:
         if bucket not in self._counts and len(self._counts) >= MAX_LOCAL_BUCKETS:
             self._forget(window_s)
         self._counts[bucket] = (window, count)
-        return 0 if count <= limit else _retry_after(self._clock(), window_s)
+        return 0 if count <= limit else retry_after_s(self._clock(), window_s)
 
     async def count(self, bucket: str, window_s: int) -> int:
         seen_window, seen = self._counts.get(bucket, (-1, 0))
@@ -125,7 +126,7 @@ class RedisLimiter:
         except Exception as exc:  # noqa: BLE001 -- any Redis failure: count locally
             self._failed(exc)
             return await self._local.take(bucket, limit, window_s)
-        return 0 if int(count) <= limit else _retry_after(now, window_s)
+        return 0 if int(count) <= limit else retry_after_s(now, window_s)
 
     async def count(self, bucket: str, window_s: int) -> int:
         now = self._clock()

@@ -4,8 +4,9 @@ from __future__ import annotations
 
 import enum
 from dataclasses import dataclass
-from typing import Any, Generic, TypeVar
+from typing import Any, Final, Generic, TypeVar
 
+from birdbalance.errors import ServiceError
 from birdbalance.ledger import EntryKind, HoldStatus, Mode, Payment
 
 T = TypeVar("T")
@@ -223,6 +224,45 @@ class NewHold:
 
 
 @dataclass(frozen=True, slots=True)
+class NewCapture:
+    """Charge all of a hold (``amount_minor`` None) or part of it."""
+
+    hold_id: str
+    amount_minor: int | None
+    reference: str | None
+    metadata: dict[str, Any]
+
+
+@dataclass(frozen=True, slots=True)
+class NewVoid:
+    """Release a hold without charging anything."""
+
+    hold_id: str
+
+
+@dataclass(frozen=True, slots=True)
+class BulkLedger:
+    """A ledger a bulk request touched, as the request left it."""
+
+    account_id: str
+    mode: Mode
+    payment: Payment
+    asset: str
+    scale: int
+    balance_minor: int
+    held_minor: int
+
+
+@dataclass(frozen=True, slots=True)
+class BulkOutcome:
+    """What a bulk request did: one result per operation, in order (a posted entry, a
+    hold's result, or the error that refused it), and the ledgers it touched."""
+
+    results: list[PostedEntry | HoldResult | ServiceError]
+    ledgers: list[BulkLedger]
+
+
+@dataclass(frozen=True, slots=True)
 class AlertRule:
     """A threshold on a ledger's available amount, and whether it is currently low."""
 
@@ -290,6 +330,10 @@ class NewWebhook:
     account_id: str | None
     events: tuple[str, ...]
     secret: str
+
+
+#: What a delivery can be: waiting for an attempt, delivered, or dead-lettered.
+DELIVERY_STATUSES: Final = ("pending", "delivered", "dead")
 
 
 @dataclass(frozen=True, slots=True)
@@ -385,3 +429,7 @@ class DailySeries:
     account: Account
     opening_minor: int
     days: list[DayTotal]
+
+
+#: One operation of a bulk request: what it writes, and its own ``Idempotency-Key``.
+BulkOp = tuple[NewEntry | NewHold | NewCapture | NewVoid, Idempotency]

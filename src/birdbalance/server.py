@@ -62,13 +62,15 @@ def seed_demo(store: Store) -> Demo:
     keys = {}
     for mode in ("live", "test"):
         service.post_entry(
-            account["id"],
+            account.id,
             EntryKind.TOPUP,
             {"amount": DEMO_TOPUP, "mode": mode, "reference": "demo"},
-            f"demo-topup-{account['id']}-{mode}",
+            f"demo-topup-{account.id}-{mode}",
         )
-        keys[mode] = service.create_key(account["id"], {"mode": mode}, None)["key"]
-    return Demo(account["id"], keys["live"], keys["test"])
+        secret = service.create_key(account.id, {"mode": mode}, None).key
+        assert isinstance(secret, str)  # a new key's secret is in the answer, this once
+        keys[mode] = secret
+    return Demo(account.id, keys["live"], keys["test"])
 
 
 def generated_admin_token() -> str:

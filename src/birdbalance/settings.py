@@ -11,7 +11,8 @@ from typing import Final
 
 import platformdirs
 
-from birdbalance.mail import MailError, SMTPSettings
+from birdbalance.errors import MailError, SettingsError
+from birdbalance.mail import SMTPSettings
 
 ENV_PREFIX: Final = "BIRDBALANCE_"
 #: Most ``GET /balance`` answers one process may cache (about 300 bytes each).
@@ -34,10 +35,6 @@ def redacted_url(url: str) -> str:
         return url
     user = credentials.split(":", 1)[0]
     return f"{scheme}://{user}:***@{host}"
-
-
-class SettingsError(ValueError):
-    """A setting has a value that cannot be used."""
 
 
 @dataclass(frozen=True, slots=True)

@@ -7,7 +7,13 @@ two agree to within :data:`MAX_SLEW_S` (so NTP's gradual corrections pass throug
 once), and otherwise keeps counting from the last agreement on the monotonic clock. A
 step of the system clock is adopted only once it has lasted :data:`STEP_CONFIRM_S`: a
 clock that jumps forward for a moment and back never stamps an entry in the future and
-never expires a hold early. docs/ledger.md has the whole model.
+never expires a hold early.
+
+Nodes that share a PostgreSQL database also keep to its clock: the store reads it every
+:data:`REFERENCE_EVERY_S` and hands it to :func:`follow_reference`, and from then on
+every stamp is clamped to within :data:`MAX_REFERENCE_SKEW_S` of it. A node whose clock
+is wrong for longer than :data:`STEP_CONFIRM_S` (and so is believed) still stamps within
+that bound of the database's time. docs/ledger.md has the whole model.
 """
 
 from __future__ import annotations
@@ -18,12 +24,23 @@ from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
 from typing import Final
 
+from birdbalance.errors import TimestampError
+
 _FORMAT: Final = "%Y-%m-%dT%H:%M:%S.%fZ"
 MAX_TIMESTAMP_CHARS: Final = 40
+#: After every stored time (the last moment :func:`parse_timestamp` accepts).
+LAST_TIMESTAMP: Final = "9999-12-31T23:59:59.999999Z"
 #: How far the system clock may move against the monotonic one and still be followed.
 MAX_SLEW_S: Final = 1.0
 #: How long a step of the system clock must last before it is believed.
 STEP_CONFIRM_S: Final = 60.0
+#: How far a stamp may be from the reference clock (the database's), either way.
+MAX_REFERENCE_SKEW_S: Final = 2.0
+#: How often a store reads its reference clock.
+REFERENCE_EVERY_S: Final = 10.0
+#: A reading of the reference clock that took longer than this is not used (its moment
+#: is uncertain by half of it).
+MAX_REFERENCE_ROUND_TRIP_S: Final = 0.5
 
 
 class SteadyClock:
@@ -39,10 +56,30 @@ class SteadyClock:
         self._lock = threading.Lock()
         self._offset_s = wall() - monotonic()  # wall time = monotonic + offset
         self._step_seen_at: float | None = None
+        self._reference_offset_s: float | None = None  # reference = monotonic + this
+
+    def follow(self, reference_s: float, at_monotonic: float) -> float:
+        """Keep stamps within :data:`MAX_REFERENCE_SKEW_S` of a reference clock that read
+        ``reference_s`` at ``at_monotonic``; how far this clock was from it (seconds)."""
+        offset_s = reference_s - at_monotonic
+        with self._lock:
+            self._reference_offset_s = offset_s
+        mono = self._monotonic()
+        return self._steady_s(mono, self._wall()) - (mono + offset_s)
 
     def now_s(self) -> float:
-        """Seconds since the epoch: the system clock's, unless it just stepped."""
-        mono, wall = self._monotonic(), self._wall()
+        """Seconds since the epoch: the system clock's, unless it just stepped, and never
+        further than :data:`MAX_REFERENCE_SKEW_S` from the reference clock's."""
+        mono = self._monotonic()
+        steady = self._steady_s(mono, self._wall())
+        reference_offset_s = self._reference_offset_s
+        if reference_offset_s is None:
+            return steady
+        reference = mono + reference_offset_s
+        low, high = reference - MAX_REFERENCE_SKEW_S, reference + MAX_REFERENCE_SKEW_S
+        return min(max(steady, low), high)
+
+    def _steady_s(self, mono: float, wall: float) -> float:
         with self._lock:
             steady = mono + self._offset_s
             if abs(wall - steady) <= MAX_SLEW_S:
@@ -61,13 +98,14 @@ class SteadyClock:
 _CLOCK: Final = SteadyClock()
 
 
+def follow_reference(reference_s: float, at_monotonic: float) -> float:
+    """Keep this process's stamps near a reference clock (see :meth:`SteadyClock.follow`)."""
+    return _CLOCK.follow(reference_s, at_monotonic)
+
+
 def now() -> datetime:
     """Now, by the process's :class:`SteadyClock`."""
     return datetime.fromtimestamp(_CLOCK.now_s(), UTC)
-
-
-class TimestampError(ValueError):
-    """Not an RFC 3339 time with a date, a time and an offset."""
 
 
 def format_timestamp(moment: datetime) -> str:

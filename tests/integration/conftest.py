@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import subprocess
 import time
 from collections.abc import Iterator
@@ -11,7 +12,11 @@ import redis
 
 from tests.databases import in_ci
 
-REDIS_URL = "redis://127.0.0.1:6379/9"
+#: A database of its own for each pytest-xdist worker (gw0 -> 9, gw1 -> 10, ...), since
+#: each one empties it before and after its tests.
+_WORKER = int(os.environ.get("PYTEST_XDIST_WORKER", "gw0").removeprefix("gw") or 0)
+assert _WORKER <= 6, "Redis has 16 databases: run at most 7 workers"
+REDIS_URL = f"redis://127.0.0.1:6379/{9 + _WORKER}"
 REDIS_START = (
     'redis-server --daemonize yes --bind 127.0.0.1 -::1 --port 6379 --save "" --appendonly no'
     " --dir /var/lib/redis --logfile /var/log/redis/ci.log"

@@ -82,6 +82,38 @@ def test_bad_accounts(
     }
 
 
+@pytest.mark.parametrize(
+    ("path", "body", "parameter", "words"),
+    [
+        ("alerts", {"below": "1", "recharge": {"amount": "5", "max_failures": 0}}, "recharge",
+         "recharge.max_failures must be at least 1"),
+        ("alerts", {"below": "1", "recharge": {"amount": "5", "every": 2}}, "recharge",
+         "unknown parameter 'recharge.every'"),
+        ("alerts", {"below": "1", "recharge": {"amount": "-5"}}, "recharge", "recharge.amount"),
+        ("charges", {"amount": "1", "metadata": {"a": {"b": {"c": "deep"}}}}, "metadata",
+         "each metadata value must be a string"),
+        ("charges", {"amount": "1", "metadata": {"a\u0000": "x"}}, "metadata", "NUL"),
+        ("charges", {"amount": "1", "mode": "prod"}, "mode", "must be one of live, test"),
+        ("holds", {"amount": "1", "expires_in": 1.5}, "expires_in", "whole number of seconds"),
+    ],
+)  # fmt: skip
+def test_a_refused_body_names_its_field_and_path(
+    admin: Admin, path: str, body: dict[str, object], parameter: str, words: str
+) -> None:
+    """The request models' refusals over HTTP: 422, the top-level field as ``parameter``,
+    the path in the description, and nothing written."""
+    account = admin.account()["id"]
+    r = admin.http.post(
+        f"/v1/accounts/{account}/{path}", json=body, headers={"Idempotency-Key": f"no-{path}"}
+    )
+    assert r.status_code == 422, r.text
+    error = _error(r)
+    assert error["parameter"] == parameter and words in error["description"], error
+    shown = admin.http.get(f"/v1/accounts/{account}").json()
+    assert shown["balances"]["live"]["entries"] == 0
+    assert admin.http.get(f"/v1/accounts/{account}/alerts").json()["data"] == []
+
+
 def test_keys_are_shown_once_and_listed_without_secrets(admin: Admin) -> None:
     account = admin.account()
     key = admin.key(account["id"], "test")
@@ -285,7 +317,10 @@ def test_openapi_document(server: Server) -> None:
             max_concurrent_writes = 1
             engine = "sqlite"
 
-    routes = AdminAPI(_Nothing(), None, 1024).routes()  # type: ignore[arg-type]
+    class _Idle:
+        read = writes = None
+
+    routes = AdminAPI(_Nothing(), _Idle(), None, 1024).routes()  # type: ignore[arg-type]
     for route in routes:
         documented = {m.upper() for m in doc["paths"][route.path]}
         assert documented == set(route.methods or ()) - {"HEAD"}, route.path

@@ -58,7 +58,7 @@ def _account(store: Store, key: str = KEY, amount: int = 1000) -> str:
 def _entry(store: Store, account: str, kind: EntryKind, amount: int) -> None:
     new = NewEntry(account, Mode.LIVE, kind, amount, None, None, {})
     key = f"k-{random.getrandbits(64)}"
-    store.post_entry(new, Idempotency(key, key))
+    store.append_entry(new, Idempotency(key, key))
 
 
 def _queries(store: SQLiteStore) -> list[str]:
@@ -81,7 +81,7 @@ def test_repeated_lookups_come_from_memory_until_anyone_commits(
         "from birdbalance.settings import Settings; from birdbalance.storage import open_store;"
         "from birdbalance.records import *; from birdbalance.ledger import *;"
         f"s = open_store(Settings(database_url={url!r}));"
-        f"s.post_entry(NewEntry({account!r}, Mode.LIVE, EntryKind.CHARGE, 9, None, None, {{}}),"
+        f"s.append_entry(NewEntry({account!r}, Mode.LIVE, EntryKind.CHARGE, 9, None, None, {{}}),"
         " Idempotency('other-process', 'fp'))"
     )
     subprocess.run([sys.executable, "-c", script], check=True)

@@ -68,7 +68,7 @@ def _post_until_refused(
             (NewEntry(account, Mode.LIVE, next(kinds), next(amounts), None, None, {}), _idem())
             for _ in range(MAX_WRITE_BATCH)
         ]
-        for result in store.post_entries(batch):
+        for result in store.append_entries(batch):
             if isinstance(result, ServiceError):
                 return posted, result
             posted += 1

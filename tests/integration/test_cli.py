@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 
 from tests.databases import LATEST, MIGRATIONS, raw_execute, sqlite_url
-from tests.servers import Server, cli
+from tests.servers import Server, cli, cli_process
 
 
 @pytest.fixture
@@ -86,6 +86,31 @@ def test_a_full_session(db_url: str) -> None:
 
     verified = cli("verify", db_url=db_url)
     assert verified.returncode == 0 and "ok: 2 ledgers verified" in verified.stdout
+
+
+def test_re_running_a_write_with_a_reference_replays_it(db_url: str) -> None:
+    aid = _new_account("euros", db_url)["id"]
+    first = cli("topup", aid, "25", "--reference", "inv-17", db_url=db_url)
+    again = cli("topup", aid, "25", "--reference", "inv-17", db_url=db_url)
+    assert first.returncode == again.returncode == 0, again.stderr
+    assert first.stdout == again.stdout and "already posted" in again.stderr
+    assert "already posted" not in first.stderr
+    other = cli("topup", aid, "30", "--reference", "inv-17", db_url=db_url)
+    assert other.returncode == 1 and "already posted to this ledger with another" in other.stderr
+    # The same reference on a charge, or in the sandbox, is another write.
+    assert cli("charge", aid, "1", "--reference", "inv-17", db_url=db_url).returncode == 0
+    assert cli("topup", aid, "25", "--reference", "inv-17", "--test", db_url=db_url).returncode == 0
+    plain = cli("topup", aid, "1", db_url=db_url)
+    assert plain.returncode == 0 and "running this command again posts again" in plain.stderr
+    shown = _json(cli("accounts", "show", aid, "--json", db_url=db_url))
+    assert shown["balances"]["live"]["amount"] == "25"  # 25 once, -1, +1
+
+
+def test_page_sizes_are_numbers_checked_before_anything_runs(db_url: str) -> None:
+    for command in (["accounts", "list"], ["audit"], ["events", "list"], ["history", "acc_1"]):
+        for bad in ("abc", "0", "100000"):
+            result = cli(*command, "--limit", bad, db_url=db_url)
+            assert result.returncode == 2 and "--limit" in result.stderr, (command, bad)
 
 
 def test_errors_go_to_stderr_with_a_nonzero_exit(db_url: str) -> None:
@@ -282,7 +307,9 @@ def test_backup_while_a_server_writes_is_one_consistent_state(tmp_path: Path) ->
         copies = []
         for i in range(3):
             copy = tmp_path / f"online-{i}.db"
-            result = cli("backup", str(copy), db_url=url)
+            # A process of its own, as an operator runs it beside the server: in this one
+            # it would hold the GIL and starve the writer thread.
+            result = cli_process("backup", str(copy), db_url=url)
             assert result.returncode == 0, result.stderr
             copies.append(copy)
         stop.set()

@@ -26,6 +26,9 @@ KILLS = 20
 THREADS = 4
 #: How long the load runs before each kill: long enough for batches to be in flight.
 LOAD_S = (0.1, 0.6)
+#: Writes acknowledged per round at least, waited for up to ROUND_MAX_S.
+ROUND_WRITES = 10
+ROUND_MAX_S = 10.0
 WORKERS = {"sqlite": 1, "postgresql": 2}
 #: What a write may answer under load: done, or refused for want of funds.
 ACCEPTED = {200, 201}
@@ -62,6 +65,11 @@ class Book:
         self.charges: list[Write] = []  # acknowledged charges, which refunds may name
         self.holds: list[Write] = []  # acknowledged holds no write has resolved yet
         self.lock = threading.Lock()
+
+    def accepted(self) -> int:
+        """How many writes were acknowledged as done so far."""
+        with self.lock:
+            return sum(1 for write in self.log if write.status in ACCEPTED)
 
 
 class Load:
@@ -199,6 +207,10 @@ def test_sigkill_under_mixed_writes_loses_and_doubles_nothing(
         for thread in threads:
             thread.start()
         time.sleep(rng.uniform(*LOAD_S))
+        # A busy machine starts the load slowly: each kill lands among acknowledged writes.
+        deadline = time.monotonic() + ROUND_MAX_S
+        while book.accepted() < ROUND_WRITES * (kill + 1) and time.monotonic() < deadline:
+            time.sleep(0.01)
         server.kill()
         load.stop.set()
         for thread in threads:
@@ -215,7 +227,7 @@ def test_sigkill_under_mixed_writes_loses_and_doubles_nothing(
         statuses = Counter(w.status for w in log)
         assert set(statuses) <= ACCEPTED | REFUSED | {None}, statuses
         assert statuses[None] >= KILLS // 2, f"few kills caught a write in flight: {statuses}"
-        assert statuses[201] + statuses[200] >= 10 * KILLS, statuses
+        assert statuses[201] + statuses[200] >= ROUND_WRITES * KILLS, statuses
         admin = Admin(server.url)
         stack.callback(admin.http.close)
         # As the crashes left it: acknowledged writes once each, the rest whole or absent.

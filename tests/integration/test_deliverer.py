@@ -9,17 +9,19 @@ expect is one delivery's failed attempt, never the deliverer's end.
 from __future__ import annotations
 
 import asyncio
+import threading
 from collections.abc import Callable, Iterator
 from typing import Any
 
 import httpx
 import pytest
 
-from birdbalance.http.deliverer import Deliverer
 from birdbalance.ids import utc_timestamp
 from birdbalance.ledger import EntryKind
+from birdbalance.runtime.deliverer import Deliverer
 from birdbalance.service import Service
 from birdbalance.settings import Settings
+from birdbalance.shapes import render
 from birdbalance.storage import Store, open_store
 from birdbalance.timestamps import timestamp_after
 from tests.databases import raw_execute
@@ -37,13 +39,13 @@ def service(database_url: str) -> Iterator[Service]:
 
 def _events(service: Service, urls: list[str], count: int) -> tuple[str, list[str]]:
     """An account with a low-balance rule, subscriptions to ``urls``, ``count`` events."""
-    account = service.create_account({"payment": "prepaid", "type": "euros"}, None)["id"]
-    hooks = [service.create_webhook({"url": url})["id"] for url in urls]
-    service.post_entry(account, EntryKind.TOPUP, {"amount": "100"}, f"{account}-t0")
-    service.create_alert(account, {"below": "50"})
+    account = render(service.create_account({"payment": "prepaid", "type": "euros"}, None))["id"]
+    hooks = [render(service.create_webhook({"url": url}))["id"] for url in urls]
+    render(service.post_entry(account, EntryKind.TOPUP, {"amount": "100"}, f"{account}-t0"))
+    render(service.create_alert(account, {"below": "50"}))
     for n in range(count):
         kind, amount = (EntryKind.CHARGE, "60") if n % 2 == 0 else (EntryKind.TOPUP, "60")
-        service.post_entry(account, kind, {"amount": amount}, f"{account}-{n}")
+        render(service.post_entry(account, kind, {"amount": amount}, f"{account}-{n}"))
     return account, hooks
 
 
@@ -61,7 +63,7 @@ def _lease_lost(database_url: str, delivery_id: str) -> None:
 
 
 def _delivery(service: Service, delivery_id: str) -> dict[str, Any]:
-    found = service.list_deliveries(status=None, webhook_id=None, cursor=None, limit="100")
+    found = render(service.list_deliveries(status=None, webhook_id=None, cursor=None, limit="100"))
     return next(d for d in found["data"] if d["id"] == delivery_id)
 
 
@@ -156,8 +158,43 @@ def test_an_exception_the_transport_did_not_expect_is_one_failed_attempt(
     )
     _run_deliverer(service, handler)
     assert len(set(received)) == 2  # the healthy subscription got both events
-    found = service.list_deliveries(status=None, webhook_id=broken, cursor=None, limit="10")
+    found = render(service.list_deliveries(status=None, webhook_id=broken, cursor=None, limit="10"))
     for delivery in found["data"]:
         # Recorded and retried each time (and dead-lettered after the last attempt).
         assert delivery["attempts"] >= 2
         assert delivery["last_error"] == "RuntimeError: a bug in a transport"
+
+
+def test_a_storm_of_wakes_costs_a_bounded_number_of_claims(service: Service) -> None:
+    """Wakes come from commits and, on PostgreSQL, from anyone who can ``NOTIFY``: however
+    many arrive, the deliverer claims at most once per ``MIN_CLAIM_GAP_S``."""
+    from birdbalance.runtime.deliverer import MIN_CLAIM_GAP_S
+
+    settings = Settings(database_url="sqlite:///unused.db", webhook_poll_interval_s=60)
+    claims: list[float] = []
+
+    async def run_write(fn: Callable[[], Any]) -> Any:
+        claims.append(asyncio.get_running_loop().time())
+        return fn()
+
+    async def go() -> int:
+        deliverer = Deliverer(service.store, settings, run_write)
+        task = asyncio.create_task(deliverer.run())
+        await asyncio.sleep(0.05)
+        before = len(claims)
+        storm = threading.Thread(target=lambda: [deliverer.wake() for _ in range(200_000)])
+        started = asyncio.get_running_loop().time()
+        storm.start()
+        while storm.is_alive():
+            await asyncio.sleep(0.01)
+        took_s = asyncio.get_running_loop().time() - started
+        await asyncio.sleep(0.05)
+        task.cancel()
+        with pytest.raises(asyncio.CancelledError):
+            await task
+        woken = len(claims) - before
+        assert 1 <= woken <= (took_s + 0.05) / MIN_CLAIM_GAP_S + 2, (woken, took_s)
+        return woken
+
+    woken = asyncio.run(go())
+    print(f"{woken} claims for 200,000 wakes")

@@ -3,9 +3,11 @@
 Every operation gets schema-valid and schema-violating requests (Schemathesis's positive
 and negative modes), and, through hooks, bodies and query strings with the text classes
 that once got 500s (lone surrogates in values and field names, digits ``int`` refuses,
-offsets past the calendar, NUL): no answer is a 5xx, every error is in MessageBird's errors shape,
-and a refused write changes nothing. Half the cases aim at a real account, so they get
-past the 404 into validation. The run must make at least 1,000 requests per engine.
+offsets past the calendar, NUL): no answer is a 5xx, every answer matches its documented
+schema (required fields and exact types, from :mod:`birdbalance.shapes`), every error is
+in MessageBird's errors shape, and a refused write changes nothing. Half the cases aim at
+a real account, so they get past the 404 into validation. The run must make at least
+1,000 requests per engine.
 """
 
 from __future__ import annotations
@@ -26,11 +28,14 @@ import schemathesis
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from schemathesis import GenerationMode
+from schemathesis.specs.openapi.checks import response_schema_conformance
 
 from birdbalance.http.openapi import openapi_document
 from tests.databases import ENGINES
 from tests.servers import ADMIN_TOKEN, Admin, Server
 
+#: Every test of this module runs on one xdist worker (scripts/test: --dist loadfile): the
+#: targets are built once per engine, and CASES, which is per process, counts them all.
 MIN_CASES = 1000
 SCHEMA = schemathesis.openapi.from_dict(openapi_document())
 SCHEMA.config.generation.update(modes=list(GenerationMode))
@@ -264,6 +269,8 @@ def _check(case: Any, target: Target, send: Any = None) -> None:
         response = send()
     where = f"{case.method} {case.formatted_path} -> {response.status_code}: {response.text[:300]}"
     assert response.status_code < 500, where
+    if send is None:  # every answer as the document describes it (birdbalance.shapes)
+        case.validate_response(response, checks=[response_schema_conformance])
     if response.status_code >= 400:
         errors = response.json().get("errors")
         assert isinstance(errors, list) and errors, where

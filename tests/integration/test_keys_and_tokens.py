@@ -133,7 +133,7 @@ def test_schema_v7_moves_plain_sha256_digests_under_the_secret(database_url: str
                 ),
             ),
         ):
-            store._x(conn, sql, args)  # type: ignore[attr-defined]
+            store._execute(conn, sql, args)  # type: ignore[attr-defined]
     assert store.migrate() == MIGRATIONS[6:]
     store.check_key_secret()
     assert store.lookup_balance(store.hasher.digest(key)) is not None

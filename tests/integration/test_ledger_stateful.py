@@ -33,6 +33,7 @@ from birdbalance.ledger import EntryKind
 from birdbalance.money import format_amount, parse_amount
 from birdbalance.service import Service
 from birdbalance.settings import Settings
+from birdbalance.shapes import render
 from birdbalance.storage import Store, open_store
 
 CREDIT_LIMIT = "5"
@@ -50,9 +51,11 @@ class LedgerMachine(RuleBasedStateMachine):
     @initialize()
     def open_ledgers(self) -> None:
         self.service = Service(self.store)
-        prepaid = self.service.create_account({"payment": "prepaid", "type": "euros"}, None)
-        postpaid = self.service.create_account(
-            {"payment": "postpaid", "type": "credits", "credit_limit": CREDIT_LIMIT}, None
+        prepaid = render(self.service.create_account({"payment": "prepaid", "type": "euros"}, None))
+        postpaid = render(
+            self.service.create_account(
+                {"payment": "postpaid", "type": "credits", "credit_limit": CREDIT_LIMIT}, None
+            )
         )
         self.accounts = {"prepaid": prepaid["id"], "postpaid": postpaid["id"]}
         self.balance = {"prepaid": 0, "postpaid": 0}
@@ -75,7 +78,7 @@ class LedgerMachine(RuleBasedStateMachine):
     def _post(self, which: str, kind: EntryKind, body: dict[str, str]) -> dict[str, object] | None:
         key = self._key()
         try:
-            answer = self.service.post_entry(self.accounts[which], kind, body, key)
+            answer = render(self.service.post_entry(self.accounts[which], kind, body, key))
         except (NotEnoughBalance, InvalidParameter):
             return None
         self.sent[key] = (which, kind.value, self.accounts[which], body)
@@ -118,7 +121,9 @@ class LedgerMachine(RuleBasedStateMachine):
         minor = parse_amount(amount)
         allowed = self._available(which) - minor >= self.floor[which]
         try:
-            answer = self.service.create_hold(self.accounts[which], {"amount": amount}, self._key())
+            answer = render(
+                self.service.create_hold(self.accounts[which], {"amount": amount}, self._key())
+            )
         except NotEnoughBalance:
             assert not allowed
             return
@@ -135,7 +140,7 @@ class LedgerMachine(RuleBasedStateMachine):
         wanted = None if part == 0 else reserved * part // 3 or 1
         body = {} if wanted is None else {"amount": format_amount(wanted)}
         try:
-            answer = self.service.capture_hold(hold_id, body, self._key())
+            answer = render(self.service.capture_hold(hold_id, body, self._key()))
         except InvalidParameter:
             assert wanted is not None and wanted > reserved
             return
@@ -154,10 +159,12 @@ class LedgerMachine(RuleBasedStateMachine):
     def void(self, data: st.DataObject) -> None:
         hold_id = data.draw(st.sampled_from(sorted(self.holds)))
         which, reserved = self.holds.pop(hold_id)
-        assert self.service.void_hold(hold_id, {}, self._key())["hold"]["status"] == "voided"
+        assert (
+            render(self.service.void_hold(hold_id, {}, self._key()))["hold"]["status"] == "voided"
+        )
         self.held[which] -= reserved
         try:
-            self.service.void_hold(hold_id, {}, self._key())
+            render(self.service.void_hold(hold_id, {}, self._key()))
         except StateConflict:
             return
         raise AssertionError("a resolved hold must not be voided again")
@@ -167,7 +174,7 @@ class LedgerMachine(RuleBasedStateMachine):
     def replay(self, data: st.DataObject) -> None:
         key = data.draw(st.sampled_from(list(self.sent)))
         _, kind, account_id, body = self.sent[key]
-        again = self.service.post_entry(account_id, EntryKind(kind), body, key)
+        again = render(self.service.post_entry(account_id, EntryKind(kind), body, key))
         assert again == self.answers[key]
 
     @precondition(lambda self: bool(self.sent))
@@ -177,7 +184,7 @@ class LedgerMachine(RuleBasedStateMachine):
         _, kind, account_id, body = self.sent[key]
         changed = {**body, "amount": format_amount(parse_amount(body["amount"]) + 1)}
         try:
-            self.service.post_entry(account_id, EntryKind(kind), changed, key)
+            render(self.service.post_entry(account_id, EntryKind(kind), changed, key))
         except IdempotencyConflict:
             return
         raise AssertionError("a reused key with another body must conflict")

@@ -19,11 +19,13 @@ import pytest
 import redis
 
 from birdbalance.service import MAX_ALERTS_PER_ACCOUNT, MAX_WEBHOOKS
-from birdbalance.storage.sql import MAX_LIVE_KEYS
+from birdbalance.storage.credentials import MAX_LIVE_KEYS
 from tests.integration.conftest import REDIS_URL
 from tests.servers import ADMIN_TOKEN, Admin, Server
 
 BUDGET = 10
+#: The failure window: a day, so that a burst never straddles two fixed windows.
+DAY_S = "86400"
 
 
 @pytest.fixture
@@ -32,6 +34,7 @@ def nodes(database_url: str, tmp_path: Path, redis_db: redis.Redis) -> Iterator[
         "BIRDBALANCE_TRUSTED_PROXIES": "127.0.0.1",
         "BIRDBALANCE_REDIS_URL": REDIS_URL,
         "BIRDBALANCE_AUTH_FAILURES_PER_ADDRESS": str(BUDGET),
+        "BIRDBALANCE_AUTH_FAILURE_WINDOW_S": DAY_S,
     }
     started = [
         Server(db_url=database_url, log_path=tmp_path / f"node{n}.log", env=env).start()
@@ -126,6 +129,7 @@ def test_without_redis_the_budget_holds_per_node(database_url: str, tmp_path: Pa
     env = {
         "BIRDBALANCE_TRUSTED_PROXIES": "127.0.0.1",
         "BIRDBALANCE_AUTH_FAILURES_PER_ADDRESS": str(BUDGET),
+        "BIRDBALANCE_AUTH_FAILURE_WINDOW_S": DAY_S,
     }
     node = Server(db_url=database_url, log_path=tmp_path / "node.log", env=env).start()
     try:

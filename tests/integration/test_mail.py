@@ -11,6 +11,7 @@ import pytest
 
 from birdbalance.mail import MailError, SMTPSettings, event_message, send
 from birdbalance.webhooks import verify_webhook
+from tests.databases import sqlite_url
 from tests.mailserver import PASSWORD, MailServer
 from tests.receivers import FAST_RETRIES
 from tests.servers import Admin, Server, cli
@@ -125,6 +126,20 @@ def test_a_mailto_subscription_gets_every_event_once_across_an_outage(
         admin.http.close()
         node.stop()
         mail.stop()
+
+
+def test_a_server_without_smtp_refuses_mailto_and_the_cli_says_what_is_missing(
+    admin: Admin, tmp_path: Path
+) -> None:
+    refused = admin.http.post("/v1/webhooks", json={"url": "mailto:ops@example.test"})
+    assert refused.status_code == 422, refused.text
+    error = refused.json()["errors"][0]
+    assert error["parameter"] == "url" and "BIRDBALANCE_SMTP_HOST" in error["description"]
+    # The CLI writes to the database; the servers that deliver may well have SMTP set.
+    added = cli("webhooks", "add", "mailto:ops@example.test",
+                db_url=sqlite_url(tmp_path / "cli.db"))  # fmt: skip
+    assert added.returncode == 0, added.stderr
+    assert "BIRDBALANCE_SMTP_HOST and BIRDBALANCE_SMTP_FROM are not set here" in added.stderr
 
 
 def test_watch_mails_its_events(server: Server, admin: Admin, tmp_path: Path) -> None:

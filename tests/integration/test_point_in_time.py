@@ -1,4 +1,5 @@
-"""GET /v1/accounts/{id}/balance?at=: answered from running balances by one index seek."""
+"""GET /v1/accounts/{id}/balance?at= (now without it): answered from running balances by one
+index seek."""
 
 from __future__ import annotations
 
@@ -10,7 +11,7 @@ import pytest
 
 from birdbalance.settings import Settings
 from birdbalance.storage import open_store
-from birdbalance.storage.sql import BALANCE_AT_SQL
+from birdbalance.storage.history import BALANCE_AT_SQL
 from tests.databases import raw_execute
 from tests.servers import Admin
 
@@ -46,7 +47,9 @@ def test_balance_at_over_http(admin: Admin) -> None:
     for bad in ("yesterday", "2026-01-01", "2026-01-01T00:00:00", "x" * 100):
         r = admin.http.get(url, params={"at": bad})
         assert r.status_code == 422 and r.json()["errors"][0]["parameter"] == "at", bad
-    assert admin.http.get(url).status_code == 422
+    now = admin.http.get(url)  # without at: the balance now, that of the last entry
+    assert now.status_code == 200, now.text
+    assert (now.json()["amount"], now.json()["entry_at"], now.json()["seq"]) == ("7", charge, 4)
     missing = admin.http.get("/v1/accounts/acc_00000000000000000000000000/balance?at=" + charge)
     assert missing.status_code == 404
 

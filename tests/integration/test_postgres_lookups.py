@@ -33,7 +33,7 @@ def _account(store: PostgresStore, n: int) -> str:
     account = store.create_account(NewAccount(None, Payment.PREPAID, "EUR", 2, None, {}), None).id
     store.create_key(NewKey(account, Mode.LIVE, hash_key(f"{n:025d}", TEST_SECRET), "…"), None)
     top = NewEntry(account, Mode.LIVE, EntryKind.TOPUP, 100 + n, None, None, {})
-    store.post_entry(top, Idempotency(f"top-{n}", "fp"))
+    store.append_entry(top, Idempotency(f"top-{n}", "fp"))
     return account
 
 
@@ -79,7 +79,7 @@ def test_a_lookup_sees_every_commit_made_before_it(store: PostgresStore) -> None
         try:
             for n in range(30):
                 charge = NewEntry(account, Mode.LIVE, EntryKind.CHARGE, 1, None, None, {})
-                await asyncio.to_thread(store.post_entry, charge, Idempotency(f"c{n}", "fp"))
+                await asyncio.to_thread(store.append_entry, charge, Idempotency(f"c{n}", "fp"))
                 view = await lookups.lookup(digest)
                 seen.append(view.balance_minor if view else None)
             (key,) = store.list_keys(account)

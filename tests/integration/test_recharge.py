@@ -39,7 +39,7 @@ _keys = iter(range(10**9))
 def _post(store: Store, account: str, kind: EntryKind, amount_minor: int) -> None:
     new = NewEntry(account, Mode.LIVE, kind, amount_minor, None, None, {})
     key = f"k{next(_keys)}"
-    store.post_entry(new, Idempotency(key, "fp-" + key))
+    store.append_entry(new, Idempotency(key, "fp-" + key))
 
 
 def _events(store: Store, account: str) -> list[tuple[str, dict[str, Any]]]:
@@ -127,7 +127,7 @@ def test_a_group_commit_asks_in_the_batch_that_crosses(store: Store) -> None:
         )
         for n in range(3)
     ]
-    store.post_entries(batch)  # 70, 40 (low, ask), 10 (still low)
+    store.append_entries(batch)  # 70, 40 (low, ask), 10 (still low)
     types = [t for t, _ in _events(store, account)]
     assert types == ["balance.low", "topup.requested"]
     assert store.verify() == []

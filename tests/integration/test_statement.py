@@ -16,6 +16,7 @@ from birdbalance.ledger import EntryKind, Mode, Payment
 from birdbalance.records import Idempotency, NewAccount, NewEntry
 from birdbalance.service import Service
 from birdbalance.settings import Settings
+from birdbalance.shapes import render
 from birdbalance.storage import Store, open_store
 from tests.servers import ADMIN_TOKEN, Admin, Server
 
@@ -38,7 +39,7 @@ def _entries(store: Store, account: str, count: int, rng: random.Random) -> list
         amount = rng.randint(1, 5 * E) if kind is EntryKind.TOPUP else rng.randint(1, E // 2)
         new = NewEntry(account, Mode.LIVE, kind, amount, None, f"r{n}", {})
         try:
-            posted = store.post_entry(new, Idempotency(f"{account}-{n}", f"fp{n}"))
+            posted = store.append_entry(new, Idempotency(f"{account}-{n}", f"fp{n}"))
         except NotEnoughBalance:
             continue
         times.append(posted.entry.created_at)
@@ -53,11 +54,15 @@ def test_every_range_adds_up_and_pages_cover_it(store: Store) -> None:
     for _ in range(25):
         a, b = sorted(rng.sample(range(len(times)), 2))
         start, end = times[a], times[b]
-        first = service.statement(account, start=start, end=end, mode=None, cursor=None, limit="7")
+        first = render(
+            service.statement(account, start=start, end=end, mode=None, cursor=None, limit="7")
+        )
         rows, page = list(first["data"]), first
         while page["next_cursor"] is not None:
-            page = service.statement(
-                account, start=start, end=end, mode=None, cursor=page["next_cursor"], limit="7"
+            page = render(
+                service.statement(
+                    account, start=start, end=end, mode=None, cursor=page["next_cursor"], limit="7"
+                )
             )
             assert page["opening_balance"] == first["opening_balance"]
             rows += page["data"]
@@ -82,9 +87,10 @@ def test_every_range_adds_up_and_pages_cover_it(store: Store) -> None:
 
 
 def test_a_csv_export_pages_through_a_big_range(store: Store, monkeypatch) -> None:  # type: ignore[no-untyped-def]
-    import birdbalance.service as service_module
+    from birdbalance.service import exports, reports
 
-    monkeypatch.setattr(service_module, "CSV_PAGE_ROWS", 3)  # many reads for few rows
+    for module in (exports, reports):  # many reads for few rows
+        monkeypatch.setattr(module, "CSV_PAGE_ROWS", 3)
     account = store.create_account(NewAccount(None, Payment.PREPAID, "EUR", 6, None, {}), None).id
     times = _entries(store, account, 20, random.Random(3))
     _, chunks = Service(store).statement_csv(account, start=times[0], end=None, mode=None)

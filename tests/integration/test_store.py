@@ -37,7 +37,7 @@ def _post(store: Store, account: str, kind: EntryKind, amount: int, key: str, **
     new = NewEntry(
         account, kw.pop("mode", Mode.LIVE), kind, amount, kw.pop("refund_of", None), None, {}
     )
-    return store.post_entry(new, Idempotency(key, kw.pop("fp", "fp-" + key)))
+    return store.append_entry(new, Idempotency(key, kw.pop("fp", "fp-" + key)))
 
 
 def test_entries_cannot_be_updated_or_deleted(store: Store, database_url: str) -> None:
@@ -143,7 +143,7 @@ def _at(database_url: str, moment: str) -> None:
 
 def _post_ref(store: Store, account: str, kind: EntryKind, amount: int, key: str, ref: str):  # type: ignore[no-untyped-def]
     new = NewEntry(account, Mode.LIVE, kind, amount, None, ref, {})
-    return store.post_entry(new, Idempotency(key, "fp-" + key))
+    return store.append_entry(new, Idempotency(key, "fp-" + key))
 
 
 def test_entry_filters_are_index_ranges_that_page(store: Store, database_url: str) -> None:
@@ -193,7 +193,7 @@ def test_daily_totals_follow_every_entry(store: Store, database_url: str) -> Non
     _post(store, account, EntryKind.REFUND, 5, "d", refund_of=charge.id)
     # A group commit goes through the same trigger.
     batch = [_entry(account, EntryKind.CHARGE, 1, key=f"g{i}") for i in range(3)]
-    store.post_entries(batch)
+    store.append_entries(batch)
     series = store.daily_totals(account, Mode.LIVE, "2990-03-01", "2990-03-31")
     assert series.opening_minor == 0
     assert series.days == [
@@ -527,7 +527,7 @@ def _entry(account: str, kind: EntryKind, amount: int, **kw):  # type: ignore[no
 def test_a_batch_answers_each_entry_as_if_it_ran_alone(store: Store) -> None:
     account, other = _account(store), _account(store)
     earlier = _post(store, account, EntryKind.TOPUP, 100, "earlier")
-    results = store.post_entries(
+    results = store.append_entries(
         [
             _entry(account, EntryKind.CHARGE, 30, key="c1"),  # 70
             _entry(account, EntryKind.CHARGE, 71, key="too-much"),  # refused: 70 left
@@ -567,7 +567,7 @@ def test_a_batch_refunds_a_charge_it_made_itself(store: Store) -> None:
     account = _account(store)
     _post(store, account, EntryKind.TOPUP, 100, "t")
     charge = _post(store, account, EntryKind.CHARGE, 40, "c").entry
-    results = store.post_entries(
+    results = store.append_entries(
         [
             _entry(account, EntryKind.CHARGE, 20, key="c2"),
             _entry(account, EntryKind.REFUND, 30, key="r1", refund_of=charge.id),
@@ -580,7 +580,7 @@ def test_a_batch_refunds_a_charge_it_made_itself(store: Store) -> None:
     assert done == [40, 70, 80]
     first = results[0]
     assert not isinstance(first, Exception)
-    (refund,) = store.post_entries(
+    (refund,) = store.append_entries(
         [_entry(account, EntryKind.REFUND, 20, key="r4", refund_of=first.entry.id)]
     )
     assert not isinstance(refund, Exception) and refund.entry.balance_after_minor == 100
@@ -597,13 +597,13 @@ def test_a_batch_spread_over_many_ledgers_moves_each_once(store: Store) -> None:
         )
         for n in range(MAX_WRITE_BATCH)
     ]
-    assert all(not isinstance(r, Exception) for r in store.post_entries(batch))
+    assert all(not isinstance(r, Exception) for r in store.append_entries(batch))
     total = sum(
         a.live.balance_minor + a.test.balance_minor for a in map(store.get_account, accounts)
     )
     assert total == sum(range(1, MAX_WRITE_BATCH + 1))
     with pytest.raises(AssertionError):
-        store.post_entries([*batch, batch[0]])  # more than a batch may hold
+        store.append_entries([*batch, batch[0]])  # more than a batch may hold
     assert store.verify() == []
 
 
@@ -633,14 +633,14 @@ def test_a_batch_the_database_refuses_writes_nothing_and_the_connection_recovers
         _entry(accounts[2], EntryKind.CHARGE, 10, key="fine-2"),
     ]
     with pytest.raises(Exception, match="refuse"):
-        store.post_entries(batch)
+        store.append_entries(batch)
     # Nothing of the batch landed: no entry, no key, no ledger moved.
     assert [store.get_account(a).live.balance_minor for a in accounts] == [1000] * 3
     assert store.verify() == []
     # The store rolled back itself: the pool found no transaction to clean up.
     assert not [r for r in caplog.records if "rolling back" in r.getMessage()]
     # The same connection(s) serve the next batch, and its keys are still free.
-    results = store.post_entries([batch[0], batch[2]] * 4)
+    results = store.append_entries([batch[0], batch[2]] * 4)
     assert [r.entry.balance_after_minor for r in results] == [990, 990] * 4  # type: ignore[union-attr]
     assert [r.replayed for r in results] == [False, False] + [True] * 6  # type: ignore[union-attr]
     assert store.verify() == []
@@ -652,7 +652,7 @@ def test_alerts_inside_one_batch_fire_per_crossing(store: Store) -> None:
     account = _account(store)
     _post(store, account, EntryKind.TOPUP, 10, "t")
     store.create_alert_rule(NewAlertRule(account, Mode.LIVE, 5, 0), 20)
-    store.post_entries(
+    store.append_entries(
         [
             _entry(account, EntryKind.CHARGE, 6, key="a"),  # 4: low
             _entry(account, EntryKind.CHARGE, 1, key="b"),  # 3: still low
@@ -680,7 +680,7 @@ def test_a_batch_seeks_its_ledgers_instead_of_scanning(tmp_path) -> None:  # typ
     seen: list[str] = []
     conn = store._conn()
     conn.set_trace_callback(seen.append)
-    store.post_entries([_entry(a, EntryKind.TOPUP, 1, key=a) for a in accounts])
+    store.append_entries([_entry(a, EntryKind.TOPUP, 1, key=a) for a in accounts])
     conn.set_trace_callback(None)
     batch_reads = [sql for sql in seen if sql.startswith("WITH w")]
     assert len(batch_reads) == 2  # the ledgers and their alert rules
@@ -694,18 +694,18 @@ def test_a_batch_seeks_its_ledgers_instead_of_scanning(tmp_path) -> None:  # typ
 def _plans(database_url: str, store: Store, account: str, filters: EntryFilter) -> str:
     """The query plan of the entries page for ``filters``, as text."""
     captured: list[tuple[str, list[object]]] = []
-    original = store._x  # type: ignore[attr-defined]
+    original = store._execute  # type: ignore[attr-defined]
 
     def spy(conn, sql, args=()):  # type: ignore[no-untyped-def]
         if sql.lstrip().startswith("SELECT id, account_id"):
             captured.append((sql, list(args)))
         return original(conn, sql, args)
 
-    store._x = spy  # type: ignore[attr-defined]
+    store._execute = spy  # type: ignore[attr-defined]
     try:
         store.list_entries(account, Mode.LIVE, None, 50, filters)
     finally:
-        store._x = original  # type: ignore[attr-defined]
+        store._execute = original  # type: ignore[attr-defined]
     (sql, args) = captured[-1]
     if database_url.startswith("sqlite:"):
         import sqlite3

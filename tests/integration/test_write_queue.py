@@ -10,9 +10,9 @@ from typing import Any
 import pytest
 
 from birdbalance.errors import NotEnoughBalance, ServiceUnavailable
-from birdbalance.http.writes import WriteQueue
 from birdbalance.ledger import EntryKind, Mode, Payment
 from birdbalance.records import Idempotency, NewAccount, NewEntry
+from birdbalance.runtime.writes import WriteQueue
 from birdbalance.settings import Settings
 from birdbalance.storage import Store, open_store
 
@@ -33,7 +33,7 @@ def _charge(account: str, n: int, amount: int = 1) -> tuple[NewEntry, Idempotenc
 def _funded(store: Store, amount: int) -> str:
     account = store.create_account(NewAccount(None, Payment.PREPAID, "EUR", 6, None, {}), None).id
     top = NewEntry(account, Mode.LIVE, EntryKind.TOPUP, amount, None, None, {})
-    store.post_entry(top, Idempotency(f"top-{account}", "fp"))
+    store.append_entry(top, Idempotency(f"top-{account}", "fp"))
     return account
 
 
@@ -42,7 +42,7 @@ def test_concurrent_entries_share_commits_and_keep_their_answers(store: Store) -
     queue = WriteQueue(store, store.max_concurrent_writes)
 
     async def main() -> list[Any]:
-        jobs = [queue.post_entry(*_charge(account, n)) for n in range(300)]
+        jobs = [queue.submit_entry(*_charge(account, n)) for n in range(300)]
         return await asyncio.gather(*jobs, return_exceptions=True)
 
     try:
@@ -67,11 +67,14 @@ class _FailsInBatches:
         self.store = store
         self.batches = 0
 
-    def post_entries(self, batch: Sequence[tuple[NewEntry, Idempotency]]) -> list[Any]:
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self.store, name)
+
+    def append_entries(self, batch: Sequence[tuple[NewEntry, Idempotency]]) -> list[Any]:
         if len(batch) > 1:
             self.batches += 1
             raise RuntimeError("planted failure")
-        return self.store.post_entries(batch)
+        return self.store.append_entries(batch)
 
 
 def test_a_failing_batch_is_retried_one_entry_at_a_time(store: Store) -> None:
@@ -80,7 +83,7 @@ def test_a_failing_batch_is_retried_one_entry_at_a_time(store: Store) -> None:
     queue = WriteQueue(failing, 1)  # type: ignore[arg-type]
 
     async def main() -> list[Any]:
-        return await asyncio.gather(*(queue.post_entry(*_charge(account, n)) for n in range(100)))
+        return await asyncio.gather(*(queue.submit_entry(*_charge(account, n)) for n in range(100)))
 
     try:
         results = asyncio.run(main())
@@ -98,10 +101,10 @@ def test_the_queue_is_bounded_and_close_finishes_what_it_holds(store: Store) -> 
 
     async def main() -> list[Any]:
         blocker = asyncio.ensure_future(queue.call(gate.wait))
-        queued = [asyncio.ensure_future(queue.post_entry(*_charge(account, n))) for n in range(3)]
+        queued = [asyncio.ensure_future(queue.submit_entry(*_charge(account, n))) for n in range(3)]
         await asyncio.sleep(0.05)
         with pytest.raises(ServiceUnavailable):
-            await queue.post_entry(*_charge(account, 99))
+            await queue.submit_entry(*_charge(account, 99))
         gate.set()
         return await asyncio.gather(blocker, *queued)
 

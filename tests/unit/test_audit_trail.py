@@ -11,9 +11,9 @@ from typing import Any
 import pytest
 
 from birdbalance.errors import ServiceUnavailable
-from birdbalance.http import access
-from birdbalance.http.access import AUDIT_LINGER_S, AuditTrail
 from birdbalance.records import AuditRecord
+from birdbalance.runtime import audit_trail as access
+from birdbalance.runtime.audit_trail import AUDIT_LINGER_S, AuditTrail
 
 
 class _Store:

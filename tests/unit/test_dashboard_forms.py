@@ -4,7 +4,8 @@ from __future__ import annotations
 
 import pytest
 
-from birdbalance.http.dashboard import DateError, day_after, day_start, grouped
+from birdbalance.errors import DateError
+from birdbalance.http.dashboard_format import day_after, day_start, grouped
 
 
 def test_dates_of_the_forms() -> None:

@@ -58,3 +58,30 @@ def test_ids_made_one_after_another_sort_in_that_order() -> None:
     made = [new_id("evt") for _ in range(5000)]
     assert made == sorted(made) and len(set(made)) == len(made)
     assert all(len(i) == 30 for i in made)
+
+
+def test_ids_are_written_in_crockford_base32_digit_by_digit() -> None:
+    import random
+
+    from birdbalance.ids import crockford
+
+    digits = "0123456789ABCDEFGHJKMNPQRSTVWXYZ"
+
+    def one_at_a_time(value: int) -> str:
+        out = []
+        for _ in range(26):
+            value, digit = divmod(value, 32)
+            out.append(digits[digit])
+        return "".join(reversed(out))
+
+    rng = random.Random(17)
+    for value in [
+        0,
+        1,
+        31,
+        32,
+        1 << 127,
+        (1 << 128) - 1,
+        *(rng.getrandbits(128) for _ in range(20_000)),
+    ]:
+        assert crockford(value) == one_at_a_time(value), value

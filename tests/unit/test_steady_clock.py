@@ -2,7 +2,13 @@
 
 from __future__ import annotations
 
-from birdbalance.timestamps import MAX_SLEW_S, STEP_CONFIRM_S, SteadyClock
+from birdbalance.timestamps import (
+    MAX_REFERENCE_SKEW_S,
+    MAX_SLEW_S,
+    REFERENCE_EVERY_S,
+    STEP_CONFIRM_S,
+    SteadyClock,
+)
 
 
 class _Clocks:
@@ -44,3 +50,27 @@ def test_a_step_that_lasts_is_believed_and_a_step_back_too() -> None:
     clocks.wall -= 7200
     clocks.tick(1)
     assert clock.now_s() == clocks.wall + 7200  # a step back waits as well
+
+
+def test_stamps_keep_within_the_bound_of_the_reference_clock() -> None:
+    clocks = _Clocks()
+    clocks.wall += 86_400  # wrong by a day from the start: nothing to tell it from right
+    clock = SteadyClock(lambda: clocks.wall, lambda: clocks.mono)
+    assert clock.now_s() == clocks.wall
+    real = clocks.wall - 86_400
+    skew_s = clock.follow(real, clocks.mono)  # the database's clock says otherwise
+    assert skew_s == 86_400
+    for _ in range(3):
+        clocks.tick(REFERENCE_EVERY_S)
+        real += REFERENCE_EVERY_S
+        assert clock.now_s() == real + MAX_REFERENCE_SKEW_S  # never further ahead
+    clocks.wall = real - 3600  # now an hour behind, and for good: still within the bound
+    clock.now_s()
+    clocks.tick(STEP_CONFIRM_S + 1)
+    real += STEP_CONFIRM_S + 1
+    assert clock.now_s() == real - MAX_REFERENCE_SKEW_S
+    clocks.wall = real + 0.5  # set right: its own time again, within the bound
+    clock.now_s()
+    clocks.tick(STEP_CONFIRM_S + 1)
+    real += STEP_CONFIRM_S + 1
+    assert clock.now_s() == clocks.wall == real + 0.5

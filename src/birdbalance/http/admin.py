@@ -3,9 +3,9 @@
 Authenticated by ``Authorization: Bearer <admin token>`` (see
 :mod:`birdbalance.http.access`): read-only tokens may only ``GET``. Every other request
 an admin makes is recorded in the audit log, with its answer's status. Writes go through
-the process's :class:`WriteQueue` (writer threads and group commit of ledger entries),
-so the event loop stays free during fsync and lock waits. Reads are indexed and bounded;
-on SQLite they run inline, on a networked database on reader threads.
+the process's write queue (writer threads and group commit of ledger entries), reads
+through its reader threads, both in :class:`birdbalance.runtime.Runtime`: the event loop
+stays free during fsync, lock waits and scans.
 """
 
 from __future__ import annotations
@@ -21,16 +21,16 @@ from birdbalance.errors import InternalError, ServiceError
 from birdbalance.ids import utc_timestamp
 from birdbalance.metrics import Metrics
 from birdbalance.records import AuditRecord
+from birdbalance.runtime import Runtime
 from birdbalance.service import Service
-from birdbalance.validation import parse_json_body
 
-from .access import Actor, AdminAuth, AuditTrail, client_address
+from .access import Actor, AdminAuth
+from .addresses import client_address
 from .bodies import read_body
+from .bulk import MAX_BULK_BODY_BYTES, BulkSlots
 from .entries import KINDS, EntryEndpoint
 from .guard import Guard
-from .readers import ReaderPool
 from .responses import JSONBody, csv_download
-from .writes import WriteQueue
 
 T = TypeVar("T")
 Handler = Callable[[Request], Awaitable[Response]]
@@ -45,6 +45,7 @@ class AdminAPI:
     def __init__(
         self,
         service: Service,
+        runtime: Runtime,
         admin_token: str | None,
         max_body_bytes: int,
         metrics: Metrics | None = None,
@@ -56,27 +57,20 @@ class AdminAPI:
         self.body_timeout_s = body_timeout_s
         self.trusted_proxies = trusted_proxies
         self._max_body_bytes = max_body_bytes
-        writers = service.store.max_concurrent_writes
-        assert 1 <= writers <= 100
-        self.writes = WriteQueue(service.store, writers, max_wait_s=body_timeout_s)
-        # Every read of the admin API and the dashboard runs here, never on the event
-        # loop: a search, a filtered listing or a statement can scan, and /balance must
-        # not wait for it. SQLite's reads release the GIL while the engine works.
-        self._reader = ReaderPool(max(2, writers))
-        self.auth = AdminAuth(admin_token, service.store, self._read, guard)
-        self.audit_trail = AuditTrail(
-            service.store, self.writes.call, wait_timeout_s=body_timeout_s
-        )
+        self._runtime = runtime
+        self._metrics = metrics
+        self._bulk = BulkSlots()
+        self.auth = AdminAuth(admin_token, service, runtime.read, guard)
         #: Ledger entries: a raw ASGI endpoint (see :mod:`birdbalance.http.entries`).
         self.entries = EntryEndpoint(
-            self.auth.actor, service, self.writes, max_body_bytes, metrics, body_timeout_s
+            self.auth.actor,
+            service,
+            runtime.writes,
+            max_body_bytes,
+            self.audit,
+            metrics,
+            body_timeout_s,
         )
-        self.entries.audit = self.audit
-
-    async def close(self) -> None:
-        await self.audit_trail.close()
-        self.writes.close()
-        self._reader.shutdown()
 
     async def audit(
         self,
@@ -100,13 +94,9 @@ class AdminAPI:
             at=utc_timestamp(),
         )
         if wait:
-            await self.audit_trail.written(record)
+            await self._runtime.audit_trail.written(record)
         else:
-            await self.audit_trail.record(record)
-
-    async def background_write(self, fn: Callable[[], Any]) -> Any:
-        """Run a write of the server's own (expiring holds) on a writer thread."""
-        return await self.writes.call(fn)
+            await self._runtime.audit_trail.record(record)
 
     # ------------------------------------------------------------------ plumbing
 
@@ -115,19 +105,19 @@ class AdminAPI:
         header = request.headers.get("authorization", "")
         return await self.auth.actor(header, write=write, scope=request.scope)
 
-    async def _body(self, request: Request) -> dict[str, Any]:
-        body = await read_body(request, self._max_body_bytes, self.body_timeout_s)
-        return parse_json_body(body)
+    async def _body(self, request: Request) -> bytes:
+        """The request's body, read whole within its limits (the operation decodes it)."""
+        return await read_body(request, self._max_body_bytes, self.body_timeout_s)
 
     async def _write(self, fn: Callable[[], T]) -> T:
-        return await self.writes.call(fn)
+        return await self._runtime.write(fn)
 
     async def read(self, fn: Callable[[], T]) -> T:
         """Run a store read off the event loop, on the bounded reader threads."""
         return await self._read(fn)
 
     async def _read(self, fn: Callable[[], T]) -> T:
-        return await self._reader.run(fn)
+        return await self._runtime.read(fn)
 
     # ------------------------------------------------------------------ handlers
 
@@ -285,6 +275,19 @@ class AdminAPI:
         hold_id = request.path_params["hold_id"]
         return JSONBody(await self._write(lambda: self.service.void_hold(hold_id, body, idem)))
 
+    async def post_bulk(self, request: Request) -> Response:
+        """Up to 1,000 ledger operations in one transaction (see :mod:`.bulk`)."""
+        idem = request.headers.get("idempotency-key")
+        posting = await self._bulk.post(
+            lambda: read_body(request, MAX_BULK_BODY_BYTES, self.body_timeout_s),
+            lambda body: self._write(lambda: self.service.post_bulk(body, idem)),
+        )
+        posted = await posting
+        if self._metrics is not None:
+            for (kind, outcome), count in posted.outcomes.items():
+                self._metrics.entries.inc(kind, outcome, amount=count)
+        return Response(posted.answer, media_type="application/json")
+
     async def create_alert(self, request: Request) -> JSONBody:
         body = await self._body(request)
         account_id = request.path_params["account_id"]
@@ -360,6 +363,7 @@ class AdminAPI:
             "/v1/holds/{hold_id}": {"GET": self.get_hold},
             "/v1/holds/{hold_id}/capture": {"POST": self.capture_hold},
             "/v1/holds/{hold_id}/void": {"POST": self.void_hold},
+            "/v1/bulk": {"POST": self.post_bulk},
             "/v1/accounts/{account_id}/alerts": {
                 "POST": self.create_alert,
                 "GET": self.list_alerts,

@@ -40,6 +40,13 @@ from birdbalance.errors import (
     TooManyRequests,
 )
 from birdbalance.metrics import Metrics
+from birdbalance.runtime import Runtime
+from birdbalance.runtime.gauges import (
+    METRICS_CONTENT_TYPE,
+    database_gauge,
+    scrape_gauges,
+    write_queue_gauge,
+)
 from birdbalance.service import Service
 from birdbalance.settings import Settings
 from birdbalance.shared_counters import SharedCounters
@@ -48,9 +55,7 @@ from birdbalance.storage import Store, open_store
 from .admin import AdminAPI
 from .balance import BALANCE_PATHS, BalanceEndpoint
 from .dashboard import Dashboard
-from .deliverer import Deliverer
 from .entries import ENTRY_PATH, KINDS, EntryEndpoint
-from .gauges import METRICS_CONTENT_TYPE, database_gauge, scrape_gauges, write_queue_gauge
 from .guard import Guard
 from .openapi import openapi_document
 from .responses import JSON_CONTENT_TYPE, JSONBody, error_bytes, error_response
@@ -191,12 +196,14 @@ def create_app(settings: Settings, store: Store | None = None) -> BirdbalanceApp
     Startup (ASGI lifespan) refuses an out-of-date schema; shutdown closes the store.
     """
     store = store if store is not None else open_store(settings)
-    service = Service(store)
+    service = Service(store, mail_configured=settings.smtp is not None)
     guard = Guard(settings)
     shared = SharedCounters(Path(settings.metrics_dir)) if settings.metrics_dir else None
     metrics = Metrics(shared)
+    runtime = Runtime(store, settings, metrics)
     admin = AdminAPI(
         service,
+        runtime,
         settings.admin_token,
         settings.max_body_bytes,
         metrics,
@@ -209,7 +216,7 @@ def create_app(settings: Settings, store: Store | None = None) -> BirdbalanceApp
     secret = settings.session_secret or secrets.token_urlsafe(32)
     dashboard = Dashboard(
         service,
-        admin.read,
+        runtime.read,
         SessionSigner(secret.encode("utf-8"), settings.session_lifetime_s),
         settings.admin_token,
         secure_cookies=settings.secure_cookies,
@@ -243,16 +250,6 @@ def create_app(settings: Settings, store: Store | None = None) -> BirdbalanceApp
             )
         return JSONBody({"status": "ready", "database": store.engine, "schema_version": current})
 
-    async def sweep_holds() -> None:
-        """Expire due holds, so ``/balance`` shows them available again within an interval."""
-        while True:
-            await asyncio.sleep(settings.hold_sweep_interval_s)
-            try:
-                await admin.background_write(store.expire_holds)
-            except Exception as exc:  # noqa: BLE001 -- a sweep must never end the loop
-                # The next sweep (or the ledger's next write) retries; keep serving.
-                logger.warning("expiring holds failed: %s", exc)
-
     async def openapi(request: Request) -> JSONBody:
         return JSONBody(document)
 
@@ -267,7 +264,7 @@ def create_app(settings: Settings, store: Store | None = None) -> BirdbalanceApp
         except Exception as exc:  # noqa: BLE001 -- the process metrics still answer
             logger.warning("metrics: the database gauges failed: %s", type(exc).__name__)
             gauges = [database_gauge(ok=False)]
-        gauges.append(write_queue_gauge(admin.writes.depth))
+        gauges.append(write_queue_gauge(runtime.writes.depth))
         return Response(metrics.render(gauges), media_type=METRICS_CONTENT_TYPE)
 
     @contextlib.asynccontextmanager
@@ -280,22 +277,13 @@ def create_app(settings: Settings, store: Store | None = None) -> BirdbalanceApp
             )
         store.check_key_secret()
         store.cache_balances(settings.balance_cache_size)
-        deliverer = Deliverer(store, settings, admin.background_write, metrics)
-        tasks = [
-            asyncio.create_task(sweep_holds(), name="birdbalance-hold-sweeper"),
-            asyncio.create_task(deliverer.run(), name="birdbalance-webhooks"),
-        ]
+        await runtime.start()
         try:
             yield
         finally:
-            for task in tasks:
-                task.cancel()
-            for task in tasks:
-                with contextlib.suppress(asyncio.CancelledError):
-                    await task
+            await runtime.stop()
             if lookups is not None:
                 await lookups.close()
-            await admin.close()
             await guard.close()
             store.close()
             if shared is not None:

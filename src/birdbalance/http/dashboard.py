@@ -17,11 +17,10 @@ from __future__ import annotations
 import hmac
 import logging
 import time
-from collections.abc import Awaitable, Callable, Mapping
-from dataclasses import dataclass
-from datetime import UTC, date, datetime, timedelta
+from collections.abc import Awaitable, Callable
+from datetime import UTC, datetime
 from typing import Any, Final, TypeVar
-from urllib.parse import parse_qsl, urlencode, urlsplit
+from urllib.parse import parse_qsl, urlsplit
 
 import jinja2
 from starlette.requests import Request
@@ -31,18 +30,32 @@ from starlette.staticfiles import StaticFiles
 
 from birdbalance import keys as access_keys
 from birdbalance.daily import CHART_DAYS
-from birdbalance.errors import NotFound, ServiceError, TooManyRequests
+from birdbalance.errors import DateError, NotFound, ServiceError, TooManyRequests
 from birdbalance.keys import MAX_CREDENTIAL_CHARS
 from birdbalance.ledger import EntryKind, Mode
-from birdbalance.records import ApiKey
-from birdbalance.representations import delivery_json, event_json
 from birdbalance.service import Service
+from birdbalance.shapes import render
 
 from .access import ENV_TOKEN_ACTOR, Actor, AdminAuth
 from .bodies import read_body
+from .dashboard_format import (
+    account_url,
+    day_after,
+    day_start,
+    entry_filters,
+    grouped,
+    query_url,
+)
 from .guard import Guard
 from .responses import csv_download
-from .sessions import SESSION_COOKIE, SIGN_IN_COOKIE, Session, SessionSigner, key_subject, new_nonce
+from .sessions import (
+    SESSION_COOKIE,
+    SIGN_IN_COOKIE,
+    SessionSigner,
+    Viewer,
+    key_subject,
+    new_nonce,
+)
 
 T = TypeVar("T")
 Reader = Callable[[Callable[[], T]], Awaitable[T]]
@@ -74,47 +87,6 @@ _PAGE_HEADERS: Final = {
 logger = logging.getLogger("birdbalance.dashboard")
 
 
-@dataclass(frozen=True, slots=True)
-class Viewer:
-    """Who is looking: the admin, or one key's account and ledger."""
-
-    session: Session
-    key: ApiKey | None
-
-    @property
-    def is_admin(self) -> bool:
-        return self.key is None
-
-
-class DateError(ValueError):
-    """A date field that is not ``YYYY-MM-DD``."""
-
-
-def day_start(text: str, parameter: str) -> str:
-    """``YYYY-MM-DD`` as the RFC 3339 start of that UTC day."""
-    try:
-        day = date.fromisoformat(text)
-    except ValueError:
-        raise DateError(f"{parameter} must be a date such as 2026-11-22") from None
-    return f"{day.isoformat()}T00:00:00Z"
-
-
-def day_after(text: str, parameter: str) -> str:
-    """The RFC 3339 start of the UTC day after ``YYYY-MM-DD`` (an inclusive end date)."""
-    day = date.fromisoformat(day_start(text, parameter)[:10])
-    try:
-        return f"{(day + timedelta(days=1)).isoformat()}T00:00:00Z"
-    except OverflowError:
-        raise DateError(f"{parameter} is past the last date there is") from None
-
-
-def grouped(amount: str) -> str:
-    """``"1234567.5"`` -> ``"1,234,567.5"``: thousands grouped, digits untouched."""
-    sign = "-" if amount.startswith("-") else ""
-    whole, dot, fraction = amount.lstrip("-").partition(".")
-    return f"{sign}{int(whole):,}{dot}{fraction}"
-
-
 class Dashboard:
     """The dashboard's routes, bound to one service and session signer."""
 
@@ -131,7 +103,7 @@ class Dashboard:
         guard: Guard | None = None,
         auth: AdminAuth | None = None,
     ) -> None:
-        self._auth = auth if auth is not None else AdminAuth(admin_token, service.store, read)
+        self._auth = auth if auth is not None else AdminAuth(admin_token, service, read)
         self._audit = audit
         self._guard = guard
         self._body_timeout_s = body_timeout_s
@@ -197,11 +169,8 @@ class Dashboard:
         if session.role == "admin":
             if session.subject.startswith(TOKEN_SUBJECT):
                 token_id = session.subject.removeprefix(TOKEN_SUBJECT)
-                try:
-                    found = await self._read(lambda: self.service.store.get_token(token_id))
-                except NotFound:
-                    return None
-                return Viewer(session, None) if found.revoked_at is None else None
+                live = await self._read(lambda: self.service.token_is_live(token_id))
+                return Viewer(session, None) if live else None
             token = self._admin_token
             if token is None or not hmac.compare_digest(
                 session.subject, self.signer.admin_subject(token)
@@ -212,7 +181,7 @@ class Dashboard:
             digest = bytes.fromhex(session.subject)
         except ValueError:
             return None
-        key = await self._read(lambda: self.service.store.key_by_digest(digest))
+        key = await self._read(lambda: self.service.key_by_digest(digest))
         return None if key is None else Viewer(session, key)
 
     @staticmethod
@@ -301,7 +270,7 @@ class Dashboard:
                 request, "The sign-in form had expired. Please try again.", 403
             )
         credential = form.get("credential", "").strip()[:MAX_CREDENTIAL_CHARS]
-        digest = self.service.store.hasher.digest(credential)
+        digest = self.service.credential_digest(credential)
         now_s = int(time.time())
 
         async def check() -> tuple[str, Actor | None] | None:
@@ -315,7 +284,7 @@ class Dashboard:
                 )
                 return self.signer.issue("admin", subject, now_s)[1], actor
             if access_keys.is_well_formed(credential):
-                key = await self._read(lambda: self.service.store.key_by_digest(digest))
+                key = await self._read(lambda: self.service.key_by_digest(digest))
                 if key is not None:
                     return self.signer.issue("account", key_subject(digest), now_s)[1], None
             return None
@@ -362,15 +331,17 @@ class Dashboard:
         if viewer is None:
             return self._to_sign_in()
         if viewer.key is not None:
-            return RedirectResponse(_account_url(viewer.key.account_id, {}), status_code=303)
+            return RedirectResponse(account_url(viewer.key.account_id, {}), status_code=303)
         q = request.query_params
         search = q.get("q") or None
         cursor = q.get("cursor") or None
         error: str | None = None
         try:
             page = await self._read(
-                lambda: self.service.list_accounts(
-                    cursor=cursor, limit=str(ACCOUNTS_PAGE_SIZE), search=search
+                lambda: render(
+                    self.service.list_accounts(
+                        cursor=cursor, limit=str(ACCOUNTS_PAGE_SIZE), search=search
+                    )
                 )
             )
         except ServiceError as exc:
@@ -386,7 +357,7 @@ class Dashboard:
             error=error,
             next_url=None
             if more is None
-            else _query_url("/dashboard", {"q": search, "cursor": more}),
+            else query_url("/dashboard", {"q": search, "cursor": more}),
         )
 
     def _ledger_of(self, viewer: Viewer, account_id: str, mode: str | None) -> str:
@@ -418,45 +389,31 @@ class Dashboard:
         q = request.query_params
         days = q.get("days", str(DEFAULT_DAYS))
         days = days if days in {str(d) for d in CHART_DAYS} else str(DEFAULT_DAYS)
-        filters = {
-            "kind": q.get("kind") or None,
-            "from": q.get("from") or None,
-            "to": q.get("to") or None,
-            "reference": q.get("reference") or None,
-        }
+        filters, start, end, error = entry_filters(q)
         cursor = q.get("cursor") or None
-        error: str | None = None
-        try:
-            start = None if filters["from"] is None else day_start(filters["from"], "from")
-            end = None if filters["to"] is None else day_after(filters["to"], "to")
-        except DateError as exc:
-            start = end = None
-            error = str(exc)
 
         def gather() -> dict[str, Any]:
             service = self.service
             found: dict[str, Any] = {
-                "account": service.get_account(account_id),
-                "daily": service.daily(account_id, mode=mode, days=days),
-                "alerts": [a for a in service.list_alerts(account_id)["data"] if a["mode"] == mode],
+                "account": render(service.get_account(account_id)),
+                "daily": render(service.daily(account_id, mode=mode, days=days)),
+                "alerts": [
+                    render(a) for a in service.list_alerts(account_id).data if a.mode.value == mode
+                ],
             }
-            events = service.store.list_events(account_id, None, RECENT_EVENTS * 2)
-            shown = [e for e in events.items if e.mode.value == mode][:RECENT_EVENTS]
-            deliveries = service.store.deliveries_of([e.id for e in shown])
-            found["events"] = [
-                {**event_json(e), "deliveries": [delivery_json(d) for d in deliveries[e.id]]}
-                for e in shown
-            ]
+            found["events"] = service.recent_events(account_id, mode, RECENT_EVENTS)
             try:
-                found["entries"] = service.list_entries(
-                    account_id,
-                    mode=mode,
-                    cursor=cursor,
-                    limit=str(ENTRIES_PAGE_SIZE),
-                    kind=filters["kind"],
-                    start=start,
-                    end=end,
-                    reference=filters["reference"],
+                found["entries"] = render(
+                    service.list_entries(
+                        account_id,
+                        mode=mode,
+                        cursor=cursor,
+                        limit=str(ENTRIES_PAGE_SIZE),
+                        kind=filters["kind"],
+                        start=start,
+                        end=end,
+                        reference=filters["reference"],
+                    )
                 )
             except ServiceError as exc:
                 found["entries"] = {"data": [], "next_cursor": None}
@@ -492,13 +449,13 @@ class Dashboard:
             error=error,
             alerts=found["alerts"],
             events=found["events"],
-            days_url=lambda d: _account_url(account_id, {**base, **filters, "days": d}),
-            mode_url=lambda m: _account_url(account_id, {"mode": m, "days": days}),
-            clear_url=_account_url(account_id, base),
-            newest_url=_account_url(account_id, {**base, **filters}) if cursor else None,
+            days_url=lambda d: account_url(account_id, {**base, **filters, "days": d}),
+            mode_url=lambda m: account_url(account_id, {"mode": m, "days": days}),
+            clear_url=account_url(account_id, base),
+            newest_url=account_url(account_id, {**base, **filters}) if cursor else None,
             next_url=None
             if more is None
-            else _account_url(account_id, {**base, **filters, "cursor": more}),
+            else account_url(account_id, {**base, **filters, "cursor": more}),
             statement_url=f"/dashboard/accounts/{account_id}/statement.csv",
             today=today.isoformat(),
             month_start=today.replace(day=1).isoformat(),
@@ -539,12 +496,3 @@ class Dashboard:
                 "Server-Timing": f"app;dur={elapsed_ms:.1f};desc=first-rows",
             },
         )
-
-
-def _query_url(path: str, params: Mapping[str, str | None]) -> str:
-    kept = {k: v for k, v in params.items() if v}
-    return f"{path}?{urlencode(kept)}" if kept else path
-
-
-def _account_url(account_id: str, params: Mapping[str, str | None]) -> str:
-    return _query_url(f"/dashboard/accounts/{account_id}", params)

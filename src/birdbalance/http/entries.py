@@ -28,12 +28,12 @@ from birdbalance.ledger import EntryKind
 from birdbalance.metrics import Metrics
 from birdbalance.records import PostedEntry
 from birdbalance.representations import posted_json
+from birdbalance.runtime.writes import WriteQueue
 from birdbalance.service import Service
-from birdbalance.validation import is_digits, parse_json_body
+from birdbalance.validation import is_digits
 
 from .access import Actor
 from .responses import JSON_CONTENT_TYPE, dumps, error_bytes
-from .writes import WriteQueue
 
 Scope = MutableMapping[str, Any]
 AuditHook = Callable[..., Awaitable[None]]
@@ -75,6 +75,7 @@ class EntryEndpoint:
         service: Service,
         writes: WriteQueue,
         max_body_bytes: int,
+        audit: AuditHook,
         metrics: Metrics | None = None,
         body_timeout_s: float = 10.0,
     ) -> None:
@@ -84,8 +85,8 @@ class EntryEndpoint:
         self._writes = writes
         self._max_body_bytes = max_body_bytes
         self._metrics = metrics
-        #: Records each authenticated request in the audit log (set by the admin API).
-        self.audit: AuditHook | None = None
+        #: Records each authenticated request in the audit log.
+        self._audit = audit
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         """The endpoint as a routed ASGI app (``path_params`` from the router)."""
@@ -119,14 +120,14 @@ class EntryEndpoint:
             status, body, outcome = 500, error_bytes(InternalError()), "failed"
         if self._metrics is not None:
             self._metrics.entries.inc(kind.value, outcome)
-        if actor is not None and self.audit is not None:
+        if actor is not None:
             # Not awaited to commit: the entry is the durable record of a ledger write (see
             # docs/security.md), and its audit row follows in the next audit batch.
             detail: dict[str, Any] = {"outcome": outcome}
             if (idem := _header(scope, b"idempotency-key")) is not None:
                 detail["idempotency_key"] = idem[:255]
             action = f"POST /v1/accounts/{{account_id}}/{kind_path}"
-            await self.audit(scope, actor, action, status, detail, wait=False)
+            await self._audit(scope, actor, action, status, detail, wait=False)
         headers = [
             (b"content-length", str(len(body)).encode("ascii")),
             (b"content-type", JSON_CONTENT_TYPE),
@@ -160,10 +161,8 @@ class EntryEndpoint:
             raise RequestTimeout(
                 f"the request body did not arrive within {self._body_timeout_s:g} s"
             ) from None
-        new, checked = self._service.entry_request(
-            account_id, kind, parse_json_body(bytes(chunks)), idem
-        )
-        return await self._writes.post_entry(new, checked)
+        new, checked = self._service.entry_request(account_id, kind, bytes(chunks), idem)
+        return await self._writes.submit_entry(new, checked)
 
     async def _read_body(self, receive: Receive) -> bytearray:
         chunks = bytearray()

@@ -23,10 +23,10 @@ from collections.abc import Awaitable, Callable, MutableMapping
 from typing import Any, Final, TypeVar
 
 from birdbalance.errors import TooManyRequests
-from birdbalance.ratelimit import Limiter, LocalLimiter, RedisLimiter
+from birdbalance.ratelimit import Limiter, LocalLimiter, RedisLimiter, retry_after_s
 from birdbalance.settings import Settings
 
-from .access import client_address, trusted_networks
+from .addresses import client_address, trusted_networks
 
 T = TypeVar("T")
 
@@ -112,8 +112,7 @@ class Guard:
     async def _within_budget(self, address: str) -> None:
         failures = await self.limiter.count(f"fail:{address}", self.failure_window_s)
         if failures >= self.max_failures:
-            now = time.time()
-            wait_s = max(1, int(self.failure_window_s - now % self.failure_window_s))
+            wait_s = retry_after_s(time.time(), self.failure_window_s)
             raise TooManyRequests(wait_s, _TOO_MANY_FAILURES)
 
     def succeeded(self, address: str, credential: bytes) -> None:

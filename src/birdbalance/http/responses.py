@@ -6,9 +6,11 @@ import json
 from collections.abc import Iterator
 from typing import Any, Final
 
+import msgspec
 from starlette.responses import Response, StreamingResponse
 
 from birdbalance.errors import ServiceError, Unauthorized
+from birdbalance.shapes import render as render_shape
 
 JSON_CONTENT_TYPE: Final = b"application/json"
 
@@ -28,11 +30,14 @@ UNAUTHORIZED_BODY: Final = error_bytes(Unauthorized(parameter="access_key"))
 
 
 class JSONBody(Response):
-    """A Starlette response whose content is compact UTF-8 JSON."""
+    """A Starlette response whose content is compact UTF-8 JSON: a shape
+    (:mod:`birdbalance.shapes`), rendered, or plain JSON values."""
 
     media_type = "application/json"
 
     def render(self, content: Any) -> bytes:
+        if isinstance(content, msgspec.Struct):
+            content = render_shape(content)
         return dumps(content)
 
 

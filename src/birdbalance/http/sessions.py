@@ -22,6 +22,8 @@ import secrets
 from dataclasses import dataclass
 from typing import Final, Literal
 
+from birdbalance.records import ApiKey
+
 Role = Literal["admin", "account"]
 
 SESSION_COOKIE: Final = "bb_session"
@@ -49,6 +51,18 @@ def _b64(data: bytes) -> str:
 
 def _unb64(text: str) -> bytes:
     return base64.urlsafe_b64decode(text + "=" * (-len(text) % 4))
+
+
+@dataclass(frozen=True, slots=True)
+class Viewer:
+    """Who is looking: the admin, or one key's account and ledger."""
+
+    session: Session
+    key: ApiKey | None
+
+    @property
+    def is_admin(self) -> bool:
+        return self.key is None
 
 
 class SessionSigner:

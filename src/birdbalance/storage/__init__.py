@@ -10,15 +10,15 @@ Every ledger write happens in one database transaction that reads the ledger's s
 applies :func:`birdbalance.ledger.next_balance`, appends the entry, moves the stored
 balance and records the ``Idempotency-Key``; the events it raises (the outbox) commit in
 that same transaction. Concurrent entries share one transaction (group commit,
-``post_entries``), each keeping its own checks and answer.
+``append_entries``), each keeping its own checks and answer.
 """
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from typing import Any, Protocol
 
-from birdbalance.errors import ServiceError
+from birdbalance.errors import ServiceError, SettingsError
 from birdbalance.keys import KeyHasher
 from birdbalance.ledger import HoldStatus, Mode
 from birdbalance.records import (
@@ -29,6 +29,8 @@ from birdbalance.records import (
     AuditRecord,
     BalanceAt,
     BalanceView,
+    BulkOp,
+    BulkOutcome,
     DailySeries,
     Delivery,
     DueDelivery,
@@ -52,9 +54,10 @@ from birdbalance.records import (
     Statement,
     Webhook,
 )
-from birdbalance.settings import Settings, SettingsError
+from birdbalance.settings import Settings
 
-from .sql import MAX_WRITE_BATCH as MAX_WRITE_BATCH
+from .bulk import MAX_BULK_OPERATIONS as MAX_BULK_OPERATIONS
+from .ledgers import MAX_WRITE_BATCH as MAX_WRITE_BATCH
 from .sql import SQLStore
 
 #: Largest page any listing returns.
@@ -67,6 +70,15 @@ class BalanceLookups(Protocol):
     async def lookup(self, key_hash: bytes) -> BalanceView | None: ...
 
     async def close(self) -> None: ...
+
+
+class DeliveryListener(Protocol):
+    """Wakes a process when another one makes webhook deliveries due (networked
+    engines: PostgreSQL's ``LISTEN``)."""
+
+    async def listen(self, wake: Callable[[], None]) -> None:
+        """Call ``wake`` on every signal until cancelled, reconnecting as needed."""
+        ...
 
 
 class Store(Protocol):
@@ -156,16 +168,29 @@ class Store(Protocol):
     ) -> Page[AuditRecord]:
         """Audit records, newest first, ``limit`` <= :data:`MAX_PAGE_SIZE`."""
 
-    def post_entry(self, new: NewEntry, idem: Idempotency) -> PostedEntry:
+    def append_entry(self, new: NewEntry, idem: Idempotency) -> PostedEntry:
         """Append an entry under the ledger rules, atomically and idempotently."""
 
-    def post_entries(
+    def append_entries(
         self, batch: Sequence[tuple[NewEntry, Idempotency]]
     ) -> list[PostedEntry | ServiceError]:
         """Group commit: post up to :data:`MAX_WRITE_BATCH` entries in one transaction.
 
         Each gets the answer it would get alone, in order (a refusal in its place).
         """
+
+    def post_bulk(
+        self,
+        groups: Sequence[Sequence[BulkOp | ServiceError]],
+        idem: Idempotency | None,
+        render: Callable[[BulkOutcome], bytes],
+        *,
+        dry_run: bool,
+    ) -> tuple[bytes, bool]:
+        """Post up to :data:`MAX_BULK_OPERATIONS` operations in one transaction, each
+        group (linked operations) whole or not at all; the answer ``render`` made (stored
+        under ``idem``, or rolled back for a dry run), and whether it was a replay."""
+        ...
 
     def list_entries(
         self,
@@ -250,6 +275,16 @@ class Store(Protocol):
 
     def delete_webhook(self, webhook_id: str) -> Webhook:
         """Stop a subscription and dead-letter its pending deliveries."""
+
+    def take_deliveries_due(self) -> bool:
+        """Whether a write on this thread made webhook deliveries due since the last call
+        (asked after the write, to wake the process's deliverer)."""
+        ...
+
+    def delivery_listener(self) -> DeliveryListener | None:
+        """What wakes this process when another makes deliveries due (PostgreSQL's
+        ``LISTEN``), or None where the engine has no such signal."""
+        ...
 
     def claim_deliveries(
         self,

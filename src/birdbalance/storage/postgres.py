@@ -16,6 +16,7 @@ import itertools
 import logging
 import re
 import threading
+import time
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from functools import lru_cache
@@ -28,15 +29,18 @@ from psycopg_pool import ConnectionPool, PoolTimeout, TooManyRequests
 from birdbalance.errors import InternalError, ServiceUnavailable
 from birdbalance.ids import utc_timestamp
 from birdbalance.records import BalanceView
-
-from .sql import (
-    LOOKUP_COLUMNS,
-    LOOKUP_FROM,
-    LOOKUP_UNEXPIRED,
-    SQLStore,
-    balance_view,
-    pending_migrations,
+from birdbalance.timestamps import (
+    MAX_REFERENCE_ROUND_TRIP_S,
+    MAX_REFERENCE_SKEW_S,
+    REFERENCE_EVERY_S,
+    follow_reference,
 )
+
+from .base import DELIVERIES_CHANNEL, Connection
+from .credentials import LOOKUP_COLUMNS, LOOKUP_FROM, LOOKUP_UNEXPIRED, balance_view
+from .postgres_listen import DeliveryListener
+from .schema import pending_migrations
+from .sql import SQLStore
 
 #: Requests that may wait for a pooled connection at once; more are refused with 503.
 MAX_POOL_WAITING: Final = 1024
@@ -251,10 +255,22 @@ class PostgresStore(SQLStore):
         self._open_lock = threading.Lock()
         # The pipeline of each connection in a group commit (one writer thread each).
         self._pipelines: dict[psycopg.Connection[Any], psycopg.Pipeline] = {}
+        self._clock_due = 0.0  # time.monotonic() of the next reading of the database's clock
+        self._clock_lock = threading.Lock()
+        self._clock_off = False
 
     def balance_lookups(self) -> CoalescedLookups:
         """Coalesced async lookups for ``GET /balance``; make them on the serving loop."""
         return CoalescedLookups(self.url, self._options, self._timeout_s)
+
+    def delivery_listener(self) -> DeliveryListener:
+        """Wakes this process's deliverer when any process makes deliveries due."""
+        return DeliveryListener(self.url, self._options, self._timeout_s)
+
+    def _deliveries_due(self, conn: Connection) -> None:
+        super()._deliveries_due(conn)
+        # Sent at commit, and only then; several in one transaction are sent as one.
+        self._execute(conn, "NOTIFY " + DELIVERIES_CHANNEL)
 
     # ------------------------------------------------------------------ connections
 
@@ -267,11 +283,43 @@ class PostgresStore(SQLStore):
                     self._opened = True
         try:
             with self._pool.connection() as conn:
+                if time.monotonic() >= self._clock_due:
+                    self._read_database_clock(conn)
                 yield conn
         except (PoolTimeout, TooManyRequests) as exc:
             raise ServiceUnavailable("no database connection is free, try again") from exc
         except (psycopg.OperationalError, psycopg.errors.QueryCanceled) as exc:
             raise ServiceUnavailable(f"the database is unavailable, try again ({exc})") from exc
+
+    def _read_database_clock(self, conn: psycopg.Connection[Any]) -> None:
+        """Keep this process's stamps near the database's clock, which every node shares
+        (see :mod:`birdbalance.timestamps`). Runs on the first connection taken (before
+        anything is stamped) and then every ``REFERENCE_EVERY_S``, outside transactions."""
+        if not self._clock_lock.acquire(blocking=False):
+            return  # another thread is reading it right now
+        try:
+            before = time.monotonic()
+            row = conn.execute("SELECT extract(epoch FROM clock_timestamp())::float8").fetchone()
+            after = time.monotonic()
+            assert row is not None
+            self._clock_due = after + REFERENCE_EVERY_S
+            if after - before > MAX_REFERENCE_ROUND_TRIP_S:
+                return  # too slow to say when it was read
+            skew_s = follow_reference(float(row[0]), (before + after) / 2)
+            off = abs(skew_s) > MAX_REFERENCE_SKEW_S
+            if off != self._clock_off:
+                self._clock_off = off
+                if off:
+                    logger.warning(
+                        "this node's clock is %.1f s off the database's: stamping within"
+                        " %.0f s of the database's clock instead",
+                        skew_s,
+                        MAX_REFERENCE_SKEW_S,
+                    )
+                else:
+                    logger.warning("this node's clock agrees with the database's again")
+        finally:
+            self._clock_lock.release()
 
     @contextmanager
     def _read(self) -> Iterator[psycopg.Connection[Any]]:
@@ -279,8 +327,8 @@ class PostgresStore(SQLStore):
             yield conn
 
     @contextmanager
-    def _write(self) -> Iterator[psycopg.Connection[Any]]:
-        with self._connection() as conn, conn.transaction():
+    def _write(self, *, rollback: bool = False) -> Iterator[psycopg.Connection[Any]]:
+        with self._connection() as conn, conn.transaction(force_rollback=rollback):
             yield conn
 
     @contextmanager
@@ -313,10 +361,10 @@ class PostgresStore(SQLStore):
             conn.execute("SET TRANSACTION ISOLATION LEVEL REPEATABLE READ READ ONLY")
             yield conn
 
-    def _x(self, conn: Any, sql: str, args: tuple[Any, ...] | list[Any] = ()) -> Any:
+    def _execute(self, conn: Any, sql: str, args: tuple[Any, ...] | list[Any] = ()) -> Any:
         return conn.execute(_placeholders(sql), args)
 
-    def _x_many(self, conn: Any, sql: str, rows: Sequence[tuple[Any, ...]]) -> int:
+    def _execute_many(self, conn: Any, sql: str, rows: Sequence[tuple[Any, ...]]) -> int:
         # psycopg pipelines executemany: one round trip for all the rows.
         with conn.cursor() as cursor:
             cursor.executemany(_placeholders(sql), rows)

@@ -18,12 +18,15 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import Any, ClassVar, Final
 
-from birdbalance.errors import ServiceUnavailable
+from birdbalance.errors import ServiceUnavailable, SettingsError
 from birdbalance.ids import utc_timestamp
 from birdbalance.records import BalanceView
-from birdbalance.settings import MAX_BALANCE_CACHE, SettingsError
+from birdbalance.settings import MAX_BALANCE_CACHE
 
-from .sql import LOOKUP_SQL, SQLStore, balance_view, pending_migrations, statements
+from .credentials import LOOKUP_SQL, balance_view
+from .ledgers import MOVE_LEDGER_SQL
+from .schema import pending_migrations, statements
+from .sql import SQLStore
 
 
 def path_from_url(url: str) -> Path:
@@ -139,7 +142,7 @@ class SQLiteStore(SQLStore):
         # (each day is bounded, a year of days is not). Rare: add up in Python, streamed.
         sums: dict[str, int] = {}
         counts: dict[str, int] = {}
-        cursor = self._x(
+        cursor = self._execute(
             conn,
             "SELECT kind, amount_minor FROM entries" + where,  # noqa: S608 -- constants only
             args,
@@ -192,7 +195,7 @@ class SQLiteStore(SQLStore):
         yield self._conn()
 
     @contextmanager
-    def _write(self) -> Iterator[sqlite3.Connection]:
+    def _write(self, *, rollback: bool = False) -> Iterator[sqlite3.Connection]:
         conn = self._conn()
         try:
             conn.execute("BEGIN IMMEDIATE")
@@ -200,7 +203,7 @@ class SQLiteStore(SQLStore):
             raise ServiceUnavailable(f"the database is busy, try again ({exc})") from exc
         try:
             yield conn
-            conn.execute("COMMIT")
+            conn.execute("ROLLBACK" if rollback else "COMMIT")
         except BaseException as exc:
             if conn.in_transaction:
                 with contextlib.suppress(sqlite3.Error):
@@ -219,11 +222,18 @@ class SQLiteStore(SQLStore):
         finally:
             conn.execute("COMMIT")
 
-    def _x(self, conn: Any, sql: str, args: tuple[Any, ...] | list[Any] = ()) -> Any:
+    def _execute(self, conn: Any, sql: str, args: tuple[Any, ...] | list[Any] = ()) -> Any:
         return conn.execute(sql, args)
 
-    def _x_many(self, conn: Any, sql: str, rows: Sequence[tuple[Any, ...]]) -> int:
+    def _execute_many(self, conn: Any, sql: str, rows: Sequence[tuple[Any, ...]]) -> int:
         return int(conn.executemany(sql, rows).rowcount)
+
+    def _move_ledgers(self, conn: Any, moves: Sequence[tuple[Any, ...]]) -> None:
+        # One call for the batch: its row count is the sum of each row's, and each row
+        # matches one ledger at most (its primary key), so the sum says each moved once.
+        if moves:
+            moved = self._execute_many(conn, MOVE_LEDGER_SQL, moves)
+            assert moved == len(moves), "a ledger moved under its lock"
 
     def close(self) -> None:
         with self._lock:

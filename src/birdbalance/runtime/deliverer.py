@@ -6,6 +6,12 @@ leaves it to be retried. The claim itself counts the attempt and says on the del
 that no result came back yet: a delivery is never sent again without its previous
 attempt on record, whatever stopped that attempt (a crash, a lost write).
 
+A delivery leaves as soon as it is due. The commit that raises it wakes this process's
+deliverer (:meth:`Deliverer.wake`, called by the write queue), and on PostgreSQL a
+``NOTIFY`` in that transaction wakes every other process. Polling every
+``webhook_poll_interval_s`` stays as the fallback for what no wake announces: retries
+coming due, another process's commit on SQLite, a lost listening connection.
+
 No receiver can delay another. Each delivery runs as a task of its own in one of
 :data:`MAX_IN_FLIGHT` slots, at most :data:`MAX_IN_FLIGHT_PER_WEBHOOK` of them for one
 subscription, and a slot is refilled as soon as it frees, never at the end of a round.
@@ -21,9 +27,11 @@ least once.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 import logging
 import random
+import time
 from collections import Counter
 from collections.abc import Awaitable, Callable
 from concurrent.futures import ThreadPoolExecutor
@@ -61,6 +69,8 @@ MAX_MAIL_THREADS: Final = 4
 #: Tries to record one attempt's result, and the longest pause between them.
 MAX_RECORD_TRIES: Final = 6
 MAX_RECORD_BACKOFF_S: Final = 2.0
+#: Shortest pause between two claims, however often the deliverer is woken.
+MIN_CLAIM_GAP_S: Final = 0.002
 #: A lease outlives the attempt's deadline by this much (clock skew between nodes).
 LEASE_MARGIN_S: Final = 10.0
 
@@ -104,12 +114,26 @@ class Deliverer:
         self._in_flight: dict[asyncio.Task[None], str] = {}
         self._per_webhook: Counter[str] = Counter()
         self._slot_freed = asyncio.Event()
+        # Set when deliveries may have become due (a commit here, a notification from
+        # elsewhere, a freed slot); the loop claims at once instead of at its next poll.
+        self._woken = asyncio.Event()
+        self._loop: asyncio.AbstractEventLoop | None = None
+        self._last_claim_at = 0.0
         smtp = settings.smtp
         self._mail_deadline_s = smtp.timeout_s if smtp is not None else 0.0
         self._lease_s = max(settings.webhook_timeout_s, self._mail_deadline_s) + LEASE_MARGIN_S
 
+    def wake(self) -> None:
+        """Claim due deliveries now rather than at the next poll. Safe from any thread;
+        wakes that come together cost one claim."""
+        loop = self._loop
+        if loop is not None:
+            with contextlib.suppress(RuntimeError):  # the loop has closed: nobody to wake
+                loop.call_soon_threadsafe(self._woken.set)
+
     async def run(self) -> None:
         """Claim and send until cancelled; cancelling ends the attempts in flight too."""
+        self._loop = asyncio.get_running_loop()
         timeout = httpx.Timeout(self._settings.webhook_timeout_s)
         headers = {
             "User-Agent": f"birdbalance-webhooks/{__version__}",
@@ -146,6 +170,13 @@ class Deliverer:
                 self._slot_freed.clear()
                 await self._slot_freed.wait()
                 continue
+            # A flood of wakes (a burst of crossings, a peer's NOTIFY storm) still claims
+            # at most once per MIN_CLAIM_GAP_S.
+            gap_s = self._last_claim_at + MIN_CLAIM_GAP_S - time.monotonic()
+            if gap_s > 0:
+                await asyncio.sleep(gap_s)
+            self._woken.clear()  # before the claim: a wake during it claims again
+            self._last_claim_at = time.monotonic()
             try:
                 due = await self._claim(free)
             except Exception as exc:  # noqa: BLE001 -- the loop must outlive any failure
@@ -160,7 +191,11 @@ class Deliverer:
                 self._per_webhook[delivery.webhook_id] += 1
                 task.add_done_callback(self._release)
             if len(due) < free:
-                await asyncio.sleep(self._settings.webhook_poll_interval_s)
+                # Polling stays the fallback: retries come due with no wake, and another
+                # process's commit on SQLite wakes nobody here.
+                with contextlib.suppress(TimeoutError):
+                    async with asyncio.timeout(self._settings.webhook_poll_interval_s):
+                        await self._woken.wait()
 
     def _release(self, task: asyncio.Task[None]) -> None:
         webhook_id = self._in_flight.pop(task)
@@ -168,6 +203,8 @@ class Deliverer:
         if self._per_webhook[webhook_id] <= 0:
             del self._per_webhook[webhook_id]
         self._slot_freed.set()
+        # A freed slot may let a delivery of the same subscription go that was held back.
+        self._woken.set()
 
     async def _claim(self, limit: int) -> list[DueDelivery]:
         claim = partial(

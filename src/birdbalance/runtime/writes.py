@@ -5,8 +5,12 @@ threads as the store can run writes at once (one for SQLite, which has a single 
 anyway; half the pool for PostgreSQL), so the event loop never waits on an fsync or a
 lock. A writer takes the oldest job. If it is a ledger entry, the writer also takes every
 entry queued behind it (up to :data:`MAX_WRITE_BATCH`) and posts them together with
-:meth:`Store.post_entries`: one transaction and one commit for the lot, each entry still
+:meth:`Store.append_entries`: one transaction and one commit for the lot, each entry still
 judged alone, in order, with its own idempotency and limit check and its own answer.
+
+A write that makes webhook deliveries due (a crossing, a redelivery) wakes the process's
+deliverer once it has committed (``on_deliveries_due``), so alerts leave in milliseconds
+instead of at the deliverer's next poll.
 
 Nothing waits to fill a batch. A lone entry is written at once; under load, the entries
 that arrive while one commit is in flight share the next one, so the rate of commits
@@ -59,9 +63,11 @@ class WriteQueue:
         max_pending: int = MAX_PENDING_WRITES,
         *,
         max_wait_s: float = 10.0,
+        on_deliveries_due: Callable[[], None] | None = None,
     ):
         assert 1 <= writers <= 100 and max_pending >= 1 and max_wait_s > 0
         self._store = store
+        self._on_deliveries_due = on_deliveries_due
         self._max_pending = max_pending
         self._max_wait_s = max_wait_s
         self._jobs: deque[_Job] = deque()
@@ -82,7 +88,7 @@ class WriteQueue:
         """Jobs waiting for a writer."""
         return len(self._jobs)
 
-    async def post_entry(self, new: NewEntry, idem: Idempotency) -> PostedEntry:
+    async def submit_entry(self, new: NewEntry, idem: Idempotency) -> PostedEntry:
         """Post one entry in the next group commit; its own answer (or error)."""
         result: PostedEntry = await self._submit(entry=(new, idem))
         return result
@@ -135,9 +141,20 @@ class WriteQueue:
                     self._run_call(fresh[0])
                 elif fresh:
                     self._run_entries(fresh)
+                self._wake_deliverer()
             finally:
                 with self._ready:
                     self._pending -= len(batch)
+
+    def _wake_deliverer(self) -> None:
+        """After the commit (the deliverer's claim must see what was raised): wake it if
+        this write made deliveries due. A writer thread must outlive any failure here;
+        the deliverer's poll is the fallback."""
+        try:
+            if self._store.take_deliveries_due() and self._on_deliveries_due is not None:
+                self._on_deliveries_due()
+        except Exception:
+            logger.exception("waking the deliverer failed")
 
     def _drop_stale(self, batch: list[_Job]) -> list[_Job]:
         """Refuse the jobs that waited past ``max_wait_s`` (a writer stuck on a lock, a
@@ -169,7 +186,7 @@ class WriteQueue:
         assert len(entries) == len(batch)
         self.batch_sizes[len(batch)] = self.batch_sizes.get(len(batch), 0) + 1
         try:
-            results: list[Any] = list(self._store.post_entries(entries))
+            results: list[Any] = list(self._store.append_entries(entries))
         except ServiceError as exc:
             # The database refused the transaction (unavailable, busy): all share it.
             results = [exc] * len(batch)
@@ -190,7 +207,7 @@ class WriteQueue:
 
     def _post_alone(self, entry: tuple[NewEntry, Idempotency]) -> Any:
         try:
-            return self._store.post_entries([entry])[0]
+            return self._store.append_entries([entry])[0]
         except Exception as exc:  # noqa: BLE001 -- becomes this entry's answer
             return exc
 

@@ -1,0 +1,128 @@
+"""The CLI's one output layer: ``--output table|json|csv`` (``--json`` is kept as an alias).
+
+- ``table`` (the default): for a person. On a terminal, tables are drawn by ``rich``
+  (imported only then, so ``--help`` stays fast); piped, they are plain columns separated
+  by two spaces, one row per line, stable for ``grep`` and ``awk``.
+- ``json``: the admin API's JSON, indented.
+- ``csv``: a header row, then one row per item (RFC 4180, via :mod:`csv`).
+
+Notes meant for a person (``more: --cursor …``, a balance after a write) go to stdout
+with tables and to stderr with JSON or CSV, so that those stay machine-readable.
+Long commands show progress on stderr when it is a terminal, and nothing otherwise.
+"""
+
+from __future__ import annotations
+
+import csv
+import functools
+import json
+import sys
+import time
+from collections.abc import Callable, Iterator, Sequence
+from contextlib import contextmanager
+from typing import Any, Final, TypeVar
+
+import click
+
+F = TypeVar("F", bound=Callable[..., Any])
+OUTPUTS: Final = ("table", "json", "csv")
+_MODE: Final = "birdbalance.output"
+
+
+def output_option(fn: F) -> F:
+    """``--output``/``-o`` and ``--json``; the command gets ``as_json`` as before, and
+    :func:`print_table` and :func:`print_pairs` follow the chosen format."""
+
+    @functools.wraps(fn)
+    def command(*args: Any, output: str, as_json: bool, **kwargs: Any) -> Any:
+        mode = "json" if as_json else output
+        click.get_current_context().meta[_MODE] = mode
+        return fn(*args, as_json=mode == "json", **kwargs)
+
+    command = click.option("--json", "as_json", is_flag=True, help="Same as --output json.")(
+        command
+    )
+    command = click.option(
+        "--output",
+        "-o",
+        type=click.Choice(OUTPUTS),
+        default="table",
+        show_default=True,
+        help="table (for people), json, or csv.",
+    )(command)
+    return command  # type: ignore[return-value]
+
+
+def output_mode() -> str:
+    """The format the running command prints in (``table`` outside a command)."""
+    ctx = click.get_current_context(silent=True)
+    return "table" if ctx is None else str(ctx.find_root().meta.get(_MODE, "table"))
+
+
+def print_json(value: Any) -> None:
+    click.echo(json.dumps(value, indent=2, ensure_ascii=False))
+
+
+def _text(value: Any) -> str:
+    if value is None:
+        return ""
+    return json.dumps(value) if isinstance(value, dict | list) else str(value)
+
+
+def print_table(headers: Sequence[str], rows: Sequence[Sequence[Any]]) -> None:
+    """Rows in the chosen format (``table`` or ``csv``)."""
+    cells = [[_text(c) for c in row] for row in rows]
+    if output_mode() == "csv":
+        writer = csv.writer(sys.stdout, lineterminator="\n")
+        writer.writerow([h.replace(" ", "_") for h in headers])
+        writer.writerows(cells)
+        return
+    if sys.stdout.isatty():
+        _rich_table(headers, cells)
+        return
+    widths = [max([len(h), *(len(r[i]) for r in cells)]) for i, h in enumerate(headers)]
+    click.echo("  ".join(h.upper().ljust(w) for h, w in zip(headers, widths, strict=True)).rstrip())
+    for row in cells:
+        click.echo("  ".join(c.ljust(w) for c, w in zip(row, widths, strict=True)).rstrip())
+
+
+def _rich_table(headers: Sequence[str], cells: Sequence[Sequence[str]]) -> None:
+    from rich.console import Console
+    from rich.table import Table
+
+    table = Table(box=None, header_style="bold", pad_edge=False)
+    for header in headers:
+        table.add_column(header.upper(), overflow="fold")
+    for row in cells:
+        table.add_row(*row)
+    Console().print(table)
+
+
+def print_pairs(value: dict[str, Any]) -> None:
+    """One record: ``key  value`` lines, or a CSV header and one row."""
+    if output_mode() == "csv":
+        print_table(list(value), [list(value.values())])
+        return
+    width = max(len(k) for k in value)
+    for key, item in value.items():
+        click.echo(f"{key.ljust(width)}  {_text(item)}")
+
+
+def note(text: str) -> None:
+    """A line for a person: with the table, or on stderr beside JSON or CSV."""
+    click.echo(text, err=output_mode() != "table")
+
+
+@contextmanager
+def progress(label: str) -> Iterator[None]:
+    """Show ``label``, a spinner and the time spent on stderr while the block runs, when
+    stderr is a terminal; nothing otherwise (logs and pipes get only the result)."""
+    if not sys.stderr.isatty():
+        yield
+        return
+    from rich.console import Console
+
+    started = time.monotonic()
+    with Console(stderr=True).status(label):
+        yield
+    click.echo(f"{label}: {time.monotonic() - started:.1f} s", err=True)

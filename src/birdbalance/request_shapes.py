@@ -1,0 +1,466 @@
+"""The admin API's request bodies, each defined once as a typed model.
+
+The same models serve three ends:
+
+- **validation**: :func:`read` turns a JSON body (bytes, from HTTP) or a mapping (from the
+  CLI) into a model, refusing unknown fields, wrong types and out-of-bounds text with a
+  MessageBird-shaped error that names the parameter;
+- **the OpenAPI document**: :func:`schemas` gives the request components, with
+  ``required``, exact types and the same limits the decoder enforces;
+- **idempotency**: :func:`given` is what a body said (the fields it set), which the
+  ``Idempotency-Key`` fingerprint hashes.
+
+Amounts stay exact text (:class:`AmountText`): a JSON number reaches the strict grammar of
+:mod:`birdbalance.money` as the digits it was written with, never through a float. Whole
+seconds (:class:`SecondsText`) are kept as text too, so a body's fingerprint is the same
+whether it wrote ``60`` or ``"60"``. Ids are plain text here: a malformed id is "not
+found" (404), which the operations decide.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Mapping
+from typing import Annotated, Any, Final, TypeVar
+
+import msgspec
+
+from birdbalance.alerts import EventType
+from birdbalance.errors import BadRequest, InvalidParameter, MissingParameter, ServiceError
+from birdbalance.ledger import Mode, Payment
+from birdbalance.money import AMOUNT_PATTERN, SCALE
+from birdbalance.records import TokenScope
+from birdbalance.targets import MAX_URL_CHARS
+from birdbalance.validation import (
+    MAX_METADATA_KEY_CHARS,
+    MAX_METADATA_KEYS,
+    MAX_METADATA_VALUE_CHARS,
+    MAX_NAME_CHARS,
+    MAX_REFERENCE_CHARS,
+)
+
+#: How long a hold lives unless the request says otherwise (delivery reports can be slow),
+#: and how long a rotated key keeps working beside its replacement; each at most 30 days.
+DEFAULT_HOLD_EXPIRY_S: Final = 24 * 3600
+MAX_HOLD_EXPIRY_S: Final = 30 * 24 * 3600
+DEFAULT_ROTATION_OVERLAP_S: Final = 24 * 3600
+MAX_ROTATION_OVERLAP_S: Final = 30 * 24 * 3600
+#: A recharge is disabled after this many failures in a row, unless the rule says.
+DEFAULT_RECHARGE_MAX_FAILURES: Final = 3
+MAX_RECHARGE_MAX_FAILURES: Final = 100
+MAX_REASON_CHARS: Final = 500
+MAX_ASSET_CHARS: Final = 16
+#: Longer whole-second texts are refused before ``int`` reads them.
+MAX_SECONDS_DIGITS: Final = 9
+
+#: No NUL: PostgreSQL's text cannot hold it (the write would fail, not the request).
+_NO_NUL: Final = "^[^\\x00]*$"
+
+
+class AmountText(str):
+    """An amount as written: a JSON string, or the digits of a JSON number."""
+
+    __slots__ = ()
+
+
+class SecondsText(str):
+    """A whole number of seconds as written: a JSON integer or a string of digits."""
+
+    __slots__ = ()
+
+
+class _JSONNumber(str):
+    """A JSON number's text (the decoder keeps it rather than make a float)."""
+
+    __slots__ = ()
+
+
+Reference = Annotated[
+    str,
+    msgspec.Meta(
+        min_length=1,
+        max_length=MAX_REFERENCE_CHARS,
+        pattern=_NO_NUL,
+        description="Your own reference (an invoice, a message id).",
+    ),
+]
+Name = Annotated[str, msgspec.Meta(min_length=1, max_length=MAX_NAME_CHARS, pattern=_NO_NUL)]
+Reason = Annotated[str, msgspec.Meta(min_length=1, max_length=MAX_REASON_CHARS, pattern=_NO_NUL)]
+Amount = Annotated[
+    AmountText,
+    msgspec.Meta(
+        description=f"Exact decimal amount in major units, at most {SCALE} decimals."
+        " A JSON number is read by the same grammar, from the digits written.",
+        examples=["9.2"],
+    ),
+]
+Metadata = Annotated[
+    dict[
+        Annotated[
+            str, msgspec.Meta(min_length=1, max_length=MAX_METADATA_KEY_CHARS, pattern=_NO_NUL)
+        ],
+        Annotated[str, msgspec.Meta(max_length=MAX_METADATA_VALUE_CHARS, pattern=_NO_NUL)],
+    ],
+    msgspec.Meta(max_length=MAX_METADATA_KEYS, description="Your own string pairs."),
+]
+ModeName = Annotated[Mode, msgspec.Meta(description="The ledger (default live).")]
+
+
+class Body(msgspec.Struct, kw_only=True, forbid_unknown_fields=True):
+    """A request body; fields a body leaves out stay ``UNSET``."""
+
+
+#: A body as it arrives: JSON bytes (HTTP) or a mapping (the CLI).
+RequestBody = bytes | Mapping[str, Any]
+
+
+class NewAccount(Body):
+    payment: Payment
+    type: Annotated[
+        str,
+        msgspec.Meta(
+            min_length=1,
+            max_length=MAX_ASSET_CHARS,
+            description="credits, euros, pounds, dollars or an ISO-4217 code",
+        ),
+    ]
+    name: Name | msgspec.UnsetType | None = msgspec.UNSET
+    credit_limit: (
+        Annotated[Amount, msgspec.Meta(description="Postpaid only.")] | msgspec.UnsetType | None
+    ) = msgspec.UNSET
+    metadata: Metadata | msgspec.UnsetType | None = msgspec.UNSET
+
+
+class NewKey(Body):
+    mode: ModeName | msgspec.UnsetType | None = msgspec.UNSET
+
+
+class RotateKey(Body):
+    expires_in: (
+        Annotated[
+            SecondsText,
+            msgspec.Meta(
+                description="How long the old key keeps working beside the new one"
+                f" (0: it stops now; default {DEFAULT_ROTATION_OVERLAP_S}).",
+                extra_json_schema={"minimum": 0, "maximum": MAX_ROTATION_OVERLAP_S},
+            ),
+        ]
+        | msgspec.UnsetType
+        | None
+    ) = msgspec.UNSET
+
+
+class NewToken(Body):
+    name: Name
+    scope: TokenScope
+
+
+class NewEntry(Body):
+    """A top-up, charge or adjustment (an adjustment's amount may be negative)."""
+
+    amount: Amount
+    mode: ModeName | msgspec.UnsetType | None = msgspec.UNSET
+    reference: Reference | msgspec.UnsetType | None = msgspec.UNSET
+    metadata: Metadata | msgspec.UnsetType | None = msgspec.UNSET
+
+
+class NewRefund(NewEntry, kw_only=True):
+    """A refund of all or part of a charge."""
+
+    charge: Annotated[str, msgspec.Meta(description="The charge's id (ent_…).")]
+
+
+class NewHold(Body):
+    amount: Amount
+    expires_in: (
+        Annotated[
+            SecondsText,
+            msgspec.Meta(
+                description=f"Seconds until the hold expires (default {DEFAULT_HOLD_EXPIRY_S}).",
+                extra_json_schema={"minimum": 1, "maximum": MAX_HOLD_EXPIRY_S},
+            ),
+        ]
+        | msgspec.UnsetType
+        | None
+    ) = msgspec.UNSET
+    mode: ModeName | msgspec.UnsetType | None = msgspec.UNSET
+    reference: Reference | msgspec.UnsetType | None = msgspec.UNSET
+    metadata: Metadata | msgspec.UnsetType | None = msgspec.UNSET
+
+
+class CaptureHold(Body):
+    """Charge all of a hold (no ``amount``) or part of it."""
+
+    amount: Amount | msgspec.UnsetType | None = msgspec.UNSET
+    reference: Reference | msgspec.UnsetType | None = msgspec.UNSET
+    metadata: Metadata | msgspec.UnsetType | None = msgspec.UNSET
+
+
+class VoidHold(Body):
+    """Release a hold: no fields."""
+
+
+class NewRecharge(Body):
+    """Auto-recharge: ``topup.requested`` when the rule goes low, for a fixed ``amount``
+    or up to a level (``up_to``; one of them); disabled after ``max_failures`` failures
+    in a row."""
+
+    amount: Amount | msgspec.UnsetType | None = msgspec.UNSET
+    up_to: Amount | msgspec.UnsetType | None = msgspec.UNSET
+    max_failures: (
+        Annotated[int, msgspec.Meta(ge=1, le=MAX_RECHARGE_MAX_FAILURES)] | msgspec.UnsetType | None
+    ) = msgspec.UNSET
+
+
+class NewAlert(Body):
+    below: Annotated[Amount, msgspec.Meta(description="balance.low fires once below this.")]
+    hysteresis: (
+        Annotated[
+            Amount,
+            msgspec.Meta(description="balance.recovered fires once above below + hysteresis."),
+        ]
+        | msgspec.UnsetType
+        | None
+    ) = msgspec.UNSET
+    mode: ModeName | msgspec.UnsetType | None = msgspec.UNSET
+    recharge: NewRecharge | msgspec.UnsetType | None = msgspec.UNSET
+
+
+class RechargeFailure(Body):
+    reason: Reason | msgspec.UnsetType | None = msgspec.UNSET
+
+
+class NewWebhook(Body):
+    url: Annotated[
+        str,
+        msgspec.Meta(
+            min_length=1,
+            max_length=MAX_URL_CHARS,
+            pattern=_NO_NUL,
+            extra_json_schema={"format": "uri"},
+            description="http(s):// or mailto:",
+        ),
+    ]
+    account: (
+        Annotated[str, msgspec.Meta(description="Only this account's events (default all).")]
+        | msgspec.UnsetType
+        | None
+    ) = msgspec.UNSET
+    events: (
+        Annotated[
+            list[EventType] | str,
+            msgspec.Meta(
+                description="Only these types (default all); a comma-separated string is"
+                " read the same."
+            ),
+        ]
+        | msgspec.UnsetType
+        | None
+    ) = msgspec.UNSET
+
+
+#: Every request model, for the OpenAPI document.
+MODELS: Final = (
+    NewAccount,
+    NewKey,
+    RotateKey,
+    NewEntry,
+    NewRefund,
+    NewHold,
+    CaptureHold,
+    VoidHold,
+    NewAlert,
+    NewRecharge,
+    RechargeFailure,
+    NewWebhook,
+)
+
+B = TypeVar("B", bound=Body)
+
+
+def _dec_hook(kind: type, value: Any) -> Any:
+    if kind is AmountText:
+        if isinstance(value, str):  # a string, or a JSON number's text
+            return AmountText(value)
+        if isinstance(value, int) and not isinstance(value, bool):  # a big integer
+            return AmountText(str(value))
+        raise ValueError('must be a decimal string such as "9.2"')
+    if kind is SecondsText:
+        if isinstance(value, int) and not isinstance(value, bool):
+            return SecondsText(str(value))
+        if isinstance(value, str) and not isinstance(value, _JSONNumber):
+            return SecondsText(value)
+        raise ValueError("must be a whole number of seconds")
+    raise NotImplementedError(kind)
+
+
+_DECODERS: dict[type, msgspec.json.Decoder[Any]] = {}
+
+
+def read(model: type[B], body: RequestBody) -> B:
+    """``body`` (JSON bytes, empty meaning ``{}``, or a mapping) as ``model``, or the
+    error that says which parameter is wrong and why."""
+    try:
+        if isinstance(body, bytes):
+            decoder = _DECODERS.get(model)
+            if decoder is None:
+                decoder = _DECODERS[model] = msgspec.json.Decoder(
+                    model, dec_hook=_dec_hook, float_hook=_JSONNumber
+                )
+            return decoder.decode(body if body.strip() else b"{}")  # type: ignore[no-any-return]
+        return msgspec.convert(dict(body), model, dec_hook=_dec_hook)
+    except msgspec.ValidationError as exc:
+        raise refusal(model, str(exc)) from None
+    except msgspec.DecodeError:
+        raise BadRequest("the request body is not valid UTF-8 JSON") from None
+
+
+def given(body: msgspec.Struct) -> dict[str, Any]:
+    """What a body said: the fields it set (``null`` included), as JSON values."""
+    value = msgspec.to_builtins(body, enc_hook=str)
+    assert isinstance(value, dict)
+    return value
+
+
+# ---------------------------------------------------------------------- errors
+
+_AT: Final = re.compile(
+    r"(?P<message>.*?)(?: - at (?P<key>`key` in )?`\$(?P<path>[^`]*)`)?", re.DOTALL
+)
+_UNKNOWN: Final = re.compile(r"Object contains unknown field `(?P<name>.*)`", re.DOTALL)
+_MISSING: Final = re.compile(r"Object missing required field `(?P<name>.*)`", re.DOTALL)
+_EXPECTED: Final = re.compile(r"Expected `(?P<types>[^`]*)`(?P<rest>.*)", re.DOTALL)
+_LENGTH: Final = re.compile(r" of length (?P<op>[<>]=) (?P<n>\d+)")
+_BOUND: Final = re.compile(r" (?P<op>[<>]=) (?P<n>-?\d+)")
+_KINDS: Final = {
+    "str": "a string",
+    "int": "an integer",
+    "object": "an object",
+    "array": "a list",
+    "bool": "true or false",
+    "float": "a number",
+}
+
+
+def refusal(model: type[msgspec.Struct], text: str) -> ServiceError:
+    """msgspec's validation message as a MessageBird error naming the parameter: the
+    top-level field for a nested one (``recharge.amount`` is ``recharge``)."""
+    match = _AT.fullmatch(text)
+    assert match is not None
+    message, path = match["message"], match["path"] or ""
+    fields = re.findall(r"\.([A-Za-z_][A-Za-z0-9_]*)", path)
+    # Inside a list of objects (a bulk request's operations), name the item by its index.
+    named = inside = ".".join(fields)
+    if re.search(r"\[\d+\]", path):
+        inside = path.lstrip(".")  # the object a field is missing from or unknown in
+        named = re.sub(r"\[(\.\.\.|\d+)\]$", "", inside)
+    if unknown := _UNKNOWN.fullmatch(message):
+        name = unknown["name"][:40]
+        full = f"{inside}.{name}" if inside else name
+        return InvalidParameter(f"unknown parameter {full!r}", fields[0] if fields else name)
+    if missing := _MISSING.fullmatch(message):
+        name = missing["name"]
+        full = f"{inside}.{name}" if inside else name
+        return MissingParameter(f"{full} is required", fields[0] if fields else name)
+    if not fields:
+        return BadRequest("the request body must be a JSON object")
+    where = named
+    if match["key"]:
+        where = f"each {where} key"
+    elif path.endswith("[...]"):
+        where = f"each {where} value"
+    elif path.endswith("]"):
+        where = f"each {where} item"
+    return InvalidParameter(f"{where} {_explain(model, fields, message)}", fields[0])
+
+
+def _explain(model: type[msgspec.Struct], fields: list[str], message: str) -> str:
+    expected = _EXPECTED.fullmatch(message)
+    if expected is None:
+        if message.startswith("Invalid enum value"):
+            allowed = _allowed(model, fields)
+            return f"must be one of {', '.join(allowed)}" if allowed else "is not allowed"
+        if message.startswith("Invalid value "):  # a tag (a bulk operation's type)
+            return f"has an unknown value {message.removeprefix('Invalid value ')}"
+        return message[:1].lower() + message[1:]  # our own words (_dec_hook), or msgspec's
+    kinds = [_KINDS.get(t.strip(), t.strip()) for t in expected["types"].split("|")]
+    kind = next((k for k in kinds if k != "null"), "null")
+    rest = expected["rest"]
+    if rest.startswith(", got"):
+        return f"must be {kind}"
+    if length := _LENGTH.match(rest):
+        unit = "keys" if kind == "an object" else "items" if kind == "a list" else "characters"
+        if length["op"] == "<=":
+            return f"must have at most {length['n']} {unit}"
+        return "must not be empty" if length["n"] == "1" else f"needs {length['n']} {unit}"
+    if rest.startswith(" matching regex"):
+        return "must not contain NUL characters"
+    if bound := _BOUND.match(rest):
+        side = "at most" if bound["op"] == "<=" else "at least"
+        return f"must be {side} {bound['n']}"
+    return message[:1].lower() + message[1:]
+
+
+def _allowed(model: type[msgspec.Struct], fields: list[str]) -> list[str]:
+    """The values an enum field takes (``fields``: its path of field names)."""
+    info: Any = msgspec.inspect.type_info(model)
+    for name in fields:
+        info = _unwrap(info)
+        if not isinstance(info, msgspec.inspect.StructType):
+            return []
+        found = next((f for f in info.fields if f.encode_name == name), None)
+        if found is None:
+            return []
+        info = found.type
+    info = _unwrap(info)
+    if isinstance(info, msgspec.inspect.ListType):
+        info = _unwrap(info.item_type)
+    if isinstance(info, msgspec.inspect.LiteralType):
+        return [str(v) for v in info.values]
+    if isinstance(info, msgspec.inspect.EnumType):
+        return [str(member.value) for member in info.cls]
+    return []
+
+
+def _unwrap(info: Any) -> Any:
+    """The one non-null, non-unset, non-text member of a union (or the type itself)."""
+    if isinstance(info, msgspec.inspect.Metadata):
+        info = info.type
+    if isinstance(info, msgspec.inspect.UnionType):
+        members = [_unwrap(t) for t in info.types if not isinstance(t, msgspec.inspect.NoneType)]
+        lists = [m for m in members if isinstance(m, msgspec.inspect.ListType)]
+        members = lists or members
+        return members[0] if len(members) == 1 else info
+    return info
+
+
+def mode_of(value: Mode | msgspec.UnsetType | None) -> Mode:
+    """A body's ``mode`` (live unless it says test)."""
+    return Mode.TEST if value is Mode.TEST else Mode.LIVE
+
+
+def metadata_of(value: dict[str, str] | msgspec.UnsetType | None) -> dict[str, str]:
+    """A body's ``metadata`` (none: empty)."""
+    return value if isinstance(value, dict) else {}
+
+
+def set_or_none(value: Any) -> Any:
+    """``UNSET`` as ``None``: an absent field and a ``null`` mean the same."""
+    return None if value is msgspec.UNSET else value
+
+
+def schemas() -> dict[str, Any]:
+    """The JSON Schemas of :data:`MODELS`, by name (OpenAPI request components)."""
+    _, components = msgspec.json.schema_components(
+        MODELS, schema_hook=schema_hook, ref_template="#/components/schemas/{name}"
+    )
+    return components
+
+
+def schema_hook(kind: type) -> dict[str, Any]:
+    """The JSON Schema of the texts the models keep as written (amounts, seconds)."""
+    if kind is AmountText:
+        return {"type": "string", "pattern": AMOUNT_PATTERN}
+    if kind is SecondsText:
+        return {"type": ["integer", "string"], "pattern": f"^[0-9]{{1,{MAX_SECONDS_DIGITS}}}$"}
+    raise NotImplementedError(kind)

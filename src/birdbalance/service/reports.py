@@ -1,0 +1,172 @@
+"""Reports on a ledger: its entries, its days, statements (JSON and CSV) and the
+balance at a moment. Reads only."""
+
+from collections.abc import Iterator
+from datetime import UTC, date, datetime
+
+from birdbalance import shapes
+from birdbalance.daily import MAX_CHART_DAYS, day_range, fill_days
+from birdbalance.errors import InvalidParameter, MissingParameter, TimestampError
+from birdbalance.ids import utc_timestamp
+from birdbalance.ledger import EntryKind, Mode
+from birdbalance.money import balance_type, format_amount
+from birdbalance.representations import (
+    day_shape,
+    entry_shape,
+    kind_totals,
+    page_shape,
+)
+from birdbalance.service.exports import CSV_PAGE_ROWS, statement_csv_rows
+from birdbalance.service.inputs import (
+    DEFAULT_PAGE_SIZE,
+    check_seq_cursor,
+    entry_filter,
+    parse_mode,
+)
+from birdbalance.storage import MAX_PAGE_SIZE, Store
+from birdbalance.timestamps import LAST_TIMESTAMP, parse_timestamp
+from birdbalance.validation import (
+    page_limit,
+    resource_id,
+)
+
+
+class Reports:
+    """The read-only reports of a ledger; :class:`~birdbalance.service.Service` has them."""
+
+    def __init__(self, store: Store) -> None:
+        self.store = store
+
+    def list_entries(
+        self,
+        account_id: str,
+        *,
+        mode: str | None,
+        cursor: str | None,
+        limit: str | None,
+        kind: str | None = None,
+        start: str | None = None,
+        end: str | None = None,
+        reference: str | None = None,
+    ) -> shapes.Page[shapes.Entry]:
+        """A page of entries, newest first, narrowed to a kind, a time range
+        ``[from, to)`` and an exact reference (each optional)."""
+        account_id = resource_id(account_id, "account")
+        ledger_mode = parse_mode(mode)
+        check_seq_cursor(cursor)
+        size = page_limit(limit, default=DEFAULT_PAGE_SIZE, maximum=MAX_PAGE_SIZE)
+        filters = entry_filter(kind=kind, start=start, end=end, reference=reference)
+        account = self.store.get_account(account_id)
+        page = self.store.list_entries(account_id, ledger_mode, cursor, size, filters)
+        return page_shape(page, [entry_shape(e, account.scale) for e in page.items])
+
+    def daily(
+        self, account_id: str, *, mode: str | None, days: str | None, today: date | None = None
+    ) -> shapes.Daily:
+        """The last ``days`` UTC days (default 30, at most 366), ending today: each day's
+        closing balance, usage and totals by kind, from the per-day totals."""
+        account_id = resource_id(account_id, "account")
+        ledger_mode = parse_mode(mode)
+        count = page_limit(days, default=30, maximum=MAX_CHART_DAYS, parameter="days")
+        first, last = day_range(today or datetime.now(UTC).date(), count)
+        series = self.store.daily_totals(account_id, ledger_mode, first, last)
+        account = series.account
+        return shapes.Daily(
+            account_id=account_id,
+            mode=ledger_mode,
+            type=balance_type(account.asset),
+            first=first,
+            last=last,
+            opening_balance=format_amount(series.opening_minor, account.scale),
+            data=[day_shape(d, account.scale) for d in fill_days(series, first, last)],
+        )
+
+    def _statement_range(
+        self, account_id: str, start: str | None, end: str | None, mode: str | None
+    ) -> tuple[str, Mode, str, str]:
+        account_id = resource_id(account_id, "account")
+        ledger_mode = parse_mode(mode)
+        if start is None:
+            raise MissingParameter("from is required (an RFC 3339 time)", "from")
+        now = utc_timestamp()
+        try:
+            first = parse_timestamp(start)
+            # A range reaching into the future ends now: entries written later, even in
+            # the range, would change a statement already given out.
+            last = min(parse_timestamp(end), now) if end is not None else now
+        except TimestampError as exc:
+            raise InvalidParameter(f"from and to must be RFC 3339 times: {exc}", "from") from None
+        if first > last:
+            raise InvalidParameter("from must not be after to (or now)", "from")
+        return account_id, ledger_mode, first, last
+
+    def statement(
+        self,
+        account_id: str,
+        *,
+        start: str | None,
+        end: str | None,
+        mode: str | None,
+        cursor: str | None,
+        limit: str | None,
+    ) -> shapes.Statement:
+        """Opening balance, totals by kind, closing balance, and a page of the entries."""
+        account_id, ledger_mode, first, last = self._statement_range(account_id, start, end, mode)
+        check_seq_cursor(cursor)
+        size = page_limit(limit, default=DEFAULT_PAGE_SIZE, maximum=MAX_PAGE_SIZE)
+        found = self.store.statement(account_id, ledger_mode, first, last, int(cursor or 0), size)
+        scale = found.account.scale
+        counts = {kind.value: found.counts.get(kind.value, 0) for kind in EntryKind}
+        return shapes.Statement(
+            account_id=account_id,
+            mode=ledger_mode,
+            type=balance_type(found.account.asset),
+            first=first,
+            last=last,
+            opening_balance=format_amount(found.opening_minor, scale),
+            closing_balance=format_amount(found.closing_minor, scale),
+            totals=kind_totals(found.totals_minor, scale),
+            counts=shapes.KindCounts(**counts),
+            data=[entry_shape(e, scale) for e in found.entries],
+            next_cursor=None if found.next_cursor is None else str(found.next_cursor),
+        )
+
+    def statement_csv(
+        self, account_id: str, *, start: str | None, end: str | None, mode: str | None
+    ) -> tuple[str, Iterator[str]]:
+        """A file name and the CSV text in chunks (every entry of the range, any number).
+
+        Checks everything before the first chunk, so errors are answers, not broken files.
+        The closing row and the totals are sums of the rows written, so the file adds up
+        by construction; the first page's snapshot gives the opening balance.
+        """
+        account_id, ledger_mode, first, last = self._statement_range(account_id, start, end, mode)
+        head = self.store.statement(account_id, ledger_mode, first, last, 0, CSV_PAGE_ROWS)
+        name = f"statement-{account_id}-{ledger_mode.value}-{first[:10]}-{last[:10]}.csv"
+        return name, statement_csv_rows(self.store, head, ledger_mode, first, last)
+
+    def balance_at(self, account_id: str, *, at: str | None, mode: str | None) -> shapes.BalanceAt:
+        """A ledger's balance at a past moment, from the running balances of its entries;
+        without ``at``, its balance now (that of its last entry)."""
+        account_id = resource_id(account_id, "account")
+        ledger_mode = parse_mode(mode)
+        if at is None:
+            moment = utc_timestamp()
+            found = self.store.balance_at(account_id, ledger_mode, LAST_TIMESTAMP)
+        else:
+            try:
+                moment = parse_timestamp(at)
+            except TimestampError as exc:
+                raise InvalidParameter(f"at {exc}", "at") from None
+            found = self.store.balance_at(account_id, ledger_mode, moment)
+        account = found.account
+        return shapes.BalanceAt(
+            account_id=account_id,
+            mode=ledger_mode,
+            at=moment,
+            payment=account.payment,
+            type=balance_type(account.asset),
+            amount=format_amount(found.balance_minor, account.scale),
+            seq=found.seq,
+            entry_at=found.entry_at,
+        )

@@ -1,0 +1,69 @@
+"""Accounts: creating, reading, listing and counting them."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from birdbalance.ids import new_id, utc_timestamp
+from birdbalance.ledger import Mode
+from birdbalance.records import Account, Idempotency, NewAccount, Page
+
+from .base import ACCOUNT_SQL, account_from_row, dumps
+from .moves import LedgerMoves
+
+
+class AccountStore(LedgerMoves):
+    """Accounts and the two ledgers (live, test) each one has."""
+
+    def create_account(self, new: NewAccount, idem: Idempotency | None) -> Account:
+        with self._write() as conn:
+            replayed = self._replayed_id(conn, idem, "account")
+            if replayed is not None:
+                return self._account(conn, replayed)
+            account_id = new_id("acc")
+            self._execute(
+                conn,
+                "INSERT INTO accounts (id, name, payment, asset, scale, credit_limit_minor,"
+                " metadata, created_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
+                (
+                    account_id,
+                    new.name,
+                    new.payment.value,
+                    new.asset,
+                    new.scale,
+                    new.credit_limit_minor,
+                    dumps(new.metadata),
+                    utc_timestamp(),
+                ),
+            )
+            for mode in Mode:
+                self._execute(
+                    conn,
+                    "INSERT INTO balances (account_id, mode, balance_minor, seq, held_minor)"
+                    " VALUES (?, ?, 0, 0, 0)",
+                    (account_id, mode.value),
+                )
+            self._remember(conn, idem, "account", account_id)
+            return self._account(conn, account_id)
+
+    def get_account(self, account_id: str) -> Account:
+        with self._read() as conn:
+            return self._account(conn, account_id)
+
+    def list_accounts(self, cursor: str | None, limit: int, search: str | None) -> Page[Account]:
+        sql = ACCOUNT_SQL + " WHERE a.id > ?"
+        args: list[Any] = [cursor or ""]
+        if search:
+            escaped = search.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_")
+            # lower() on both sides: SQLite's LIKE ignores ASCII case, PostgreSQL's does not.
+            sql += " AND (a.id = ? OR lower(a.name) LIKE ? ESCAPE '\\')"
+            args += [search, f"%{escaped.lower()}%"]
+        sql += " ORDER BY a.id LIMIT ?"
+        with self._read() as conn:
+            rows = self._execute(conn, sql, [*args, limit + 1]).fetchall()
+        items = [account_from_row(r) for r in rows[:limit]]
+        return Page(items, items[-1].id if len(rows) > limit else None)
+
+    def count_accounts(self) -> int:
+        with self._read() as conn:
+            return int(self._execute(conn, "SELECT COUNT(*) FROM accounts").fetchone()[0])
