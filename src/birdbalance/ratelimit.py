@@ -24,7 +24,8 @@ logger = logging.getLogger("birdbalance.ratelimit")
 
 #: Buckets one process keeps; past this it forgets the oldest windows first.
 MAX_LOCAL_BUCKETS: Final = 100_000
-#: The longest a Redis round trip may take before this process counts by itself.
+#: The longest a Redis round trip may take before this process counts by itself
+#: (the default of ``Settings.redis_timeout_s``).
 REDIS_TIMEOUT_S: Final = 0.25
 #: Connections to Redis per process.
 MAX_REDIS_CONNECTIONS: Final = 32
@@ -85,8 +86,15 @@ class LocalLimiter:
 class RedisLimiter:
     """Fixed-window counters in Redis (``INCR`` and ``EXPIRE`` in one round trip)."""
 
-    def __init__(self, url: str, clock: Callable[[], float] = time.time) -> None:
+    def __init__(
+        self,
+        url: str,
+        clock: Callable[[], float] = time.time,
+        timeout_s: float = REDIS_TIMEOUT_S,
+    ) -> None:
         import redis.asyncio
+
+        assert 0 < timeout_s <= 10
 
         # A burst waits (up to the timeout) for one of the pool's connections; the plain
         # pool would refuse the 33rd at once, and the limits would fall back to per node
@@ -94,9 +102,9 @@ class RedisLimiter:
         pool = redis.asyncio.BlockingConnectionPool.from_url(
             url,
             max_connections=MAX_REDIS_CONNECTIONS,
-            timeout=REDIS_TIMEOUT_S,
-            socket_timeout=REDIS_TIMEOUT_S,
-            socket_connect_timeout=REDIS_TIMEOUT_S,
+            timeout=timeout_s,
+            socket_timeout=timeout_s,
+            socket_connect_timeout=timeout_s,
         )
         self._redis: Any = redis.asyncio.Redis(connection_pool=pool)
         self._clock = clock

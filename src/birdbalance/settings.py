@@ -84,6 +84,9 @@ class Settings:
     auth_failure_window_s: int = 60
     #: ``redis://host:6379/0``: rate limits shared by every node; None: per process.
     redis_url: str | None = None
+    #: The longest one Redis round trip (or the wait for a pooled connection) may take
+    #: before this process counts by itself for a few seconds.
+    redis_timeout_s: float = 0.25
     host: str = "127.0.0.1"
     port: int = 8000
     workers: int = 1
@@ -171,6 +174,8 @@ class Settings:
             ("redis://", "rediss://", "unix://")
         ):
             raise SettingsError("redis_url must start with redis://, rediss:// or unix://")
+        if not 0.01 <= self.redis_timeout_s <= 10:
+            raise SettingsError("redis_timeout_s must be 0.01..10")
         if not 60 <= self.session_lifetime_s <= 30 * 24 * 3600:
             raise SettingsError("session_lifetime_s must be 60..2592000 (30 days)")
 
@@ -223,6 +228,7 @@ class Settings:
             "webhook_retry_base_s",
             "webhook_retry_cap_s",
             "webhook_poll_interval_s",
+            "redis_timeout_s",
         ):
             if (value := get(name)) is not None:
                 try:

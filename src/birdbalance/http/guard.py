@@ -48,8 +48,10 @@ class Guard:
         self.max_failures = settings.auth_failures_per_address
         self.failure_window_s = settings.auth_failure_window_s
         self.trusted = trusted_networks(settings.trusted_proxies)
-        if limiter is None:
-            limiter = RedisLimiter(settings.redis_url) if settings.redis_url else LocalLimiter()
+        if limiter is None and settings.redis_url:
+            limiter = RedisLimiter(settings.redis_url, timeout_s=settings.redis_timeout_s)
+        elif limiter is None:
+            limiter = LocalLimiter()
         self.limiter = limiter
         # address -> {credential digest: until when it counts as known good}
         self._good: dict[str, dict[str, float]] = {}
