@@ -54,12 +54,12 @@ def _load(*_: object) -> Any:
 def main() -> None:
     from granian.server import Server
 
-    from birdbalance.server import granian_options
+    from birdbalance.server import granian_options, raise_open_files_limit
     from birdbalance.settings import Settings
 
     port, key = int(sys.argv[1]), sys.argv[2]
     os.environ["RAW_ASGI_KEY"] = key  # the worker processes read it at import
-    options = granian_options(Settings(port=port))
+    options = granian_options(Settings(port=port), raise_open_files_limit())
     Server("raw_asgi:make_app", **options).serve(target_loader=_load)
 
 

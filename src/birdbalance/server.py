@@ -25,6 +25,14 @@ from birdbalance.storage import Store
 DEMO_TOPUP = "103"
 #: Open files (so connections) a server process asks for at most.
 MAX_OPEN_FILES: Final = 1 << 20
+#: Client connections one node holds at once, at most (all its workers together). Past
+#: it new connections wait in the listen queue; below it an idle socket costs little.
+MAX_CONNECTIONS: Final = 16_384
+#: Open files kept for everything but client connections: database files and pools,
+#: webhook and SMTP sends, logs, the metrics files.
+RESERVED_FILES: Final = 512
+#: The kernel's queue of connections not yet accepted (it caps this at somaxconn).
+LISTEN_BACKLOG: Final = 4096
 
 
 def ensure_schema(store: Store) -> list[str]:
@@ -86,8 +94,26 @@ def _load_app(settings: Settings, *_: object) -> BirdbalanceApp:
     return app
 
 
-def granian_options(settings: Settings) -> dict[str, Any]:
-    """How birdbalance runs granian (the benchmarks run their reference app the same way)."""
+def connections_per_worker(settings: Settings, open_files: int) -> int:
+    """How many client connections each worker holds at once.
+
+    granian's own default is 1,024 per worker (its listen backlog divided among the
+    workers). A client that opened that many sockets and sent nothing would leave new
+    connections queued behind them until its header timeout dropped them; with the bound
+    raised to what the open-files limit allows, one client's idle sockets take a share of
+    the node's capacity instead of all of it.
+    """
+    if open_files == resource.RLIM_INFINITY or open_files < 0:
+        open_files = MAX_OPEN_FILES
+    usable = max(1024, min(open_files, MAX_OPEN_FILES) - RESERVED_FILES)
+    return max(1, min(usable, MAX_CONNECTIONS) // settings.workers)
+
+
+def granian_options(settings: Settings, open_files: int = 1024) -> dict[str, Any]:
+    """How birdbalance runs granian (the benchmarks run their reference app the same way).
+
+    ``open_files``: the process's soft limit of open files, which bounds its connections.
+    """
     from granian.constants import HTTPModes, Interfaces
     from granian.http import HTTP1Settings
 
@@ -102,6 +128,8 @@ def granian_options(settings: Settings) -> dict[str, Any]:
             header_read_timeout=round(settings.request_timeout_s * 1000)
         ),
         "workers": settings.workers,
+        "backlog": LISTEN_BACKLOG,
+        "backpressure": connections_per_worker(settings, open_files),
         # Access logs would record ?access_key=... query strings: keep them off.
         "log_access": False,
         "workers_kill_timeout": 30,
@@ -132,7 +160,7 @@ def run(settings: Settings) -> None:
     """Serve until interrupted (SIGINT/SIGTERM finish in-flight requests first)."""
     from granian.server import Server
 
-    raise_open_files_limit()  # the workers inherit it
+    open_files = raise_open_files_limit()  # the workers inherit it
 
     if settings.session_secret is None:
         # One secret for every worker of this run, so a session works whichever answers.
@@ -143,5 +171,5 @@ def run(settings: Settings) -> None:
     # worker answers the scrape (see birdbalance.shared_counters).
     with tempfile.TemporaryDirectory(prefix="birdbalance-metrics-") as metrics_dir:
         settings = replace(settings, metrics_dir=metrics_dir)
-        server = Server("birdbalance.http.app:create_app", **granian_options(settings))
+        server = Server("birdbalance.http.app:create_app", **granian_options(settings, open_files))
         server.serve(target_loader=partial(_load_app, settings))
