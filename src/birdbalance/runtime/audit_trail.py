@@ -33,6 +33,9 @@ AUDIT_SHUTDOWN_S: Final = 10.0
 
 logger = logging.getLogger("birdbalance.audit")
 
+#: A queued record, and the future of whoever waits for its commit (None: nobody).
+_Queued = tuple[AuditRecord, "asyncio.Future[None] | None"]
+
 
 class AuditTrail:
     """Appends audit records in batches through ``write`` (the writer threads).
@@ -59,35 +62,40 @@ class AuditTrail:
         self._store = store
         self._write = write
         self._wait_timeout_s = wait_timeout_s
-        self._queue: asyncio.Queue[tuple[AuditRecord, asyncio.Future[None], bool]] | None = None
+        self._queue: asyncio.Queue[_Queued] | None = None
         self._task: asyncio.Task[None] | None = None
+        #: Set when a record somebody waits for is queued: it ends the linger at once.
+        self._urgent: asyncio.Event | None = None
         # Jitter only spreads retries out; it needs no cryptographic randomness.
         self._rng = random.Random()  # noqa: S311
 
-    def _started(self) -> asyncio.Queue[tuple[AuditRecord, asyncio.Future[None], bool]]:
+    def _started(self) -> asyncio.Queue[_Queued]:
         if self._queue is None:
             self._queue = asyncio.Queue(MAX_AUDIT_QUEUE)
+            self._urgent = asyncio.Event()
             self._task = asyncio.get_running_loop().create_task(
                 self._run(), name="birdbalance-audit"
             )
         return self._queue
 
-    async def record(self, record: AuditRecord, *, urgent: bool = False) -> asyncio.Future[None]:
-        """Queue ``record``; the future completes when it is committed.
+    async def record(self, record: AuditRecord) -> None:
+        """Queue ``record`` (nobody waits for it to commit: a ledger entry's record).
 
-        Records nobody waits for linger up to :data:`AUDIT_LINGER_S` to share a commit
-        (a busy ledger's entries would otherwise add a commit per group commit).
+        Such records linger up to :data:`AUDIT_LINGER_S` to share a commit (a busy
+        ledger's entries would otherwise add a commit per group commit). A failure to
+        write them is retried, and logged, never raised.
         """
-        future: asyncio.Future[None] = asyncio.get_running_loop().create_future()
-        # Nobody may wait for it (ledger entries): its failure is logged, not raised.
-        future.add_done_callback(lambda f: f.cancelled() or f.exception())
-        await self._started().put((record, future, urgent))
-        return future
+        await self._started().put((record, None))
 
     async def written(self, record: AuditRecord) -> None:
         """Queue ``record`` and wait until it is committed (at most ``wait_timeout_s``:
         then :class:`ServiceUnavailable`, and the record is still written later)."""
-        committed = await self.record(record, urgent=True)
+        committed: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+        # If the waiter gives up, nobody retrieves the outcome: mark it retrieved.
+        committed.add_done_callback(lambda f: f.cancelled() or f.exception())
+        await self._started().put((record, committed))
+        assert self._urgent is not None
+        self._urgent.set()
         try:
             await asyncio.wait_for(asyncio.shield(committed), self._wait_timeout_s)
         except TimeoutError:
@@ -98,17 +106,18 @@ class AuditTrail:
 
     async def _run(self) -> None:
         queue = self._started()
-        loop = asyncio.get_running_loop()
-        batch: list[tuple[AuditRecord, asyncio.Future[None], bool]] = []
+        urgent = self._urgent
+        assert urgent is not None
+        batch: list[_Queued] = []
         try:
             while True:
                 batch = [await queue.get()]
-                deadline = loop.time() + AUDIT_LINGER_S
-                while len(batch) < MAX_AUDIT_BATCH and not any(u for *_, u in batch):
-                    try:
-                        batch.append(await asyncio.wait_for(queue.get(), deadline - loop.time()))
-                    except TimeoutError:
-                        break
+                if batch[0][1] is None and not urgent.is_set():
+                    # One timer per batch, not one per record: the linger ends at its
+                    # deadline or as soon as a record somebody waits for is queued.
+                    with contextlib.suppress(TimeoutError):
+                        await asyncio.wait_for(urgent.wait(), AUDIT_LINGER_S)
+                urgent.clear()
                 while len(batch) < MAX_AUDIT_BATCH and not queue.empty():
                     batch.append(queue.get_nowait())
                 await self._flush(batch)
@@ -120,12 +129,12 @@ class AuditTrail:
 
     async def _flush(
         self,
-        batch: list[tuple[AuditRecord, asyncio.Future[None], bool]],
+        batch: list[_Queued],
         *,
         give_up_s: float | None = None,
     ) -> None:
         """Commit ``batch``, retrying until it commits (or ``give_up_s`` has passed)."""
-        records = [record for record, _, _ in batch]
+        records = [record for record, _ in batch]
         loop = asyncio.get_running_loop()
         give_up_at = None if give_up_s is None else loop.time() + give_up_s
         pause_s = AUDIT_RETRY_FIRST_S
@@ -144,21 +153,21 @@ class AuditTrail:
                 if give_up_at is not None and loop.time() >= give_up_at:
                     for record in records:
                         logger.error("audit record not written at shutdown: %s", _as_json(record))
-                    for _, future, _ in batch:
-                        if not future.done():
+                    for _, future in batch:
+                        if future is not None and not future.done():
                             future.set_exception(exc)
                     return
                 await asyncio.sleep(pause_s * (0.5 + self._rng.random() / 2))
                 pause_s = min(AUDIT_RETRY_CAP_S, pause_s * 2)
-        for _, future, _ in batch:
-            if not future.done():
+        for _, future in batch:
+            if future is not None and not future.done():
                 future.set_result(None)
 
     async def close(self) -> None:
         """Write what is queued, then stop."""
         if self._queue is None or self._task is None:
             return
-        pending: list[tuple[AuditRecord, asyncio.Future[None], bool]] = []
+        pending: list[_Queued] = []
         while not self._queue.empty():
             pending.append(self._queue.get_nowait())
         self._task.cancel()

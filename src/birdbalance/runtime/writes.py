@@ -160,16 +160,18 @@ class WriteQueue:
         """Refuse the jobs that waited past ``max_wait_s`` (a writer stuck on a lock, a
         full disk): their clients get a 503 by then, instead of queueing behind it."""
         now = time.monotonic()
-        fresh = []
+        fresh: list[_Job] = []
+        stale: list[tuple[_Job, Any, BaseException | None]] = []
         for job in batch:
             if now - job.queued_at > self._max_wait_s:
-                stale = ServiceUnavailable(
+                refused = ServiceUnavailable(
                     f"the write waited over {self._max_wait_s:g} s for the database;"
                     " nothing was written, try again"
                 )
-                _settle(job, None, stale)
+                stale.append((job, None, refused))
             else:
                 fresh.append(job)
+        _settle(stale)
         return fresh
 
     def _run_call(self, job: _Job) -> None:
@@ -177,9 +179,9 @@ class WriteQueue:
         try:
             result = job.call()
         except BaseException as exc:  # noqa: BLE001 -- the request's handler raises it
-            _settle(job, None, exc)
+            _settle([(job, None, exc)])
         else:
-            _settle(job, result, None)
+            _settle([(job, result, None)])
 
     def _run_entries(self, batch: list[_Job]) -> None:
         entries = [job.entry for job in batch if job.entry is not None]
@@ -199,11 +201,12 @@ class WriteQueue:
                 )
                 results = [self._post_alone(entry) for entry in entries]
         assert len(results) == len(batch)
-        for job, result in zip(batch, results, strict=True):
-            if isinstance(result, BaseException):
-                _settle(job, None, result)
-            else:
-                _settle(job, result, None)
+        _settle(
+            [
+                (job, None, result) if isinstance(result, BaseException) else (job, result, None)
+                for job, result in zip(batch, results, strict=True)
+            ]
+        )
 
     def _post_alone(self, entry: tuple[NewEntry, Idempotency]) -> Any:
         try:
@@ -212,17 +215,29 @@ class WriteQueue:
             return exc
 
 
-def _settle(job: _Job, result: Any, error: BaseException | None) -> None:
-    def settle() -> None:
+def _settle(outcomes: list[tuple[_Job, Any, BaseException | None]]) -> None:
+    """Hand each job its result or error, on its own event loop.
+
+    One callback per loop for the whole batch: ``call_soon_threadsafe`` wakes the loop
+    through its self-pipe (a system call each), so a batch of 64 entries wakes it once
+    instead of 64 times.
+    """
+    by_loop: dict[asyncio.AbstractEventLoop, list[tuple[_Job, Any, BaseException | None]]] = {}
+    for outcome in outcomes:
+        by_loop.setdefault(outcome[0].loop, []).append(outcome)
+    for loop, settled in by_loop.items():
+        # A closed loop (RuntimeError) means nobody is waiting any more.
+        with contextlib.suppress(RuntimeError):
+            loop.call_soon_threadsafe(_settle_on_loop, settled)
+
+
+def _settle_on_loop(outcomes: list[tuple[_Job, Any, BaseException | None]]) -> None:
+    for job, result, error in outcomes:
         # The client may have gone (the future cancelled); the write stands and a retry
         # with the same Idempotency-Key replays it.
         if job.future.cancelled():
-            return
+            continue
         if error is not None:
             job.future.set_exception(error)
         else:
             job.future.set_result(result)
-
-    # A closed loop (RuntimeError) means nobody is waiting any more.
-    with contextlib.suppress(RuntimeError):
-        job.loop.call_soon_threadsafe(settle)
