@@ -27,13 +27,13 @@ from birdbalance.errors import (
 from birdbalance.ledger import EntryKind
 from birdbalance.metrics import Metrics
 from birdbalance.records import PostedEntry
-from birdbalance.representations import posted_json
+from birdbalance.representations import posted_bytes
 from birdbalance.runtime.writes import WriteQueue
 from birdbalance.service import Service
 from birdbalance.validation import is_digits
 
 from .access import Actor
-from .responses import JSON_CONTENT_TYPE, dumps, error_bytes
+from .responses import JSON_CONTENT_TYPE, error_bytes
 
 Scope = MutableMapping[str, Any]
 AuditHook = Callable[..., Awaitable[None]]
@@ -105,7 +105,7 @@ class EntryEndpoint:
             actor = await self._authorize(header, write=False, scope=scope)
             actor.require(write=True)
             posted = await self._post(scope, receive, account_id, kind)
-            status, body = 201, dumps(posted_json(posted))
+            status, body = 201, posted_bytes(posted)
             outcome = "replayed" if posted.replayed else "posted"
         except ServiceError as exc:
             if exc.status_code >= 500:
