@@ -12,7 +12,7 @@ import threading
 import time
 from typing import Final
 
-from birdbalance.timestamps import format_timestamp, now
+from birdbalance.timestamps import now_text
 
 _CROCKFORD: Final = "0123456789ABCDEFGHJKMNPQRSTVWXYZ"
 #: Every pair of digits, by the 10 bits it writes; and where each pair's bits start.
@@ -54,4 +54,4 @@ def crockford(value: int) -> str:
 
 def utc_timestamp() -> str:
     """Now (by the process's steady clock), as RFC 3339 UTC with microseconds."""
-    return format_timestamp(now())
+    return now_text()

@@ -2,6 +2,13 @@
 
 from __future__ import annotations
 
+from datetime import UTC, datetime
+from unittest.mock import patch
+
+from hypothesis import given
+from hypothesis import strategies as st
+
+from birdbalance import timestamps
 from birdbalance.timestamps import (
     MAX_REFERENCE_SKEW_S,
     MAX_SLEW_S,
@@ -74,3 +81,13 @@ def test_stamps_keep_within_the_bound_of_the_reference_clock() -> None:
     clocks.tick(STEP_CONFIRM_S + 1)
     real += STEP_CONFIRM_S + 1
     assert clock.now_s() == clocks.wall == real + 0.5
+
+
+@given(st.floats(min_value=0, max_value=2**33, allow_nan=False, allow_infinity=False))
+def test_the_fast_stamp_is_the_datetime_stamp(seconds: float) -> None:
+    """``now_text`` (cached per second) writes exactly what ``datetime`` would."""
+    clock = SteadyClock(lambda: seconds, lambda: 0.0)
+    with patch.object(timestamps, "_CLOCK", clock):
+        assert timestamps.now_text() == timestamps.format_timestamp(
+            datetime.fromtimestamp(seconds, UTC)
+        )
