@@ -137,6 +137,36 @@ def test_a_read_only_token_trying_to_write_is_recorded(database_url: str, tmp_pa
         server.stop()
 
 
+def test_an_entrys_audit_row_commits_in_the_entrys_transaction(
+    database_url: str, tmp_path: Path
+) -> None:
+    """Posted, replayed and refused-in-the-ledger entries have their row when the answer
+    arrives: no audit batch of its own, no linger (it used to follow up to 50 ms later)."""
+    server = Server(db_url=database_url, log_path=tmp_path / "server.log").start()
+    try:
+        admin = Admin(server.url)
+        account = admin.account()["id"]
+        seen = len(_eventually(admin, 1))
+        answers = [
+            admin.post(account, "topups", idem="audited-1", amount="5"),
+            admin.post(account, "topups", idem="audited-1", amount="5"),  # replayed
+            admin.post(account, "charges", idem="audited-2", amount="9"),  # overdraft
+        ]
+        assert [r.status_code for r in answers] == [201, 201, 422]
+        everything = _audit(admin)  # read at once: no waiting
+        records = everything[: len(everything) - seen]
+        assert [(r["status"], r["detail"]["outcome"], r["detail"]["idempotency_key"])
+                for r in reversed(records)] == [
+            (201, "posted", "audited-1"),
+            (201, "replayed", "audited-1"),
+            (422, "refused", "audited-2"),
+        ]  # fmt: skip
+        assert all(r["action"].startswith("POST /v1/accounts/{account_id}/") for r in records)
+        admin.http.close()
+    finally:
+        server.stop()
+
+
 def _refuse_audit_rows(database_url: str) -> None:
     """Make every audit insert fail, as a locked or briefly broken database would."""
     if database_url.startswith("sqlite:"):

@@ -49,8 +49,11 @@ def test_concurrent_entries_share_commits_and_keep_their_answers(store: Store) -
         results = asyncio.run(main())
     finally:
         queue.close()
-    posted = [r for r in results if not isinstance(r, BaseException)]
-    refused = [r for r in results if isinstance(r, BaseException)]
+    # Each answer: the entry (or its error), and whether an audit record committed with it.
+    assert all(audited is False for _, audited in results)
+    answers = [answer for answer, _ in results]
+    posted = [r for r in answers if not isinstance(r, BaseException)]
+    refused = [r for r in answers if isinstance(r, BaseException)]
     assert len(posted) == 250 and all(isinstance(r, NotEnoughBalance) for r in refused)
     # Every balance from 249 down to 0 was the answer of exactly one charge.
     assert sorted(p.entry.balance_after_minor for p in posted) == list(range(250))
@@ -90,7 +93,7 @@ def test_a_failing_batch_is_retried_one_entry_at_a_time(store: Store) -> None:
     finally:
         queue.close()
     assert failing.batches > 0
-    assert sorted(r.entry.balance_after_minor for r in results) == list(range(900, 1000))
+    assert sorted(r.entry.balance_after_minor for r, _ in results) == list(range(900, 1000))
     assert store.verify() == []
 
 

@@ -6,6 +6,7 @@ from __future__ import annotations
 import asyncio
 import logging
 from collections.abc import Callable, Sequence
+from types import SimpleNamespace
 from typing import Any
 
 import pytest
@@ -114,3 +115,21 @@ def test_at_shutdown_what_cannot_be_written_is_logged_in_full(
         asyncio.run(run())
     lost = [r.getMessage() for r in caplog.records if "not written at shutdown" in r.getMessage()]
     assert len(lost) == 2 and '"action":"entry-lost"' in lost[0] and "entry-queued" in lost[1]
+
+
+def test_an_entrys_record_takes_its_answers_status_and_outcome() -> None:
+    from birdbalance.errors import InternalError, NotEnoughBalance
+    from birdbalance.storage.audit import entry_audit
+
+    asked = AuditRecord("admin-token", "POST", "/v1/x", None, 0, {"idempotency_key": "k"})
+    posted = SimpleNamespace(replayed=False)
+    replayed = SimpleNamespace(replayed=True)
+    answers = [(posted, 201, "posted"), (replayed, 201, "replayed")]
+    answers += [(NotEnoughBalance("no"), 422, "refused"), (InternalError(), 500, "failed")]
+    for answer, status, outcome in answers:
+        record = entry_audit(asked, answer)  # type: ignore[arg-type]
+        assert (record.status, record.detail) == (
+            status,
+            {"idempotency_key": "k", "outcome": outcome},
+        )
+    assert asked.detail == {"idempotency_key": "k"}  # the request's own record is unchanged

@@ -68,8 +68,29 @@ class AdminAPI:
             runtime.writes,
             max_body_bytes,
             self.audit,
+            self.audit_record,
             metrics,
             body_timeout_s,
+        )
+
+    def audit_record(
+        self,
+        scope: MutableMapping[str, Any],
+        actor: Actor,
+        action: str,
+        status: int,
+        detail: dict[str, Any],
+    ) -> AuditRecord:
+        """The audit record of an admin action (``status``: its answer's)."""
+        return AuditRecord(
+            actor=actor.id,
+            action=action,
+            target=scope["path"][:MAX_TARGET_CHARS],
+            address=client_address(scope, self.trusted_proxies),
+            status=status,
+            detail={**detail, "token_name": actor.name} if actor.name != actor.id else detail,
+            # When it happened, even if a busy database delays its row.
+            at=utc_timestamp(),
         )
 
     async def audit(
@@ -83,16 +104,7 @@ class AdminAPI:
         wait: bool,
     ) -> None:
         """Record an admin action; ``wait``: return only once it is committed."""
-        record = AuditRecord(
-            actor=actor.id,
-            action=action,
-            target=scope["path"][:MAX_TARGET_CHARS],
-            address=client_address(scope, self.trusted_proxies),
-            status=status,
-            detail={**detail, "token_name": actor.name} if actor.name != actor.id else detail,
-            # When it happened, even if a busy database delays its row.
-            at=utc_timestamp(),
-        )
+        record = self.audit_record(scope, actor, action, status, detail)
         if wait:
             await self._runtime.audit_trail.written(record)
         else:

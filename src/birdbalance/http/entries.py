@@ -26,7 +26,7 @@ from birdbalance.errors import (
 )
 from birdbalance.ledger import EntryKind
 from birdbalance.metrics import Metrics
-from birdbalance.records import PostedEntry
+from birdbalance.records import AuditRecord, PostedEntry
 from birdbalance.representations import posted_bytes
 from birdbalance.runtime.writes import WriteQueue
 from birdbalance.service import Service
@@ -37,6 +37,7 @@ from .responses import JSON_CONTENT_TYPE, error_bytes
 
 Scope = MutableMapping[str, Any]
 AuditHook = Callable[..., Awaitable[None]]
+AuditRecordHook = Callable[..., AuditRecord]
 Receive = Callable[[], Awaitable[MutableMapping[str, Any]]]
 Send = Callable[[MutableMapping[str, Any]], Awaitable[None]]
 
@@ -76,6 +77,7 @@ class EntryEndpoint:
         writes: WriteQueue,
         max_body_bytes: int,
         audit: AuditHook,
+        audit_record: AuditRecordHook,
         metrics: Metrics | None = None,
         body_timeout_s: float = 10.0,
     ) -> None:
@@ -85,8 +87,10 @@ class EntryEndpoint:
         self._writes = writes
         self._max_body_bytes = max_body_bytes
         self._metrics = metrics
-        #: Records each authenticated request in the audit log.
+        #: Records each authenticated request in the audit log...
         self._audit = audit
+        #: ... whose record an entry's transaction commits with the entry.
+        self._audit_record = audit_record
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         """The endpoint as a routed ASGI app (``path_params`` from the router)."""
@@ -100,11 +104,19 @@ class EntryEndpoint:
         kind = KINDS[kind_path]
         actor: Actor | None = None
         retry_after: bytes | None = None
+        audited = False
+        action = f"POST /v1/accounts/{{account_id}}/{kind_path}"
+        detail: dict[str, Any] = {}
+        if (idem := _header(scope, b"idempotency-key")) is not None:
+            detail["idempotency_key"] = idem[:255]
         try:
             header = _header(scope, b"authorization") or ""
             actor = await self._authorize(header, write=False, scope=scope)
             actor.require(write=True)
-            posted = await self._post(scope, receive, account_id, kind)
+            record = self._audit_record(scope, actor, action, 0, detail)
+            posted, audited = await self._post(scope, receive, account_id, kind, record)
+            if isinstance(posted, Exception):
+                raise posted
             status, body = 201, posted_bytes(posted)
             outcome = "replayed" if posted.replayed else "posted"
         except ServiceError as exc:
@@ -120,13 +132,10 @@ class EntryEndpoint:
             status, body, outcome = 500, error_bytes(InternalError()), "failed"
         if self._metrics is not None:
             self._metrics.entries.inc(kind.value, outcome)
-        if actor is not None:
-            # Not awaited to commit: the entry is the durable record of a ledger write (see
-            # docs/security.md), and its audit row follows in the next audit batch.
-            detail: dict[str, Any] = {"outcome": outcome}
-            if (idem := _header(scope, b"idempotency-key")) is not None:
-                detail["idempotency_key"] = idem[:255]
-            action = f"POST /v1/accounts/{{account_id}}/{kind_path}"
+        if actor is not None and not audited:
+            # Refused before its transaction (or the transaction failed): not awaited to
+            # commit, its audit row follows in the next audit batch (docs/security.md).
+            detail["outcome"] = outcome
             await self._audit(scope, actor, action, status, detail, wait=False)
         headers = [
             (b"content-length", str(len(body)).encode("ascii")),
@@ -141,8 +150,9 @@ class EntryEndpoint:
         await send({"type": "http.response.body", "body": body})
 
     async def _post(
-        self, scope: Scope, receive: Receive, account_id: str, kind: EntryKind
-    ) -> PostedEntry:
+        self, scope: Scope, receive: Receive, account_id: str, kind: EntryKind, record: AuditRecord
+    ) -> tuple[PostedEntry | Exception, bool]:
+        """The entry's answer (or the error it got), and whether ``record`` committed."""
         idem = declared = None
         for name, value in scope["headers"]:
             if name == b"idempotency-key":
@@ -162,7 +172,7 @@ class EntryEndpoint:
                 f"the request body did not arrive within {self._body_timeout_s:g} s"
             ) from None
         new, checked = self._service.entry_request(account_id, kind, bytes(chunks), idem)
-        return await self._writes.submit_entry(new, checked)
+        return await self._writes.submit_entry(new, checked, record)
 
     async def _read_body(self, receive: Receive) -> bytearray:
         chunks = bytearray()

@@ -6,7 +6,8 @@ anyway; half the pool for PostgreSQL), so the event loop never waits on an fsync
 lock. A writer takes the oldest job. If it is a ledger entry, the writer also takes every
 entry queued behind it (up to :data:`MAX_WRITE_BATCH`) and posts them together with
 :meth:`Store.append_entries`: one transaction and one commit for the lot, each entry still
-judged alone, in order, with its own idempotency and limit check and its own answer.
+judged alone, in order, with its own idempotency and limit check and its own answer. An
+entry request's audit record rides along and commits in the same transaction.
 
 A write that makes webhook deliveries due (a crossing, a redelivery) wakes the process's
 deliverer once it has committed (``on_deliveries_due``), so alerts leave in milliseconds
@@ -31,7 +32,7 @@ from dataclasses import dataclass, field
 from typing import Any, Final, TypeVar
 
 from birdbalance.errors import ServiceError, ServiceUnavailable
-from birdbalance.records import Idempotency, NewEntry, PostedEntry
+from birdbalance.records import AuditRecord, Idempotency, NewEntry, PostedEntry
 from birdbalance.storage import MAX_WRITE_BATCH, Store
 
 T = TypeVar("T")
@@ -47,6 +48,8 @@ class _Job:
     future: asyncio.Future[Any]
     #: A ledger entry to post (group-committed with its neighbours) ...
     entry: tuple[NewEntry, Idempotency] | None = None
+    #: ... with its audit record, written in the entry's transaction;
+    audit: AuditRecord | None = None
     #: ... or any other write, run alone.
     call: Callable[[], Any] | None = None
     loop: asyncio.AbstractEventLoop = field(default_factory=asyncio.get_running_loop)
@@ -88,10 +91,21 @@ class WriteQueue:
         """Jobs waiting for a writer."""
         return len(self._jobs)
 
-    async def submit_entry(self, new: NewEntry, idem: Idempotency) -> PostedEntry:
-        """Post one entry in the next group commit; its own answer (or error)."""
-        result: PostedEntry = await self._submit(entry=(new, idem))
-        return result
+    async def submit_entry(
+        self, new: NewEntry, idem: Idempotency, audit: AuditRecord | None = None
+    ) -> tuple[PostedEntry | Exception, bool]:
+        """Post one entry in the next group commit: its own answer (the entry, or the
+        error it got), and whether ``audit`` was committed with it.
+
+        ``audit`` (the request's record, its status and outcome still to fill) is
+        appended in the entry's transaction when that transaction commits; when it does
+        not (the database refused the whole batch), the caller records it itself.
+        Raises, with nothing tried, when the write cannot be queued or waited too long.
+        """
+        answer: tuple[PostedEntry | Exception, bool] = await self._submit(
+            entry=(new, idem), audit=audit
+        )
+        return answer
 
     async def call(self, fn: Callable[[], T]) -> T:
         """Run any other write on a writer thread, alone."""
@@ -186,33 +200,48 @@ class WriteQueue:
     def _run_entries(self, batch: list[_Job]) -> None:
         entries = [job.entry for job in batch if job.entry is not None]
         assert len(entries) == len(batch)
+        audits = [job.audit for job in batch]
         self.batch_sizes[len(batch)] = self.batch_sizes.get(len(batch), 0) + 1
         try:
-            results: list[Any] = list(self._store.append_entries(entries))
+            answers = self._append(entries, audits)
         except ServiceError as exc:
             # The database refused the transaction (unavailable, busy): all share it.
-            results = [exc] * len(batch)
-        except Exception as exc:  # noqa: BLE001 -- isolate it to the entry that causes it
-            if len(batch) == 1:
-                results = [exc]
-            else:
-                logger.warning(
-                    "a group commit of %d failed (%r); posting one by one", len(batch), exc
-                )
-                results = [self._post_alone(entry) for entry in entries]
-        assert len(results) == len(batch)
-        _settle(
-            [
-                (job, None, result) if isinstance(result, BaseException) else (job, result, None)
-                for job, result in zip(batch, results, strict=True)
-            ]
-        )
+            answers = [(exc, False)] * len(batch)
+        except Exception as exc:  # noqa: BLE001 -- isolated below
+            answers = self._isolate(entries, exc)
+        assert len(answers) == len(batch)
+        _settle([(job, answer, None) for job, answer in zip(batch, answers, strict=True)])
 
-    def _post_alone(self, entry: tuple[NewEntry, Idempotency]) -> Any:
+    def _append(
+        self, entries: list[tuple[NewEntry, Idempotency]], audits: list[AuditRecord | None]
+    ) -> list[tuple[Any, bool]]:
+        """Each entry's answer, and whether its audit record committed with it."""
+        if all(audit is None for audit in audits):
+            return [(result, False) for result in self._store.append_entries(entries)]
+        return [(result, True) for result in self._store.append_entries(entries, audits)]
+
+    def _isolate(
+        self, entries: list[tuple[NewEntry, Idempotency]], failure: Exception
+    ) -> list[tuple[Any, bool]]:
+        """Answers once a group commit failed unexpectedly: first the same entries
+        without their audit records (a log that cannot be written must not stop the
+        ledger; the audit trail then writes them, retried), then each entry alone."""
+        logger.warning("a group commit of %d failed (%r); trying again", len(entries), failure)
+        nobody: list[AuditRecord | None] = [None]
         try:
-            return self._store.append_entries([entry])[0]
-        except Exception as exc:  # noqa: BLE001 -- becomes this entry's answer
-            return exc
+            return self._append(entries, nobody * len(entries))
+        except ServiceError as exc:
+            return [(exc, False)] * len(entries)
+        except Exception as exc:  # noqa: BLE001 -- isolate it to the entry that causes it
+            if len(entries) == 1:
+                return [(exc, False)]
+        answers: list[tuple[Any, bool]] = []
+        for entry in entries:
+            try:
+                answers += self._append([entry], nobody)
+            except Exception as exc:  # noqa: BLE001 -- becomes this entry's answer
+                answers.append((exc, False))
+        return answers
 
 
 def _settle(outcomes: list[tuple[_Job, Any, BaseException | None]]) -> None:

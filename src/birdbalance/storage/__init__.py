@@ -172,11 +172,15 @@ class Store(Protocol):
         """Append an entry under the ledger rules, atomically and idempotently."""
 
     def append_entries(
-        self, batch: Sequence[tuple[NewEntry, Idempotency]]
+        self,
+        batch: Sequence[tuple[NewEntry, Idempotency]],
+        audits: Sequence[AuditRecord | None] | None = None,
     ) -> list[PostedEntry | ServiceError]:
         """Group commit: post up to :data:`MAX_WRITE_BATCH` entries in one transaction.
 
         Each gets the answer it would get alone, in order (a refusal in its place).
+        ``audits``: each entry's audit record (or None), appended in the same transaction
+        with the entry's status and outcome.
         """
 
     def post_bulk(

@@ -4,18 +4,48 @@ from __future__ import annotations
 
 import json
 from collections.abc import Sequence
+from dataclasses import replace
 from typing import Any, Final
 
+from birdbalance.errors import ServiceError
 from birdbalance.ids import utc_timestamp
-from birdbalance.records import AuditRecord, Page
+from birdbalance.records import AuditRecord, Idempotency, NewEntry, Page, PostedEntry
 
-from .moves import LedgerMoves
+from .base import Connection
+from .moves import EntryBatch, LedgerMoves
 
 #: Largest page of the audit log.
 MAX_AUDIT_PAGE: Final = 500
 
 
 _AUDIT_SQL: Final = "SELECT seq, at, actor, action, target, address, status, detail FROM audit_log"
+_INSERT_AUDIT_SQL: Final = (
+    "INSERT INTO audit_log (at, actor, action, target, address, status, detail)"
+    " VALUES (?, ?, ?, ?, ?, ?, ?)"
+)
+
+
+def entry_audit(record: AuditRecord, result: PostedEntry | ServiceError) -> AuditRecord:
+    """An entry request's audit record, completed with the answer its entry got: the
+    status, and ``outcome`` (``posted``, ``replayed``, ``refused`` or ``failed``)."""
+    if isinstance(result, ServiceError):
+        status = result.status_code
+        outcome = "failed" if status >= 500 else "refused"
+    else:
+        status, outcome = 201, "replayed" if result.replayed else "posted"
+    return replace(record, status=status, detail={**record.detail, "outcome": outcome})
+
+
+def _audit_row(record: AuditRecord, now: str) -> tuple[Any, ...]:
+    return (
+        record.at or now,
+        record.actor,
+        record.action,
+        record.target,
+        record.address,
+        record.status,
+        json.dumps(record.detail, separators=(",", ":"), sort_keys=True),
+    )
 
 
 def _audit_from_row(row: Any) -> AuditRecord:
@@ -38,23 +68,37 @@ class AuditStore(LedgerMoves):
         """Append ``records``; each keeps its ``at`` (when it happened) when it has one."""
         now = utc_timestamp()
         with self._write() as conn:
-            self._execute_many(
+            self._execute_many(conn, _INSERT_AUDIT_SQL, [_audit_row(r, now) for r in records])
+
+    def append_entries(
+        self,
+        batch: Sequence[tuple[NewEntry, Idempotency]],
+        audits: Sequence[AuditRecord | None] | None = None,
+    ) -> list[PostedEntry | ServiceError]:
+        """:meth:`LedgerMoves.append_entries`, and with ``audits`` (one per entry, or
+        None) each entry's audit record in the same transaction, completed with its
+        answer by :func:`entry_audit`: an entry and its record commit together or not at
+        all, and the log costs no commit of its own."""
+        if audits is None:
+            return super().append_entries(batch)
+        assert len(audits) == len(batch)
+        now = utc_timestamp()
+        with self._batch_write() as conn:
+            results = EntryBatch(self, conn, now).post(batch)
+            self._insert_audit(
                 conn,
-                "INSERT INTO audit_log (at, actor, action, target, address, status, detail)"
-                " VALUES (?, ?, ?, ?, ?, ?, ?)",
                 [
-                    (
-                        r.at or now,
-                        r.actor,
-                        r.action,
-                        r.target,
-                        r.address,
-                        r.status,
-                        json.dumps(r.detail, separators=(",", ":"), sort_keys=True),
-                    )
-                    for r in records
+                    entry_audit(record, result)
+                    for record, result in zip(audits, results, strict=True)
+                    if record is not None
                 ],
+                now,
             )
+            return results
+
+    def _insert_audit(self, conn: Connection, records: Sequence[AuditRecord], now: str) -> None:
+        if records:
+            self._execute_many(conn, _INSERT_AUDIT_SQL, [_audit_row(r, now) for r in records])
 
     def list_audit(
         self, cursor: int | None, limit: int, actor: str | None, action: str | None
