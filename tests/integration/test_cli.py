@@ -3,9 +3,12 @@
 from __future__ import annotations
 
 import json
+import sqlite3
 import time
 from pathlib import Path
+from typing import Any
 
+import psycopg
 import pytest
 
 from tests.databases import LATEST, MIGRATIONS, raw_execute, sqlite_url
@@ -150,6 +153,29 @@ def test_migrate_and_out_of_date_schema(db_url: str) -> None:
     raw_execute(db_url, "INSERT INTO schema_migrations VALUES (99, 'future', '2030-01-01')")
     result = cli("accounts", "list", db_url=db_url)
     assert result.returncode == 1 and "newer than this birdbalance" in result.stderr
+
+
+def test_a_no_op_migrate_takes_no_write_lock(db_url: str) -> None:
+    """On a schema already up to date, ``migrate`` only reads: it answers at once while
+    another process holds the write lock (SQLite) or the migration lock (PostgreSQL),
+    where it used to wait for it (and on SQLite, make writes wait for its checks)."""
+    assert cli("migrate", db_url=db_url).returncode == 0
+    if db_url.startswith("sqlite:"):
+        holder: Any = sqlite3.connect(db_url.removeprefix("sqlite:///"), isolation_level=None)
+        holder.execute("BEGIN IMMEDIATE")
+    else:
+        holder = psycopg.connect(db_url)
+        holder.execute("SELECT pg_advisory_xact_lock(%s, %s)", (0x62697264, 1))
+    try:
+        started = time.monotonic()
+        result = cli("migrate", db_url=db_url)
+        elapsed_s = time.monotonic() - started
+    finally:
+        holder.rollback() if not db_url.startswith("sqlite:") else holder.execute("ROLLBACK")
+        holder.close()
+    assert result.returncode == 0, result.stderr
+    assert f"up to date (version {LATEST})" in result.stdout
+    assert elapsed_s < 3, elapsed_s  # SQLite's busy timeout is 5 s; PostgreSQL would hang
 
 
 def test_serve_refuses_an_out_of_date_schema_and_names_the_fix(db_url: str, tmp_path: Path) -> None:

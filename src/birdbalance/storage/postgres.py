@@ -406,8 +406,12 @@ class PostgresStore(SQLStore):
     def migrate(self, target: int | None = None) -> list[str]:
         """Apply pending migrations (up to ``target``) in one transaction.
 
-        An advisory lock makes nodes that start together apply them once.
+        An advisory lock makes nodes that start together apply them once. A schema
+        already up to date is only read: a no-op ``migrate`` takes no lock.
         """
+        with self._read() as conn:
+            if not pending_migrations(self.engine, self._current_version(conn), target):
+                return []
         applied = []
         with self._write() as conn:
             conn.execute("SELECT pg_advisory_xact_lock(%s, %s)", _MIGRATION_LOCK)

@@ -302,7 +302,14 @@ class SQLiteStore(SQLStore):
         )
 
     def migrate(self, target: int | None = None) -> list[str]:
-        """Apply pending migrations (up to ``target``) in one transaction."""
+        """Apply pending migrations (up to ``target``) in one transaction.
+
+        A schema already up to date is read, never locked: a no-op ``migrate`` on a
+        serving database takes no write lock (so no write waits on it) and checks
+        nothing it did not change.
+        """
+        if not pending_migrations(self.engine, self._current_version(self._conn()), target):
+            return []
         applied = []
         with self._write() as conn:
             conn.execute(
