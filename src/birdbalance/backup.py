@@ -39,7 +39,7 @@ def check_copy(path: Path) -> tuple[int, int, int]:
         probe.close()
     if result != [("ok",)]:
         raise BackupError(f"{path} fails its integrity check: {result[:3]}")
-    store = SQLiteStore(path)
+    store = SQLiteStore(path, read_only=True)  # the copy stays as it is
     try:
         current, latest = store.schema_version()
         if not 1 <= current <= latest:

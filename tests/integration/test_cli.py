@@ -237,6 +237,7 @@ def test_backup_and_restore(engine: str, db_url: str, tmp_path: Path) -> None:
     assert "backed up 1 accounts and 1 entries" in result.stdout and copy.exists()
     again = cli("backup", str(copy), db_url=db_url)
     assert again.returncode == 2 and "--force" in again.stderr
+    backed_up = copy.read_bytes()
     # Restore into a new database, and refuse to overwrite one that has accounts.
     fresh = sqlite_url(tmp_path / "restored.db")
     result = cli("restore", str(copy), db_url=fresh)
@@ -249,6 +250,9 @@ def test_backup_and_restore(engine: str, db_url: str, tmp_path: Path) -> None:
     assert cli("restore", str(copy), "--force", db_url=db_url).returncode == 0
     shown = _json(cli("accounts", "show", aid, "--json", db_url=db_url))
     assert shown["balances"]["live"]["amount"] == "12.5"
+    # Restoring read the backup and left it as it was: same bytes, no -wal or -shm.
+    assert copy.read_bytes() == backed_up
+    assert sorted(p.name for p in tmp_path.glob("copy.db*")) == ["copy.db"]
     garbage = tmp_path / "garbage.db"
     garbage.write_bytes(b"not a database" * 100)
     result = cli("restore", str(garbage), db_url=fresh)

@@ -13,6 +13,7 @@ import mmap
 import os
 import sqlite3
 import threading
+import urllib.parse
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from pathlib import Path
@@ -152,8 +153,18 @@ class SQLiteStore(SQLStore):
             counts[kind] = counts.get(kind, 0) + 1
         return [(kind, sums[kind], counts[kind]) for kind in sums]
 
-    def __init__(self, path: Path, *, synchronous: str = "FULL", busy_timeout_ms: int = 5000):
+    def __init__(
+        self,
+        path: Path,
+        *,
+        synchronous: str = "FULL",
+        busy_timeout_ms: int = 5000,
+        read_only: bool = False,
+    ):
+        """``read_only``: open the file as it is, for reading (a backup being checked):
+        no journal mode set, no ``-wal`` or ``-shm`` made beside a file without them."""
         self.path = path
+        self._read_only = read_only
         self._synchronous = synchronous.upper()
         self._busy_timeout_ms = busy_timeout_ms
         self._local = threading.local()
@@ -169,11 +180,15 @@ class SQLiteStore(SQLStore):
     def _connect(self, path: Path) -> sqlite3.Connection:
         # isolation_level=None: we issue BEGIN/COMMIT ourselves, nothing implicit.
         conn = sqlite3.connect(
-            path,
+            f"file:{urllib.parse.quote(str(path))}?mode=ro" if self._read_only else path,
             isolation_level=None,
             check_same_thread=False,
             timeout=self._busy_timeout_ms / 1000,
+            uri=self._read_only,
         )
+        if self._read_only:
+            conn.execute(f"PRAGMA busy_timeout={int(self._busy_timeout_ms)}")
+            return conn
         conn.execute("PRAGMA journal_mode=WAL")
         conn.execute(f"PRAGMA synchronous={self._synchronous}")
         conn.execute("PRAGMA foreign_keys=ON")
@@ -183,7 +198,8 @@ class SQLiteStore(SQLStore):
     def _conn(self) -> sqlite3.Connection:
         conn: sqlite3.Connection | None = getattr(self._local, "conn", None)
         if conn is None:
-            self.path.parent.mkdir(parents=True, exist_ok=True)
+            if not self._read_only:
+                self.path.parent.mkdir(parents=True, exist_ok=True)
             conn = self._connect(self.path)
             self._local.conn = conn
             with self._lock:
