@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import sqlite3
 from collections.abc import Iterator
 from dataclasses import replace
 
@@ -13,6 +14,7 @@ from birdbalance.ledger import EntryKind, Mode, Payment
 from birdbalance.records import DayTotal, EntryFilter, Idempotency, NewAccount, NewEntry, NewKey
 from birdbalance.settings import Settings
 from birdbalance.storage import Store, open_store
+from birdbalance.storage.accounts import account_page_sql
 from tests.databases import MIGRATIONS, REFUSED, raw_execute
 
 TEST_SECRET = b"s" * 32
@@ -745,3 +747,21 @@ def test_every_entry_filter_is_an_index_range_in_seq_order(store: Store, databas
         assert index in plan, (name, plan)
         for bad in ("SCAN entries", "TEMP B-TREE", "Seq Scan", "Sort"):
             assert bad not in plan, (name, plan)
+
+
+def test_an_account_id_searched_for_is_one_index_seek(store: Store, database_url: str) -> None:
+    """``search`` with an account id finds that account alone (not by scanning every
+    name); any other text matches part of a name, whatever its case."""
+    ids = [
+        store.create_account(NewAccount(name, Payment.PREPAID, "EUR", 6, None, {}), None).id
+        for name in ("Alpha Ltd", "beta", "Alphabet")
+    ]
+    assert [a.id for a in store.list_accounts(None, 50, ids[1]).items] == [ids[1]]
+    assert [a.id for a in store.list_accounts(None, 50, "ALPHA").items] == [ids[0], ids[2]]
+    assert store.list_accounts(None, 50, "acc_" + "0" * 26).items == []
+    if database_url.startswith("sqlite:"):
+        sql, args = account_page_sql(None, 50, ids[1])
+        conn = sqlite3.connect(database_url.removeprefix("sqlite:///"))
+        plan = " / ".join(row[3] for row in conn.execute("EXPLAIN QUERY PLAN " + sql, args))
+        conn.close()
+        assert "SCAN a" not in plan and "SEARCH a USING INDEX" in plan, plan

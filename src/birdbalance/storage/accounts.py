@@ -2,7 +2,8 @@
 
 from __future__ import annotations
 
-from typing import Any
+import re
+from typing import Any, Final
 
 from birdbalance.ids import new_id, utc_timestamp
 from birdbalance.ledger import Mode
@@ -10,6 +11,28 @@ from birdbalance.records import Account, Idempotency, NewAccount, Page
 
 from .base import ACCOUNT_SQL, account_from_row, dumps
 from .moves import LedgerMoves
+
+#: An account id, as ``search`` takes it: that account alone, by one index seek.
+_ACCOUNT_ID: Final = re.compile(r"acc_[0-9A-Z]{26}")
+
+
+def account_page_sql(cursor: str | None, limit: int, search: str | None) -> tuple[str, list[Any]]:
+    """The query of one page of accounts (one more row than ``limit``: is there a next?).
+
+    Keyset-paged by id. ``search``: an account id matches that account alone (an index
+    seek); any other text matches part of the name, whatever its case.
+    """
+    sql = ACCOUNT_SQL + " WHERE a.id > ?"
+    args: list[Any] = [cursor or ""]
+    if search and _ACCOUNT_ID.fullmatch(search):
+        sql += " AND a.id = ?"
+        args.append(search)
+    elif search:
+        escaped = search.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_")
+        # lower() on both sides: SQLite's LIKE ignores ASCII case, PostgreSQL's does not.
+        sql += " AND lower(a.name) LIKE ? ESCAPE '\\'"
+        args.append(f"%{escaped.lower()}%")
+    return sql + " ORDER BY a.id LIMIT ?", [*args, limit + 1]
 
 
 class AccountStore(LedgerMoves):
@@ -51,16 +74,9 @@ class AccountStore(LedgerMoves):
             return self._account(conn, account_id)
 
     def list_accounts(self, cursor: str | None, limit: int, search: str | None) -> Page[Account]:
-        sql = ACCOUNT_SQL + " WHERE a.id > ?"
-        args: list[Any] = [cursor or ""]
-        if search:
-            escaped = search.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_")
-            # lower() on both sides: SQLite's LIKE ignores ASCII case, PostgreSQL's does not.
-            sql += " AND (a.id = ? OR lower(a.name) LIKE ? ESCAPE '\\')"
-            args += [search, f"%{escaped.lower()}%"]
-        sql += " ORDER BY a.id LIMIT ?"
+        sql, args = account_page_sql(cursor, limit, search)
         with self._read() as conn:
-            rows = self._execute(conn, sql, [*args, limit + 1]).fetchall()
+            rows = self._execute(conn, sql, args).fetchall()
         items = [account_from_row(r) for r in rows[:limit]]
         return Page(items, items[-1].id if len(rows) > limit else None)
 
