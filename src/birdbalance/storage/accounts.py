@@ -22,8 +22,11 @@ def account_page_sql(cursor: str | None, limit: int, search: str | None) -> tupl
     Keyset-paged by id. ``search``: an account id matches that account alone (an index
     seek); any other text matches part of the name, whatever its case.
     """
-    sql = ACCOUNT_SQL + " WHERE a.id > ?"
-    args: list[Any] = [cursor or ""]
+    # The cursor bounds both ledgers' rows too: PostgreSQL merge-joins them, and without
+    # it reads every ledger before the cursor (a page deep in a million accounts cost
+    # in proportion to its depth).
+    sql = ACCOUNT_SQL + " WHERE a.id > ? AND l.account_id > ? AND t.account_id > ?"
+    args: list[Any] = [cursor or ""] * 3
     if search and _ACCOUNT_ID.fullmatch(search):
         sql += " AND a.id = ?"
         args.append(search)
