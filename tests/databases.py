@@ -144,6 +144,44 @@ def raw_execute(database_url: str, sql: str) -> None:
         pg.execute(sql.encode("utf-8"))
 
 
+def fill_accounts(database_url: str, count: int) -> None:
+    """``count`` prepaid accounts ``acc_000…1`` onwards, named ``Customer <n>``, each with
+    its two ledgers, written straight into the database (a statement per table)."""
+    if database_url.startswith("sqlite:"):
+        import sqlite3
+
+        conn = sqlite3.connect(database_url.removeprefix("sqlite:///"))
+        try:
+            conn.execute(
+                "WITH RECURSIVE n(i) AS (SELECT 1 UNION ALL SELECT i + 1 FROM n WHERE i < ?)"
+                " INSERT INTO accounts (id, name, payment, asset, scale, metadata, created_at)"
+                " SELECT printf('acc_%026d', i), 'Customer ' || i, 'prepaid', 'EUR', 6, '{}',"
+                " '2026-01-01T00:00:00.000000Z' FROM n",
+                (count,),
+            )
+            conn.execute(
+                "INSERT INTO balances (account_id, mode, balance_minor, seq)"
+                " SELECT id, m.mode, 0, 0 FROM accounts, (SELECT 'live' AS mode UNION ALL"
+                " SELECT 'test') AS m WHERE id LIKE 'acc_000%'"
+            )
+            conn.commit()
+        finally:
+            conn.close()
+        return
+    with psycopg.connect(database_url, autocommit=True) as pg:
+        pg.execute(
+            "INSERT INTO accounts (id, name, payment, asset, scale, metadata, created_at)"
+            " SELECT 'acc_' || lpad(i::text, 26, '0'), 'Customer ' || i, 'prepaid', 'EUR', 6,"
+            " '{}', '2026-01-01T00:00:00Z' FROM generate_series(1, %s) AS i",
+            (count,),
+        )
+        pg.execute(
+            "INSERT INTO balances (account_id, mode, balance_minor, seq)"
+            " SELECT id, m.mode, 0, 0 FROM accounts, (VALUES ('live'), ('test')) AS m(mode)"
+            " WHERE id LIKE 'acc_000%%'"
+        )
+
+
 #: What :func:`raw_execute` raises when a trigger refuses the statement.
 REFUSED = (psycopg.errors.RaiseException, __import__("sqlite3").IntegrityError)
 

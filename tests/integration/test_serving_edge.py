@@ -27,6 +27,7 @@ import httpx
 import psycopg
 import pytest
 
+from tests.databases import fill_accounts
 from tests.servers import Admin, Server, cli
 
 IDLE_CONNECTIONS = 1500
@@ -140,22 +141,12 @@ def test_an_address_holding_1500_idle_connections_does_not_stop_balance(
 
 def _fill(database_url: str, accounts: int, audit_rows: int) -> None:
     """Accounts (with their ledgers) and audit rows, written straight into the database."""
+    fill_accounts(database_url, accounts)
     if database_url.startswith("sqlite:"):
         conn = sqlite3.connect(database_url.removeprefix("sqlite:///"))
-        series = "WITH RECURSIVE n(i) AS (SELECT 1 UNION ALL SELECT i + 1 FROM n WHERE i < ?)"
         conn.execute(
-            series + " INSERT INTO accounts (id, name, payment, asset, scale, metadata,"
-            " created_at) SELECT printf('acc_%026d', i), 'Customer ' || i, 'prepaid', 'EUR', 6,"
-            " '{}', '2026-01-01T00:00:00.000000Z' FROM n",
-            (accounts,),
-        )
-        conn.execute(
-            "INSERT INTO balances (account_id, mode, balance_minor, seq)"
-            " SELECT id, m.mode, 0, 0 FROM accounts, (SELECT 'live' AS mode UNION ALL"
-            " SELECT 'test') AS m WHERE id LIKE 'acc_000%'"
-        )
-        conn.execute(
-            series + " INSERT INTO audit_log (at, actor, action, target, address, status,"
+            "WITH RECURSIVE n(i) AS (SELECT 1 UNION ALL SELECT i + 1 FROM n WHERE i < ?)"
+            " INSERT INTO audit_log (at, actor, action, target, address, status,"
             " detail) SELECT '2026-01-01T00:00:00.000000Z', 'tok_' || (i % 50),"
             " 'POST /v1/accounts', '/v1/accounts', '127.0.0.1', 201, '{}' FROM n",
             (audit_rows,),
@@ -164,17 +155,6 @@ def _fill(database_url: str, accounts: int, audit_rows: int) -> None:
         conn.close()
         return
     with psycopg.connect(database_url, autocommit=True) as pg:
-        pg.execute(
-            "INSERT INTO accounts (id, name, payment, asset, scale, metadata, created_at)"
-            " SELECT 'acc_' || lpad(i::text, 26, '0'), 'Customer ' || i, 'prepaid', 'EUR', 6,"
-            " '{}', '2026-01-01T00:00:00Z' FROM generate_series(1, %s) AS i",
-            (accounts,),
-        )
-        pg.execute(
-            "INSERT INTO balances (account_id, mode, balance_minor, seq)"
-            " SELECT id, m.mode, 0, 0 FROM accounts, (VALUES ('live'), ('test')) AS m(mode)"
-            " WHERE id LIKE 'acc_000%%'"
-        )
         pg.execute(
             "INSERT INTO audit_log (at, actor, action, target, address, status, detail)"
             " SELECT '2026-01-01T00:00:00Z', 'tok_' || (i %% 50), 'POST /v1/accounts',"

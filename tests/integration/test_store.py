@@ -16,7 +16,7 @@ from birdbalance.records import DayTotal, EntryFilter, Idempotency, NewAccount, 
 from birdbalance.settings import Settings
 from birdbalance.storage import Store, open_store
 from birdbalance.storage.accounts import account_page_sql
-from tests.databases import MIGRATIONS, REFUSED, raw_execute
+from tests.databases import MIGRATIONS, REFUSED, fill_accounts, raw_execute
 
 TEST_SECRET = b"s" * 32
 
@@ -781,17 +781,8 @@ def test_an_account_page_deep_in_the_list_reads_one_page(store: Store, database_
         conn.close()
         assert "SCAN" not in plan, plan
         return
+    fill_accounts(database_url, accounts)
     with psycopg.connect(database_url, autocommit=True) as pg:
-        pg.execute(
-            "INSERT INTO accounts (id, name, payment, asset, scale, metadata, created_at)"
-            " SELECT 'acc_' || lpad(i::text, 26, '0'), 'Customer ' || i, 'prepaid', 'EUR', 6,"
-            " '{}', '2026-01-01T00:00:00Z' FROM generate_series(1, %s) AS i",
-            (accounts,),
-        )
-        pg.execute(
-            "INSERT INTO balances (account_id, mode, balance_minor, seq)"
-            " SELECT id, m.mode, 0, 0 FROM accounts, (VALUES ('live'), ('test')) AS m(mode)"
-        )
         pg.execute("ANALYZE")
         deep = "acc_" + f"{accounts * 3 // 4:026d}"
         sql, args = account_page_sql(deep, 50, None)
