@@ -34,13 +34,13 @@ from birdbalance import call_deadline
 from birdbalance.client import (
     _acall,
     _Answer,
+    _aread,
     _call,
-    _check_encoding,
     _decode,
     _error_for,
     _Options,
     _options,
-    _take,
+    _read,
 )
 from birdbalance.errors import ResponseError
 from birdbalance.shapes import BulkAnswer
@@ -128,11 +128,7 @@ class AdminClient:
                     "POST", "/v1/bulk", content=body, headers=headers, timeout=remaining_s
                 ) as response,
             ):
-                _check_encoding(response)
-                answer = bytearray()
-                for chunk in response.iter_bytes():
-                    _take(answer, chunk, response, deadline, MAX_ANSWER_BYTES)
-                return _Answer(response.status_code, bytes(answer))
+                return _read(response, deadline, MAX_ANSWER_BYTES)
 
         return _call(self._options, send, _bulk_answer)
 
@@ -190,11 +186,7 @@ class AsyncAdminClient:
             async with self._http.stream(
                 "POST", "/v1/bulk", content=body, headers=headers, timeout=remaining_s
             ) as response:
-                _check_encoding(response)
-                answer = bytearray()
-                async for chunk in response.aiter_bytes():
-                    _take(answer, chunk, response, deadline, MAX_ANSWER_BYTES)
-                return _Answer(response.status_code, bytes(answer))
+                return await _aread(response, deadline, MAX_ANSWER_BYTES)
 
         return await _acall(self._options, send, _bulk_answer)
 

@@ -316,11 +316,7 @@ class Client:
             call_deadline.until(deadline),
             self._http.stream("GET", "/balance", timeout=remaining_s) as response,
         ):
-            _check_encoding(response)
-            body = bytearray()
-            for chunk in response.iter_bytes():
-                _take(body, chunk, response, deadline)
-            return _Answer(response.status_code, bytes(body))
+            return _read(response, deadline)
 
     def close(self) -> None:
         self._http.close()
@@ -370,11 +366,7 @@ class AsyncClient:
 
     async def _get(self, remaining_s: float, deadline: float) -> _Answer:
         async with self._http.stream("GET", "/balance", timeout=remaining_s) as response:
-            _check_encoding(response)
-            body = bytearray()
-            async for chunk in response.aiter_bytes():
-                _take(body, chunk, response, deadline)
-            return _Answer(response.status_code, bytes(body))
+            return await _aread(response, deadline)
 
     async def aclose(self) -> None:
         await self._http.aclose()
@@ -423,6 +415,27 @@ def _take(
         raise ResponseError(f"the answer is longer than {max_bytes} bytes", response.status_code)
     if time.monotonic() > deadline:
         raise Timeout("the answer did not finish arriving within the timeout")
+
+
+def _read(response: httpx.Response, deadline: float, max_bytes: int = MAX_BODY_BYTES) -> _Answer:
+    """A streamed answer, read whole within the call's bounds (uncompressed, at most
+    ``max_bytes``, by ``deadline``)."""
+    _check_encoding(response)
+    body = bytearray()
+    for chunk in response.iter_bytes():
+        _take(body, chunk, response, deadline, max_bytes)
+    return _Answer(response.status_code, bytes(body))
+
+
+async def _aread(
+    response: httpx.Response, deadline: float, max_bytes: int = MAX_BODY_BYTES
+) -> _Answer:
+    """:func:`_read`, for an async client's streamed answer."""
+    _check_encoding(response)
+    body = bytearray()
+    async for chunk in response.aiter_bytes():
+        _take(body, chunk, response, deadline, max_bytes)
+    return _Answer(response.status_code, bytes(body))
 
 
 def _transport_error(exc: httpx.TransportError) -> TransportError:
