@@ -8,9 +8,9 @@ import click
 
 from birdbalance.cli.base import Audited, limit_option, reported_errors, store_of
 from birdbalance.cli.output import (
-    note,
     output_option,
     print_json,
+    print_page,
     print_pairs,
     print_table,
 )
@@ -83,12 +83,7 @@ def accounts_list(
     """List accounts, oldest first."""
     with store_of(ctx) as store, reported_errors():
         page = render(Service(store).list_accounts(cursor=cursor, limit=str(limit), search=search))
-    if as_json:
-        print_json(page)
-        return
-    print_table(_ACCOUNT_HEADERS, [_account_row(a) for a in page["data"]])
-    if page["next_cursor"]:
-        note(f"more: --cursor {page['next_cursor']}")
+    print_page(page, as_json, _ACCOUNT_HEADERS, _account_row)
 
 
 @accounts.command("show")

@@ -11,6 +11,7 @@ from birdbalance.cli.output import (
     note,
     output_option,
     print_json,
+    print_page,
     print_table,
 )
 from birdbalance.cli.root import main
@@ -137,6 +138,22 @@ def events() -> None:
     """The outbox: balance.low, balance.recovered, balance.depleted, credit_limit.reached."""
 
 
+_EVENT_HEADERS = ["id", "type", "account", "mode", "available", "threshold", "at"]
+
+
+def _event_row(e: dict[str, Any]) -> list[Any]:
+    data = e["data"]
+    return [
+        e["id"],
+        e["type"],
+        data["account_id"],
+        data["mode"],
+        data["available"],
+        data.get("threshold"),
+        e["created_at"],
+    ]
+
+
 @events.command("list")
 @click.option("--account", "account_id", help="Only this account's events.")
 @limit_option
@@ -151,24 +168,7 @@ def events_list(
         page = render(
             Service(store).list_events(account_id=account_id, cursor=cursor, limit=str(limit))
         )
-    if as_json:
-        print_json(page)
-        return
-    rows = [
-        [
-            e["id"],
-            e["type"],
-            e["data"]["account_id"],
-            e["data"]["mode"],
-            e["data"]["available"],
-            e["data"].get("threshold"),
-            e["created_at"],
-        ]
-        for e in page["data"]
-    ]
-    print_table(["id", "type", "account", "mode", "available", "threshold", "at"], rows)
-    if page["next_cursor"]:
-        note(f"more: --cursor {page['next_cursor']}")
+    print_page(page, as_json, _EVENT_HEADERS, _event_row)
 
 
 @main.group()
@@ -284,12 +284,7 @@ def deliveries_list(
                 status=status, webhook_id=webhook_id, cursor=cursor, limit=str(limit)
             )
         )
-    if as_json:
-        print_json(page)
-        return
-    print_table(_DELIVERY_HEADERS, [_delivery_row(d) for d in page["data"]])
-    if page["next_cursor"]:
-        note(f"more: --cursor {page['next_cursor']}")
+    print_page(page, as_json, _DELIVERY_HEADERS, _delivery_row)
 
 
 @deliveries.command("redeliver", cls=Audited)

@@ -24,6 +24,7 @@ from birdbalance.cli.output import (
     output_mode,
     output_option,
     print_json,
+    print_page,
     print_pairs,
     print_table,
     progress,
@@ -204,12 +205,7 @@ def history(
                 reference=reference,
             )
         )
-    if as_json:
-        print_json(page)
-        return
-    print_table(_ENTRY_HEADERS, [_entry_row(e) for e in page["data"]])
-    if page["next_cursor"]:
-        note(f"more: --cursor {page['next_cursor']}")
+    print_page(page, as_json, _ENTRY_HEADERS, _entry_row)
 
 
 @main.command("balance-at")
@@ -424,12 +420,7 @@ def holds_list(
                 limit=str(limit),
             )
         )
-    if as_json:
-        print_json(page)
-        return
-    print_table(_HOLD_HEADERS, [_hold_row(h) for h in page["data"]])
-    if page["next_cursor"]:
-        note(f"more: --cursor {page['next_cursor']}")
+    print_page(page, as_json, _HOLD_HEADERS, _hold_row)
 
 
 @holds.command("expire", cls=Audited)

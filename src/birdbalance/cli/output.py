@@ -98,6 +98,22 @@ def _rich_table(headers: Sequence[str], cells: Sequence[Sequence[str]]) -> None:
     Console().print(table)
 
 
+def print_page(
+    page: dict[str, Any],
+    as_json: bool,
+    headers: Sequence[str],
+    row: Callable[[dict[str, Any]], Sequence[Any]],
+) -> None:
+    """A page of a listing: its JSON, or its items as rows in the chosen format followed
+    by the note that asks for the next page."""
+    if as_json:
+        print_json(page)
+        return
+    print_table(headers, [row(item) for item in page["data"]])
+    if page["next_cursor"]:
+        note(f"more: --cursor {page['next_cursor']}")
+
+
 def print_pairs(value: dict[str, Any]) -> None:
     """One record: ``key  value`` lines, or a CSV header and one row."""
     if output_mode() == "csv":
