@@ -208,7 +208,7 @@ class WriteQueue:
             # The database refused the transaction (unavailable, busy): all share it.
             answers = [(exc, False)] * len(batch)
         except Exception as exc:  # noqa: BLE001 -- isolated below
-            answers = self._isolate(entries, exc)
+            answers = self._isolate(entries, audits, exc)
         assert len(answers) == len(batch)
         _settle([(job, answer, None) for job, answer in zip(batch, answers, strict=True)])
 
@@ -221,24 +221,30 @@ class WriteQueue:
         return [(result, True) for result in self._store.append_entries(entries, audits)]
 
     def _isolate(
-        self, entries: list[tuple[NewEntry, Idempotency]], failure: Exception
+        self,
+        entries: list[tuple[NewEntry, Idempotency]],
+        audits: list[AuditRecord | None],
+        failure: Exception,
     ) -> list[tuple[Any, bool]]:
-        """Answers once a group commit failed unexpectedly: first the same entries
-        without their audit records (a log that cannot be written must not stop the
-        ledger; the audit trail then writes them, retried), then each entry alone."""
+        """Answers once a group commit failed unexpectedly: first, if it carried audit
+        records, the same entries without them (a log that cannot be written must not
+        stop the ledger; the audit trail then writes them, retried), then each entry
+        alone."""
         logger.warning("a group commit of %d failed (%r); trying again", len(entries), failure)
-        nobody: list[AuditRecord | None] = [None]
-        try:
-            return self._append(entries, nobody * len(entries))
-        except ServiceError as exc:
-            return [(exc, False)] * len(entries)
-        except Exception as exc:  # noqa: BLE001 -- isolate it to the entry that causes it
-            if len(entries) == 1:
-                return [(exc, False)]
+        nobody: list[AuditRecord | None] = [None] * len(entries)
+        if audits != nobody:
+            try:
+                return self._append(entries, nobody)
+            except ServiceError as exc:
+                return [(exc, False)] * len(entries)
+            except Exception as exc:  # noqa: BLE001 -- isolated below
+                failure = exc
+        if len(entries) == 1:
+            return [(failure, False)]
         answers: list[tuple[Any, bool]] = []
         for entry in entries:
             try:
-                answers += self._append([entry], nobody)
+                answers += self._append([entry], [None])
             except Exception as exc:  # noqa: BLE001 -- becomes this entry's answer
                 answers.append((exc, False))
         return answers
