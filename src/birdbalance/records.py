@@ -183,6 +183,14 @@ class PostedEntry:
     replayed: bool
 
 
+def entry_outcome(answer: PostedEntry | ServiceError) -> tuple[int, str]:
+    """An entry request's status and outcome, as metrics and the audit log name it:
+    ``posted``, ``replayed``, ``refused`` (4xx) or ``failed`` (5xx)."""
+    if isinstance(answer, ServiceError):
+        return answer.status_code, "failed" if answer.status_code >= 500 else "refused"
+    return 201, "replayed" if answer.replayed else "posted"
+
+
 @dataclass(frozen=True, slots=True)
 class NewAccount:
     name: str | None

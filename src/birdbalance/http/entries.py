@@ -26,7 +26,7 @@ from birdbalance.errors import (
 )
 from birdbalance.ledger import EntryKind
 from birdbalance.metrics import Metrics
-from birdbalance.records import AuditRecord, PostedEntry
+from birdbalance.records import AuditRecord, PostedEntry, entry_outcome
 from birdbalance.representations import posted_bytes
 from birdbalance.runtime.writes import WriteQueue
 from birdbalance.service import Service
@@ -117,19 +117,18 @@ class EntryEndpoint:
             posted, audited = await self._post(scope, receive, account_id, kind, record)
             if isinstance(posted, Exception):
                 raise posted
-            status, body = 201, posted_bytes(posted)
-            outcome = "replayed" if posted.replayed else "posted"
+            (status, outcome), body = entry_outcome(posted), posted_bytes(posted)
         except ServiceError as exc:
             if exc.status_code >= 500:
                 logger.error("POST %s failed: %s", scope["path"][:200], exc.description)
-            status, body = exc.status_code, error_bytes(exc)
+            (status, outcome), body = entry_outcome(exc), error_bytes(exc)
             if isinstance(exc, TooManyRequests | ServiceUnavailable):
                 retry_after = str(exc.retry_after_s).encode("ascii")
-            outcome = "failed" if exc.status_code >= 500 else "refused"
         except Exception:
             # The traceback goes to the server log, never to the client.
             logger.exception("POST %s failed", scope["path"][:200])
-            status, body, outcome = 500, error_bytes(InternalError()), "failed"
+            internal = InternalError()
+            (status, outcome), body = entry_outcome(internal), error_bytes(internal)
         if self._metrics is not None:
             self._metrics.entries.inc(kind.value, outcome)
         if actor is not None and not audited:

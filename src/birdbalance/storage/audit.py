@@ -9,7 +9,14 @@ from typing import Any, Final
 
 from birdbalance.errors import ServiceError
 from birdbalance.ids import utc_timestamp
-from birdbalance.records import AuditRecord, Idempotency, NewEntry, Page, PostedEntry
+from birdbalance.records import (
+    AuditRecord,
+    Idempotency,
+    NewEntry,
+    Page,
+    PostedEntry,
+    entry_outcome,
+)
 
 from .base import Connection
 from .moves import EntryBatch, LedgerMoves
@@ -28,11 +35,7 @@ _INSERT_AUDIT_SQL: Final = (
 def entry_audit(record: AuditRecord, result: PostedEntry | ServiceError) -> AuditRecord:
     """An entry request's audit record, completed with the answer its entry got: the
     status, and ``outcome`` (``posted``, ``replayed``, ``refused`` or ``failed``)."""
-    if isinstance(result, ServiceError):
-        status = result.status_code
-        outcome = "failed" if status >= 500 else "refused"
-    else:
-        status, outcome = 201, "replayed" if result.replayed else "posted"
+    status, outcome = entry_outcome(result)
     return replace(record, status=status, detail={**record.detail, "outcome": outcome})
 
 
