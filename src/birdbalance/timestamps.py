@@ -117,7 +117,7 @@ _last_second: tuple[int, str] = (-1, "")
 def now_text() -> str:
     """Now, by the process's :class:`SteadyClock`, in the stored form.
 
-    The same text as ``format_timestamp(now())`` in a sixth of its time: every write
+    The same text as ``format_timestamp(now())`` in a third of its time: every write
     stamps several rows, and the date and time of day change once a second.
     """
     global _last_second
