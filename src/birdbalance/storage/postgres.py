@@ -37,6 +37,7 @@ from birdbalance.timestamps import (
 )
 
 from .base import DELIVERIES_CHANNEL, Connection
+from .commit_watch import CommitWatch, watch_warnings
 from .credentials import LOOKUP_COLUMNS, LOOKUP_FROM, LOOKUP_UNEXPIRED, balance_view
 from .postgres_listen import DeliveryListener
 from .schema import pending_migrations
@@ -69,6 +70,7 @@ class _JSONTextLoader(Loader):
 def _configure(conn: psycopg.Connection[Any]) -> None:
     conn.adapters.register_loader("timestamptz", _TimestampLoader)
     conn.adapters.register_loader("jsonb", _JSONTextLoader)
+    watch_warnings(conn)
 
 
 @lru_cache(maxsize=512)
@@ -258,6 +260,9 @@ class PostgresStore(SQLStore):
         self._clock_due = 0.0  # time.monotonic() of the next reading of the database's clock
         self._clock_lock = threading.Lock()
         self._clock_off = False
+        # A write's statements are each bounded by statement_timeout, but its COMMIT's
+        # wait for a synchronous standby is not: this bounds the whole transaction.
+        self._commits = CommitWatch(deadline_s=2 * statement_timeout_ms / 1000)
 
     def balance_lookups(self) -> CoalescedLookups:
         """Coalesced async lookups for ``GET /balance``; make them on the serving loop."""
@@ -328,7 +333,11 @@ class PostgresStore(SQLStore):
 
     @contextmanager
     def _write(self, *, rollback: bool = False) -> Iterator[psycopg.Connection[Any]]:
-        with self._connection() as conn, conn.transaction(force_rollback=rollback):
+        with (
+            self._connection() as conn,
+            self._commits.write(conn),
+            conn.transaction(force_rollback=rollback),
+        ):
             yield conn
 
     @contextmanager
@@ -340,7 +349,11 @@ class PostgresStore(SQLStore):
         # pipeline on entry and on exit, two more round trips. If a statement fails, the
         # pipeline skips the rest (COMMIT too) and the pool's connection block rolls the
         # transaction back as the error leaves it.
-        with self._connection() as conn, conn.pipeline() as pipeline:
+        with (
+            self._connection() as conn,
+            self._commits.write(conn),
+            conn.pipeline() as pipeline,
+        ):
             self._pipelines[conn] = pipeline
             try:
                 conn.execute("BEGIN")
@@ -384,6 +397,7 @@ class PostgresStore(SQLStore):
 
     def close(self) -> None:
         with self._open_lock:
+            self._commits.close()
             if self._opened:
                 self._pool.close(timeout=5)
                 self._opened = False
@@ -413,7 +427,8 @@ class PostgresStore(SQLStore):
             if not pending_migrations(self.engine, self._current_version(conn), target):
                 return []
         applied = []
-        with self._write() as conn:
+        # Not a watched _write: a migration may rightly outlast a request's deadline.
+        with self._connection() as conn, conn.transaction():
             conn.execute("SELECT pg_advisory_xact_lock(%s, %s)", _MIGRATION_LOCK)
             conn.execute(
                 "CREATE TABLE IF NOT EXISTS schema_migrations (version INTEGER PRIMARY KEY,"
