@@ -4,7 +4,9 @@
 even while servers write), writes it to a temporary file beside the target and renames
 it into place only after ``PRAGMA integrity_check`` and a full ledger ``verify`` of the
 copy pass. ``restore`` runs the same checks on the backup before it touches the
-database, then migrates and verifies the result. PostgreSQL has its own tools
+database (opened read-only: the backup keeps its bytes), copies it, and migrates the
+result, verifying it again only if a migration changed it. Each stage reports its
+progress to a :data:`Progress` callback. PostgreSQL has its own tools
 (``pg_dump``/``pg_restore``, or base backups with WAL archiving): docs/deploy.md.
 """
 
@@ -12,11 +14,20 @@ from __future__ import annotations
 
 import os
 import sqlite3
+from collections.abc import Callable
 from pathlib import Path
 
 from birdbalance.errors import BackupError
 from birdbalance.settings import Settings
 from birdbalance.storage.sqlite import SQLiteStore, path_from_url
+
+#: Called as a stage advances: (stage, done, total), total 0 when it is not known. The
+#: stages: "copy" (pages), "integrity" (unknown), "verify" (accounts).
+Progress = Callable[[str, int, int], None]
+
+
+def _silent(stage: str, done: int, total: int) -> None:
+    pass
 
 
 def _sqlite_path(settings: Settings) -> Path:
@@ -28,8 +39,9 @@ def _sqlite_path(settings: Settings) -> Path:
     return path_from_url(settings.database_url)
 
 
-def check_copy(path: Path) -> tuple[int, int, int]:
+def check_copy(path: Path, progress: Progress = _silent) -> tuple[int, int, int]:
     """Prove a database file sound: ``(schema version, accounts, entries)`` or raise."""
+    progress("integrity", 0, 0)
     probe = sqlite3.connect(f"file:{path}?mode=ro", uri=True)
     try:
         result = probe.execute("PRAGMA integrity_check").fetchall()
@@ -46,7 +58,8 @@ def check_copy(path: Path) -> tuple[int, int, int]:
             raise BackupError(
                 f"{path} has schema version {current}; this birdbalance reads 1 to {latest}"
             )
-        problems = store.verify() if current == latest else []
+        verifying = lambda done, total: progress("verify", done, total)  # noqa: E731
+        problems = store.verify(verifying) if current == latest else []
         if problems:
             raise BackupError(f"{path} does not verify: {problems[:3]}")
         accounts, entries = store.counts()
@@ -55,7 +68,9 @@ def check_copy(path: Path) -> tuple[int, int, int]:
     return current, accounts, entries
 
 
-def backup_sqlite(settings: Settings, destination: Path, *, overwrite: bool = False) -> str:
+def backup_sqlite(
+    settings: Settings, destination: Path, *, overwrite: bool = False, progress: Progress = _silent
+) -> str:
     """Back the database up to ``destination``; returns a one-line report."""
     source = _sqlite_path(settings)
     if not source.exists():
@@ -68,8 +83,8 @@ def backup_sqlite(settings: Settings, destination: Path, *, overwrite: bool = Fa
     partial.unlink(missing_ok=True)
     store = SQLiteStore(source, synchronous=settings.sqlite_synchronous)
     try:
-        store.backup(partial)
-        version, accounts, entries = check_copy(partial)
+        store.backup(partial, lambda done, total: progress("copy", done, total))
+        version, accounts, entries = check_copy(partial, progress)
         os.replace(partial, destination)
     finally:
         store.close()
@@ -80,13 +95,15 @@ def backup_sqlite(settings: Settings, destination: Path, *, overwrite: bool = Fa
     )
 
 
-def restore_sqlite(settings: Settings, backup: Path, *, replace_data: bool = False) -> str:
+def restore_sqlite(
+    settings: Settings, backup: Path, *, replace_data: bool = False, progress: Progress = _silent
+) -> str:
     """Replace the database's content with ``backup``; returns a one-line report.
 
     Stop the servers first: SQLite cannot tell a serving process that its file changed.
     """
     target_path = _sqlite_path(settings)
-    version, accounts, entries = check_copy(backup)
+    version, accounts, entries = check_copy(backup, progress)
     store = SQLiteStore(target_path, synchronous=settings.sqlite_synchronous)
     try:
         current, _ = store.schema_version()
@@ -97,10 +114,13 @@ def restore_sqlite(settings: Settings, backup: Path, *, replace_data: bool = Fal
                     f"{target_path} already holds {existing} accounts; pass --force to"
                     " replace them with the backup"
                 )
-        store.restore(backup)
+        store.restore(backup, lambda done, total: progress("copy", done, total))
         store.close()
         applied = store.migrate()
-        problems = store.verify()
+        # The copy is the backup page for page, verified above; only a migration changes
+        # what it holds, and then it is verified again.
+        verifying = lambda done, total: progress("verify", done, total)  # noqa: E731
+        problems = store.verify(verifying) if applied else []
     finally:
         store.close()
     if problems:

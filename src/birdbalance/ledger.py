@@ -236,6 +236,54 @@ class EntryFact:
     balance_after_minor: int
 
 
+class LedgerAudit:
+    """Checks one ledger's entries as they stream past, in ``seq`` order, in constant
+    memory; :meth:`finish` compares them with the stored balance. The rules are those of
+    :func:`audit_ledger`."""
+
+    __slots__ = ("_expected_seq", "_last_after", "_prepaid", "_total", "problems")
+
+    def __init__(self, payment: Payment) -> None:
+        self.problems: list[str] = []
+        self._total = 0
+        self._last_after = 0
+        self._expected_seq = 1
+        self._prepaid = payment is Payment.PREPAID
+
+    def add(self, seq: int, amount_minor: int, balance_after_minor: int) -> None:
+        """The next entry of the ledger."""
+        if seq != self._expected_seq:
+            self.problems.append(f"entry seq {seq}: expected seq {self._expected_seq}")
+            self._expected_seq = seq
+        self._total += amount_minor
+        if balance_after_minor != self._last_after + amount_minor:
+            self.problems.append(
+                f"entry seq {seq}: balance_after {balance_after_minor} but the "
+                f"previous balance plus the amount is {self._last_after + amount_minor}"
+            )
+        self._last_after = balance_after_minor
+        if self._prepaid and balance_after_minor < 0:
+            self.problems.append(f"entry seq {seq}: prepaid balance went below zero")
+        self._expected_seq += 1
+
+    def finish(self, stored_balance_minor: int, stored_seq: int) -> list[str]:
+        """Every problem found, once all entries up to ``stored_seq`` were added."""
+        problems = self.problems
+        last_seq = self._expected_seq - 1
+        if last_seq != stored_seq:
+            problems.append(f"stored seq {stored_seq} but the last entry has seq {last_seq}")
+        if self._last_after != stored_balance_minor:
+            problems.append(
+                f"stored balance {stored_balance_minor} but the last entry records"
+                f" {self._last_after}"
+            )
+        if self._total != stored_balance_minor:
+            problems.append(
+                f"stored balance {stored_balance_minor} but the entries sum to {self._total}"
+            )
+        return problems
+
+
 def audit_ledger(
     entries: Iterable[EntryFact], stored_balance_minor: int, stored_seq: int, payment: Payment
 ) -> list[str]:
@@ -246,30 +294,7 @@ def audit_ledger(
     the amount, a prepaid ledger never went below zero, and the last running balance
     (and the sum of amounts) equals the stored balance.
     """
-    problems: list[str] = []
-    total = 0
-    last_after = 0
-    expected_seq = 1
+    audit = LedgerAudit(payment)
     for fact in entries:
-        if fact.seq != expected_seq:
-            problems.append(f"entry seq {fact.seq}: expected seq {expected_seq}")
-            expected_seq = fact.seq
-        total += fact.amount_minor
-        if fact.balance_after_minor != last_after + fact.amount_minor:
-            problems.append(
-                f"entry seq {fact.seq}: balance_after {fact.balance_after_minor} but the "
-                f"previous balance plus the amount is {last_after + fact.amount_minor}"
-            )
-        last_after = fact.balance_after_minor
-        if payment is Payment.PREPAID and fact.balance_after_minor < 0:
-            problems.append(f"entry seq {fact.seq}: prepaid balance went below zero")
-        expected_seq += 1
-    if expected_seq - 1 != stored_seq:
-        problems.append(f"stored seq {stored_seq} but the last entry has seq {expected_seq - 1}")
-    if last_after != stored_balance_minor:
-        problems.append(
-            f"stored balance {stored_balance_minor} but the last entry records {last_after}"
-        )
-    if total != stored_balance_minor:
-        problems.append(f"stored balance {stored_balance_minor} but the entries sum to {total}")
-    return problems
+        audit.add(fact.seq, fact.amount_minor, fact.balance_after_minor)
+    return audit.finish(stored_balance_minor, stored_seq)

@@ -8,7 +8,6 @@ import hashlib
 import itertools
 import json
 import re
-import sys
 import time
 from collections.abc import Iterable, Iterator
 from pathlib import Path
@@ -18,7 +17,7 @@ import click
 
 from birdbalance.bulk_requests import read_operation
 from birdbalance.cli.base import FAILED_STATUS, Audited, CLIError, CLIUsageError, store_of
-from birdbalance.cli.output import output_option, print_json, print_pairs
+from birdbalance.cli.output import ProgressBar, output_option, print_json, print_pairs
 from birdbalance.cli.root import main
 from birdbalance.errors import ServiceError, ServiceUnavailable
 from birdbalance.imports import (
@@ -38,8 +37,6 @@ MAX_BATCH_TRIES: Final = 8
 MAX_PAUSE_S: Final = 10.0
 #: Refused lines named on stderr (all of them are in --json's answer).
 MAX_LINES_SHOWN: Final = 20
-#: Seconds between progress lines when stderr is not a terminal.
-PROGRESS_EVERY_S: Final = 10.0
 
 
 @main.command("import", cls=Audited)
@@ -85,7 +82,7 @@ def import_file(
     refusals: list[dict[str, Any]] = []
     with store_of(ctx) as store, file.open(encoding="utf-8", newline="") as text:
         service = Service(store)
-        progress = _Progress(total, file.name)
+        progress = ProgressBar(file.name, "lines")
         try:
             for to_post, refused_here in batches(
                 _checked(_lines(text, file_format)), batch, MAX_BULK_OPERATIONS
@@ -94,11 +91,11 @@ def import_file(
                     _post(service, to_post, dry_run)
                 for line in sorted([*to_post, *refused_here], key=lambda x: x.number):
                     _count(line, counts, refusals)
-                progress.show(counts["lines"], done=False)
+                progress.show(counts["lines"], total)
         except UnicodeDecodeError as exc:
             raise CLIUsageError(f"{file} is not UTF-8 text ({exc.reason})") from None
         finally:
-            progress.show(counts["lines"], done=True)
+            progress.show(counts["lines"], total, final=True)
         if counts["refused"]:
             ctx.meta[FAILED_STATUS] = 422
     if as_json:
@@ -191,28 +188,3 @@ def _count(line: Line, counts: dict[str, int], refusals: list[dict[str, Any]]) -
 def _count_lines(file: Path) -> int:
     with file.open("rb") as raw:
         return sum(chunk.count(b"\n") for chunk in iter(lambda: raw.read(1 << 20), b""))
-
-
-class _Progress:
-    """A progress bar on a terminal's stderr; elsewhere a line every few seconds."""
-
-    def __init__(self, total: int, name: str) -> None:
-        self._total = max(total, 1)
-        self._name = name
-        self._started = time.monotonic()
-        self._shown_at = self._started
-        self._tty = sys.stderr.isatty()
-
-    def show(self, done_lines: int, *, done: bool) -> None:
-        now = time.monotonic()
-        if not done and not self._tty and now - self._shown_at < PROGRESS_EVERY_S:
-            return
-        self._shown_at = now
-        rate = done_lines / max(now - self._started, 1e-6)
-        share = min(1.0, done_lines / self._total)
-        text = f"{self._name}: {done_lines:,} lines ({share:.0%}), {rate:,.0f}/s"
-        if self._tty:
-            bar = "#" * round(30 * share)
-            click.echo(f"\r[{bar:<30}] {text}", nl=done, err=True)
-        else:
-            click.echo(text, err=True)

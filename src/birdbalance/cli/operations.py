@@ -9,10 +9,23 @@ from pathlib import Path
 import click
 
 from birdbalance.cli.base import EXIT_ERROR, reported_errors, settings_of, store_of
-from birdbalance.cli.output import output_option, print_json, progress
+from birdbalance.cli.output import (
+    ProgressBar,
+    StagedProgress,
+    output_option,
+    print_json,
+    progress,
+)
 from birdbalance.cli.root import main
 from birdbalance.settings import redacted_url
 from birdbalance.storage import open_store
+
+#: What backup and restore show for each stage of their work.
+_COPY_STAGES = {
+    "copy": ("copying", "pages"),
+    "integrity": ("checking integrity", ""),
+    "verify": ("verifying", "accounts"),
+}
 
 
 @main.command()
@@ -85,9 +98,16 @@ def migrate(ctx: click.Context) -> None:
 def verify(ctx: click.Context, as_json: bool) -> None:
     """Recompute every balance from its entries; exit 1 on any mismatch."""
     with store_of(ctx) as store:
-        with progress("verifying every ledger"):
-            problems = store.verify()
-        ledgers = 2 * store.count_accounts()
+        bar = ProgressBar("verifying", "accounts")
+        shown = [0, 0]
+
+        def advance(done: int, total: int) -> None:
+            shown[:] = [done, total]
+            bar.show(done, total)
+
+        problems = store.verify(advance)
+        bar.show(*shown, final=True)
+        ledgers = 2 * shown[0]
     if as_json:
         print_json({"ok": not problems, "ledgers": ledgers, "problems": problems})
     else:
@@ -107,8 +127,12 @@ def backup(ctx: click.Context, file: Path, force: bool) -> None:
     """Copy the SQLite database to FILE while it serves (a consistent snapshot)."""
     from birdbalance.backup import backup_sqlite
 
-    with reported_errors(), progress(f"backing up to {file}"):
-        report = backup_sqlite(settings_of(ctx), file, overwrite=force)
+    stages = StagedProgress(_COPY_STAGES)
+    with reported_errors():
+        try:
+            report = backup_sqlite(settings_of(ctx), file, overwrite=force, progress=stages)
+        finally:
+            stages.close()
     click.echo(report)
 
 
@@ -120,6 +144,10 @@ def restore(ctx: click.Context, file: Path, force: bool) -> None:
     """Replace the SQLite database with the backup FILE (stop the servers first)."""
     from birdbalance.backup import restore_sqlite
 
-    with reported_errors(), progress(f"restoring {file}"):
-        report = restore_sqlite(settings_of(ctx), file, replace_data=force)
+    stages = StagedProgress(_COPY_STAGES)
+    with reported_errors():
+        try:
+            report = restore_sqlite(settings_of(ctx), file, replace_data=force, progress=stages)
+        finally:
+            stages.close()
     click.echo(report)

@@ -26,6 +26,8 @@ import click
 
 F = TypeVar("F", bound=Callable[..., Any])
 OUTPUTS: Final = ("table", "json", "csv")
+#: Seconds between progress lines when stderr is not a terminal (a log, a pipe).
+PROGRESS_EVERY_S: Final = 10.0
 _MODE: Final = "birdbalance.output"
 
 
@@ -142,3 +144,65 @@ def progress(label: str) -> Iterator[None]:
     with Console(stderr=True).status(label):
         yield
     click.echo(f"{label}: {time.monotonic() - started:.1f} s", err=True)
+
+
+class ProgressBar:
+    """How far a long command is, on stderr: a bar redrawn in place on a terminal, and
+    elsewhere (a log, a pipe) a line every :data:`PROGRESS_EVERY_S`, so that a job's log
+    shows it is alive without filling up."""
+
+    def __init__(self, label: str, unit: str) -> None:
+        self._label = label
+        self._unit = unit
+        self._started = time.monotonic()
+        self._shown_at: float | None = None
+        self._tty = sys.stderr.isatty()
+
+    def show(self, done: int, total: int, *, final: bool = False) -> None:
+        """``done`` of ``total`` units (``total`` 0: not known)."""
+        now = time.monotonic()
+        every_s = 0.1 if self._tty else PROGRESS_EVERY_S
+        if not final and self._shown_at is not None and now - self._shown_at < every_s:
+            return
+        self._shown_at = now
+        elapsed_s = max(now - self._started, 1e-6)
+        if total <= 0:
+            text = f"{self._label}: {elapsed_s:.1f} s"
+            share = 1.0 if final else 0.0
+        else:
+            share = min(1.0, done / total)
+            text = (
+                f"{self._label}: {done:,} of {total:,} {self._unit} ({share:.0%}),"
+                f" {done / elapsed_s:,.0f}/s, {elapsed_s:.0f} s"
+            )
+        if self._tty:
+            bar = "#" * round(30 * share)
+            click.echo(f"\r[{bar:<30}] {text}", nl=final, err=True)
+        else:
+            click.echo(text, err=True)
+
+
+class StagedProgress:
+    """A :class:`ProgressBar` per stage of a command: call it as ``(stage, done,
+    total)``; ``stages`` names each stage's label and unit."""
+
+    def __init__(self, stages: dict[str, tuple[str, str]]) -> None:
+        self._stages = stages
+        self._stage: str | None = None
+        self._bar: ProgressBar | None = None
+        self._last = (0, 0)
+
+    def __call__(self, stage: str, done: int, total: int) -> None:
+        if stage != self._stage:
+            self.close()
+            label, unit = self._stages.get(stage, (stage, "units"))
+            self._stage, self._bar = stage, ProgressBar(label, unit)
+        assert self._bar is not None
+        self._last = (done, total)
+        self._bar.show(done, total)
+
+    def close(self) -> None:
+        """Finish the current stage's line."""
+        if self._bar is not None:
+            self._bar.show(*self._last, final=True)
+            self._bar = None

@@ -343,8 +343,12 @@ class Store(Protocol):
     def ledger_balances(self, limit: int) -> list[LedgerBalance]:
         """The first ``limit`` ledgers (by account, then mode) with their balances."""
 
-    def verify(self) -> list[str]:
-        """Recompute every ledger from its entries; return the problems found."""
+    def verify(self, progress: Callable[[int, int], None] | None = None) -> list[str]:
+        """Recompute every ledger from its entries; return the problems found.
+
+        Streams in bounded memory and short reads (:mod:`birdbalance.storage.verify`);
+        ``progress`` is called after each batch with (accounts done, accounts in all).
+        """
 
     def close(self) -> None: ...
 

@@ -14,7 +14,7 @@ import os
 import sqlite3
 import threading
 import urllib.parse
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Any, ClassVar, Final
@@ -43,6 +43,18 @@ def path_from_url(url: str) -> Path:
 
 #: The WAL-index header: two 48-byte copies at the start of the ``-shm`` file.
 _WAL_INDEX_HEADER_BYTES: Final = 96
+
+
+#: Pages a backup or restore copies per step (16 MiB at 4 KiB pages).
+BACKUP_STEP_PAGES: Final = 4096
+#: Called with (pages copied, pages in all).
+PageProgress = Callable[[int, int], None]
+
+
+def _pages(progress: PageProgress | None) -> Callable[[int, int, int], None] | None:
+    if progress is None:
+        return None
+    return lambda _status, remaining, total: progress(total - remaining, total)
 
 
 class CommitStamp:
@@ -357,25 +369,32 @@ class SQLiteStore(SQLStore):
         )
         return int(row[0]), int(row[1])
 
-    def backup(self, destination: Path) -> None:
+    def backup(self, destination: Path, progress: PageProgress | None = None) -> None:
         """Copy the database to ``destination`` online, as one consistent snapshot.
 
-        One step (``pages=-1``) copies everything inside a single read transaction: in
-        WAL mode writers go on meanwhile, and the copy is exactly one committed state.
-        (Copying in several steps would restart whenever another process writes, and
-        might never finish on a busy database.)
+        The copy goes in steps of :data:`BACKUP_STEP_PAGES` (``progress`` hears of each)
+        inside one read transaction held on the source: in WAL mode writers go on
+        meanwhile, the snapshot does not move, and the copy is exactly one committed
+        state. (Steps without that transaction would restart whenever another process
+        writes, and might never finish on a busy database.)
         """
+        source = self._conn()
         target = sqlite3.connect(destination)
         try:
-            self._conn().backup(target, pages=-1)
+            source.execute("BEGIN")
+            try:
+                source.execute("SELECT COUNT(*) FROM sqlite_schema").fetchone()  # the snapshot
+                source.backup(target, pages=BACKUP_STEP_PAGES, progress=_pages(progress))
+            finally:
+                source.execute("COMMIT")
             target.execute("PRAGMA journal_mode=DELETE")
         finally:
             target.close()
 
-    def restore(self, source: Path) -> None:
+    def restore(self, source: Path, progress: PageProgress | None = None) -> None:
         """Replace the database's content with that of the backup file ``source``."""
         origin = sqlite3.connect(f"file:{source}?mode=ro", uri=True)
         try:
-            origin.backup(self._conn(), pages=-1)
+            origin.backup(self._conn(), pages=BACKUP_STEP_PAGES, progress=_pages(progress))
         finally:
             origin.close()

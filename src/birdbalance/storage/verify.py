@@ -1,60 +1,193 @@
 """``birdbalance verify``: every stored balance recomputed from its entries, and the
-links between entries, holds, events and deliveries checked."""
+links between entries, holds and per-day totals checked, streamed in bounded memory.
+
+It walks the accounts in batches of :data:`VERIFY_BATCH_ACCOUNTS` (by id). Each batch
+reads its ledgers, their holds, per-day totals, refunds and captures in one short
+snapshot, then walks the batch's entries in pages of :data:`VERIFY_PAGE_ENTRIES`, each
+page its own short read. No snapshot is held longer than one batch, so SQLite's
+checkpoints and PostgreSQL's statement timeout never meet it, and memory is bounded by a
+batch and a page, whatever the database's size.
+
+Reading entries after the snapshot is sound because entries are append-only: the
+entries up to the ledger's stored ``seq`` are exactly those the snapshot's balance was
+built from. Entries written since (a higher ``seq``) are left for the next run.
+"""
 
 from __future__ import annotations
 
-from birdbalance.ledger import EntryFact, EntryKind, Payment, audit_ledger
+from collections.abc import Callable, Iterator
+from typing import Any, Final
+
+from birdbalance.ledger import EntryKind, LedgerAudit, Payment
 
 from .base import Connection
 from .moves import LedgerMoves
+
+#: Accounts per batch: one short snapshot reads their ledgers, holds and totals.
+VERIFY_BATCH_ACCOUNTS: Final = 1000
+#: Entries per query of the walk.
+VERIFY_PAGE_ENTRIES: Final = 20_000
+#: Problems listed in full; beyond this many, they are counted.
+MAX_PROBLEMS: Final = 1000
+
+#: Called after each batch with (accounts verified, accounts in all).
+Progress = Callable[[int, int], None]
 
 
 class VerifyStore(LedgerMoves):
     """Proves every stored balance equals the sum of its entries."""
 
-    def verify(self) -> list[str]:
+    def verify(self, progress: Progress | None = None) -> list[str]:
         problems: list[str] = []
+        with self._read() as conn:
+            total = int(self._execute(conn, "SELECT COUNT(*) FROM accounts").fetchone()[0])
+        done = 0
+        low = ""
+        while True:
+            with self._read() as conn:
+                ids = self._execute(
+                    conn,
+                    "SELECT id FROM accounts WHERE id > ? ORDER BY id LIMIT ?",
+                    (low, VERIFY_BATCH_ACCOUNTS),
+                ).fetchall()
+            # The last batch is open above, so that no entry escapes the walk.
+            high = ids[-1][0] if len(ids) == VERIFY_BATCH_ACCOUNTS else None
+            found = self._verify_batch(low, high)
+            if len(problems) < MAX_PROBLEMS:
+                problems += found[: MAX_PROBLEMS - len(problems)]
+            elif found:
+                problems[-1:] = [f"… and more problems (the first {MAX_PROBLEMS} are shown)"]
+            done += len(ids)
+            if progress is not None:
+                progress(done, max(total, done))
+            if high is None:
+                return problems
+            low = high
+
+    # ------------------------------------------------------------------ one batch
+
+    def _range(self, column: str, low: str, high: str | None) -> tuple[str, tuple[str, ...]]:
+        if high is None:
+            return f"{column} > ?", (low,)
+        return f"{column} > ? AND {column} <= ?", (low, high)
+
+    def _verify_batch(self, low: str, high: str | None) -> list[str]:
+        where, bounds = self._range("b.account_id", low, high)
         with self._snapshot() as conn:
             ledgers = self._execute(
                 conn,
-                "SELECT b.account_id, b.mode, b.balance_minor, b.seq, a.payment, b.held_minor,"
+                "SELECT b.account_id, b.mode, b.balance_minor, b.seq, a.payment, b.held_minor,"  # noqa: S608 -- constants only
                 " (SELECT COALESCE(SUM(h.amount_minor), 0) FROM holds h"
                 "  WHERE h.account_id = b.account_id AND h.mode = b.mode"
                 "  AND h.status = 'pending')"
-                " FROM balances b JOIN accounts a ON a.id = b.account_id"
+                f" FROM balances b JOIN accounts a ON a.id = b.account_id WHERE {where}"
                 " ORDER BY b.account_id, b.mode",
+                bounds,
             ).fetchall()
-            for account_id, mode, balance, seq, payment, held, pending in ledgers:
-                facts = (
-                    EntryFact(r[0], EntryKind(r[1]), r[2], r[3])
-                    for r in self._execute(
-                        conn,
-                        "SELECT seq, kind, amount_minor, balance_after_minor FROM entries"
-                        " WHERE account_id = ? AND mode = ? ORDER BY seq",
-                        (account_id, mode),
-                    ).fetchall()
-                )
-                found = audit_ledger(facts, balance, seq, Payment(payment))
-                if held != pending:
-                    found.append(f"holds reserve {held} but pending holds sum to {pending}")
-                problems += [f"{account_id} {mode}: {p}" for p in found]
-            problems += self._verify_links(conn)
-            problems += self._verify_daily_totals(conn)
+            problems = self._verify_links(conn, low, high)
+            problems += self._verify_daily_totals(conn, low, high)
+        problems += self._walk_entries(ledgers, low, high)
         return problems
 
-    def _verify_daily_totals(self, conn: Connection) -> list[str]:
+    def _walk_entries(self, ledgers: list[Any], low: str, high: str | None) -> list[str]:
+        """Each ledger's entries against its balance; entries older than the entry
+        before them; entries of no ledger."""
+        problems: list[str] = []
+        known = {(row[0], row[1]): row for row in ledgers}
+        current: tuple[str, str] | None = None
+        audit: LedgerAudit | None = None
+        stored_seq = 0
+        previous_at = ""
+        backwards = 0
+        strangers: set[tuple[str, str]] = set()
+
+        def close() -> None:
+            if current is not None and audit is not None:
+                ledger = known.pop(current)
+                found = audit.finish(ledger[2], ledger[3])
+                held, pending = ledger[5], ledger[6]
+                if held != pending:
+                    found.append(f"holds reserve {held} but pending holds sum to {pending}")
+                problems.extend(f"{current[0]} {current[1]}: {p}" for p in found)
+
+        for account_id, mode, seq, amount, after, created_at in self._entries(low, high):
+            if (account_id, mode) != current:
+                close()
+                current, audit = (account_id, mode), None
+                ledger = known.get(current)
+                if ledger is None:
+                    strangers.add(current)
+                    continue
+                audit, stored_seq, previous_at = LedgerAudit(Payment(ledger[4])), ledger[3], ""
+            if audit is None or seq > stored_seq:
+                continue  # of no ledger in the snapshot, or written since it
+            audit.add(seq, amount, after)
+            if created_at < previous_at:
+                backwards += 1
+            previous_at = created_at
+        close()
+        for ledger in list(known.values()):
+            # A ledger without entries (every test ledger that was never written).
+            current, audit = (ledger[0], ledger[1]), LedgerAudit(Payment(ledger[4]))
+            close()
+        if strangers:
+            orphans = self._orphans(strangers)
+            if orphans:
+                problems.append(f"{orphans} entries belong to no ledger")
+        if backwards:
+            problems.append(f"{backwards} entries are older than the entry before them")
+        return problems
+
+    def _entries(self, low: str, high: str | None) -> Iterator[tuple[Any, ...]]:
+        """The batch's entries in (account, mode, seq) order, a page per short read."""
+        where, bounds = self._range("account_id", low, high)
+        sql = (
+            "SELECT account_id, mode, seq, amount_minor, balance_after_minor, created_at"  # noqa: S608 -- constants only
+            f" FROM entries WHERE {where} AND (account_id, mode, seq) > (?, ?, ?)"
+            " ORDER BY account_id, mode, seq LIMIT ?"
+        )
+        after: tuple[Any, ...] = (low, "", 0)
+        while True:
+            with self._read() as conn:
+                rows = self._execute(conn, sql, (*bounds, *after, VERIFY_PAGE_ENTRIES)).fetchall()
+            yield from rows
+            if len(rows) < VERIFY_PAGE_ENTRIES:
+                return
+            after = rows[-1][:3]
+
+    def _orphans(self, ledgers: set[tuple[str, str]]) -> int:
+        """Entries of these ledgers, if the ledgers (still) do not exist: a ledger made
+        after the batch's snapshot is not an orphan."""
+        count = 0
+        with self._read() as conn:
+            for account_id, mode in ledgers:
+                exists = self._execute(
+                    conn,
+                    "SELECT 1 FROM balances WHERE account_id = ? AND mode = ?",
+                    (account_id, mode),
+                ).fetchone()
+                if exists is None:
+                    count += self._execute(
+                        conn,
+                        "SELECT COUNT(*) FROM entries WHERE account_id = ? AND mode = ?",
+                        (account_id, mode),
+                    ).fetchone()[0]
+        return int(count)
+
+    def _verify_daily_totals(self, conn: Connection, low: str, high: str | None) -> list[str]:
         """The per-day totals are exactly what the entries add up to, day by day."""
+        where, bounds = self._range("account_id", low, high)
         recomputed = (
             "SELECT t.account_id, t.mode, t.day, t.kind, t.amount_minor, t.entries,"  # noqa: S608 -- constants only
             " t.last_seq, e.balance_after_minor FROM (SELECT account_id, mode,"
             f" {self._ENTRY_DAY_SQL} AS day, kind, SUM(amount_minor) AS amount_minor,"
-            " COUNT(*) AS entries, MAX(seq) AS last_seq FROM entries"
+            f" COUNT(*) AS entries, MAX(seq) AS last_seq FROM entries WHERE {where}"
             " GROUP BY account_id, mode, day, kind) t JOIN entries e"
             " ON e.account_id = t.account_id AND e.mode = t.mode AND e.seq = t.last_seq"
         )
         stored = (
-            "SELECT account_id, mode, day, kind, amount_minor, entries, last_seq,"
-            " balance_after_minor FROM daily_totals"
+            "SELECT account_id, mode, day, kind, amount_minor, entries, last_seq,"  # noqa: S608 -- constants only
+            f" balance_after_minor FROM daily_totals WHERE {where}"
         )
         problems = []
         for first, second, what in (
@@ -64,50 +197,40 @@ class VerifyStore(LedgerMoves):
             count = self._execute(
                 conn,
                 f"SELECT COUNT(*) FROM ({first} EXCEPT {second}) x",  # noqa: S608 -- constants only
+                bounds + bounds,
             ).fetchone()[0]
             if count:
                 problems.append(f"{count} {what}")
         return problems
 
-    def _verify_links(self, conn: Connection) -> list[str]:
-        """Cross-row checks: orphans, refunds, captures, entry times."""
+    def _verify_links(self, conn: Connection, low: str, high: str | None) -> list[str]:
+        """Cross-row checks: refunds and captures."""
         problems: list[str] = []
-        orphans = self._execute(
-            conn,
-            "SELECT COUNT(*) FROM entries e LEFT JOIN balances b"
-            " ON b.account_id = e.account_id AND b.mode = e.mode WHERE b.account_id IS NULL",
-        ).fetchone()[0]
-        if orphans:
-            problems.append(f"{orphans} entries belong to no ledger")
+        where, bounds = self._range("r.account_id", low, high)
         for refund_of, kind, charged, refunded, strangers in self._execute(
             conn,
-            "SELECT r.refund_of, MIN(c.kind), -MIN(c.amount_minor), SUM(r.amount_minor),"
+            "SELECT r.refund_of, MIN(c.kind), -MIN(c.amount_minor), SUM(r.amount_minor),"  # noqa: S608 -- constants only
             " SUM(CASE WHEN r.account_id = c.account_id AND r.mode = c.mode THEN 0 ELSE 1 END)"
             " FROM entries r JOIN entries c ON c.id = r.refund_of"
-            " WHERE r.refund_of IS NOT NULL GROUP BY r.refund_of",
+            f" WHERE r.refund_of IS NOT NULL AND {where} GROUP BY r.refund_of",
+            bounds,
         ).fetchall():
             if kind != EntryKind.CHARGE.value or strangers:
                 problems.append(f"refunds of {refund_of} do not refund a charge of their ledger")
             elif refunded > charged:
                 problems.append(f"refunds of {refund_of} ({refunded}) exceed it ({charged})")
+        where, bounds = self._range("h.account_id", low, high)
         for hold_id, status, captured, charged in self._execute(
             conn,
-            "SELECT h.id, h.status, h.captured_minor, -e.amount_minor FROM holds h"
-            " LEFT JOIN entries e ON e.hold_id = h.id"
-            " WHERE (h.status = 'captured') <> (e.id IS NOT NULL)"
+            "SELECT h.id, h.status, h.captured_minor, -e.amount_minor FROM holds h"  # noqa: S608 -- constants only
+            f" LEFT JOIN entries e ON e.hold_id = h.id WHERE {where}"
+            " AND ((h.status = 'captured') <> (e.id IS NOT NULL)"
             " OR (e.id IS NOT NULL AND (e.kind <> 'charge' OR e.account_id <> h.account_id"
-            " OR e.mode <> h.mode OR -e.amount_minor <> h.captured_minor))",
+            " OR e.mode <> h.mode OR -e.amount_minor <> h.captured_minor)))",
+            bounds,
         ).fetchall():
             problems.append(
                 f"hold {hold_id} ({status}, captured {captured}) does not match its charge"
                 f" ({charged})"
             )
-        backwards = self._execute(
-            conn,
-            "SELECT COUNT(*) FROM (SELECT created_at, LAG(created_at) OVER"
-            " (PARTITION BY account_id, mode ORDER BY seq) AS previous FROM entries) t"
-            " WHERE previous > created_at",
-        ).fetchone()[0]
-        if backwards:
-            problems.append(f"{backwards} entries are older than the entry before them")
         return problems
