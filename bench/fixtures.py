@@ -40,7 +40,7 @@ class Fixture:
 
 def _account_rows(fixture: Fixture, start: int, stop: int) -> Iterator[tuple[object, ...]]:
     for n in range(start, stop):
-        yield (fixture.account_id(n), None, "prepaid", "EUR", 6, None, "{}", _time(0))
+        yield (fixture.account_id(n), f"Customer {n}", "prepaid", "EUR", 6, None, "{}", _time(0))
 
 
 def _time(step: int) -> str:

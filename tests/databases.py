@@ -38,6 +38,7 @@ MIGRATIONS = [
     "0008_delivery_fairness.sql",
     "0009_day_turnover.sql",
     "0010_bulk.sql",
+    "0011_account_search.sql",
 ]
 LATEST = len(MIGRATIONS)
 SKIP_REASON = (

@@ -17,7 +17,7 @@ from birdbalance.records import Idempotency, NewAccount, NewEntry
 from birdbalance.service import Service
 from birdbalance.settings import Settings
 from birdbalance.shapes import render
-from birdbalance.storage import Store, open_store
+from birdbalance.storage import MAX_WRITE_BATCH, Store, open_store
 from tests.servers import ADMIN_TOKEN, Admin, Server
 
 E = 1_000_000
@@ -148,3 +148,64 @@ def test_the_http_statement(server: Server, admin: Admin) -> None:
         headers=auth,
     )
     assert missing.status_code == 404
+
+
+def test_a_statement_reads_no_other_ledgers_entries(store: Store, database_url: str) -> None:
+    """Every query of a statement reads only its own ledger's rows, even under the
+    generic plans PostgreSQL switches prepared statements to (a time range once made it
+    choose a parallel scan of every entry for the totals). Checked by running each of
+    the statement's queries again with EXPLAIN ANALYZE and counting the rows read."""
+    accounts = [
+        store.create_account(NewAccount(None, Payment.PREPAID, "EUR", 6, None, {}), None).id
+        for _ in range(60)
+    ]
+    batch = []
+    for n, account in enumerate(accounts):
+        for i in range(50):
+            new = NewEntry(account, Mode.LIVE, EntryKind.TOPUP, 1, None, None, {})
+            batch.append((new, Idempotency(f"fill-{n}-{i}", f"fp-{n}-{i}")))
+    for start in range(0, len(batch), MAX_WRITE_BATCH):
+        store.append_entries(batch[start : start + MAX_WRITE_BATCH])
+    mine = accounts[30]
+    queries: list[tuple[str, tuple[object, ...]]] = []
+    execute = store._execute  # type: ignore[attr-defined]
+
+    def spy(conn, sql, args=()):  # type: ignore[no-untyped-def]
+        queries.append((sql, tuple(args)))
+        return execute(conn, sql, args)
+
+    store._execute = spy  # type: ignore[attr-defined]
+    statement = store.statement(mine, Mode.LIVE, "2000-01-01", "2999-01-01", 0, 20)
+    store._execute = execute  # type: ignore[attr-defined]
+    assert sum(statement.counts.values()) == 50 and len(statement.entries) == 20
+    entry_queries = [(q, a) for q, a in queries if " entries" in q]
+    assert len(entry_queries) >= 3, queries
+    if database_url.startswith("sqlite:"):
+        import sqlite3
+
+        conn = sqlite3.connect(database_url.removeprefix("sqlite:///"))
+        for sql, args in entry_queries:
+            plan = " / ".join(r[3] for r in conn.execute("EXPLAIN QUERY PLAN " + sql, args))
+            assert "SCAN entries" not in plan, (sql, plan)
+        conn.close()
+        return
+    import psycopg
+    import psycopg.sql
+
+    with psycopg.connect(database_url, autocommit=True) as pg:
+        pg.execute("ANALYZE")
+        pg.execute("SET plan_cache_mode = force_generic_plan")
+        for n, (sql, args) in enumerate(entry_queries):
+            marks = sql
+            for i in range(len(args)):
+                marks = marks.replace("?", f"${i + 1}", 1)
+            pg.execute(f"PREPARE q{n} AS {marks}")
+            params = ", ".join(psycopg.sql.Literal(a).as_string(pg) for a in args)
+            plan = pg.execute(f"EXPLAIN (ANALYZE, FORMAT JSON) EXECUTE q{n}({params})").fetchone()
+            nodes = [plan[0][0]["Plan"]]  # type: ignore[index]
+            while nodes:
+                node = nodes.pop()
+                read = node.get("Actual Rows", 0) * node.get("Actual Loops", 1)
+                removed = node.get("Rows Removed by Filter", 0)
+                assert read + removed <= 60, (sql, node)
+                nodes += node.get("Plans", [])

@@ -390,10 +390,13 @@ def _sqlite_schema(url: str) -> dict[str, object]:
 
     conn = sqlite3.connect(url.removeprefix("sqlite:///"))
     try:
+        # The name search's FTS5 table (and its shadow tables) is SQLite's form of the
+        # index PostgreSQL keeps as a GIN index of the same name.
         tables = [
             r[0]
             for r in conn.execute(
                 "SELECT name FROM sqlite_master WHERE type = 'table' AND name NOT LIKE 'sqlite_%'"
+                " AND name NOT LIKE 'account_names%'"
             )
         ]
         columns = {
@@ -405,7 +408,8 @@ def _sqlite_schema(url: str) -> dict[str, object]:
         indexes = sorted(
             r[0]
             for r in conn.execute(
-                "SELECT name FROM sqlite_master WHERE type = 'index' AND sql IS NOT NULL"
+                "SELECT name FROM sqlite_master WHERE (type = 'index' AND sql IS NOT NULL)"
+                " OR (type = 'table' AND name = 'account_names')"
             )
         )
     finally:
@@ -766,6 +770,43 @@ def test_an_account_id_searched_for_is_one_index_seek(store: Store, database_url
         plan = " / ".join(row[3] for row in conn.execute("EXPLAIN QUERY PLAN " + sql, args))
         conn.close()
         assert "SCAN a" not in plan and "SEARCH a USING INDEX" in plan, plan
+
+
+def test_a_name_search_reads_the_name_index(store: Store, database_url: str) -> None:
+    """A name search of three characters or more is answered from the engine's name
+    index (FTS5 trigrams on SQLite, a pg_trgm GIN index on PostgreSQL), with the same
+    matches on both: part of the name, any case (accented letters too), and %, _, \\ and
+    quotes taken literally."""
+    names = ["ACME GmbH", 'Quote "q" Ltd', "50% off_sale", "Ümlaut AG", None, "acme two", "x\\y"]
+    for name in names:
+        store.create_account(NewAccount(name, Payment.PREPAID, "EUR", 6, None, {}), None)
+
+    def found(search: str) -> list[str | None]:
+        return [a.name for a in store.list_accounts(None, 50, search).items]
+
+    assert found("acme") == found("ACM") == found("ac") == ["ACME GmbH", "acme two"]
+    assert found('"q"') == ['Quote "q" Ltd']
+    assert found("50%") == found("%") == found("_") == found("off_") == ["50% off_sale"]
+    assert found("ümlaut") == found("ÜMLAUT") == ["Ümlaut AG"]
+    assert found("x\\y") == found("\\") == ["x\\y"]
+    assert found("nobody") == []
+    if database_url.startswith("sqlite:"):
+        sql, args = account_page_sql(None, 50, "acme", store.name_index)  # type: ignore[attr-defined]
+        conn = sqlite3.connect(database_url.removeprefix("sqlite:///"))
+        plan = " / ".join(row[3] for row in conn.execute("EXPLAIN QUERY PLAN " + sql, args))
+        conn.close()
+        assert "SCAN account_names VIRTUAL TABLE INDEX 0:M" in plan, plan
+        assert "SEARCH a USING INTEGER PRIMARY KEY" in plan, plan
+        return
+    # Enough accounts that reading them all costs more than the index (the planner
+    # rightly scans a table of 20,000).
+    fill_accounts(database_url, 100_000)
+    with psycopg.connect(database_url, autocommit=True) as pg:
+        pg.execute("ANALYZE")
+        sql, args = account_page_sql(None, 50, "acme", None)
+        plan = pg.execute("EXPLAIN " + sql.replace("?", "%s"), args).fetchall()
+    text = "\n".join(row[0] for row in plan)
+    assert "account_names" in text and "Seq Scan on accounts" not in text, text
 
 
 def test_an_account_page_deep_in_the_list_reads_one_page(store: Store, database_url: str) -> None:

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import re
-from typing import Any, Final
+from typing import Any, ClassVar, Final
 
 from birdbalance.ids import new_id, utc_timestamp
 from birdbalance.ledger import Mode
@@ -16,11 +16,21 @@ from .moves import LedgerMoves
 _ACCOUNT_ID: Final = re.compile(r"acc_[0-9A-Z]{26}")
 
 
-def account_page_sql(cursor: str | None, limit: int, search: str | None) -> tuple[str, list[Any]]:
+#: The shortest search the name index can answer (it indexes trigrams); a shorter one
+#: reads the accounts in id order until the page fills.
+MIN_INDEXED_SEARCH: Final = 3
+
+
+def account_page_sql(
+    cursor: str | None, limit: int, search: str | None, name_index: str | None = None
+) -> tuple[str, list[Any]]:
     """The query of one page of accounts (one more row than ``limit``: is there a next?).
 
     Keyset-paged by id. ``search``: an account id matches that account alone (an index
-    seek); any other text matches part of the name, whatever its case.
+    seek); any other text matches part of the name, whatever its case. The engine's
+    ``name_index`` condition (taking the text as an FTS5 phrase) answers a search of
+    :data:`MIN_INDEXED_SEARCH` characters or more from its index; otherwise a LIKE does
+    (on PostgreSQL, through its trigram index; SQLite's lower() folds ASCII only).
     """
     # The cursor bounds both ledgers' rows too: PostgreSQL merge-joins them, and without
     # it reads every ledger before the cursor (a page deep in a million accounts cost
@@ -31,15 +41,25 @@ def account_page_sql(cursor: str | None, limit: int, search: str | None) -> tupl
         sql += " AND a.id = ?"
         args.append(search)
     elif search:
-        escaped = search.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_")
-        # lower() on both sides: SQLite's LIKE ignores ASCII case, PostgreSQL's does not.
-        sql += " AND lower(a.name) LIKE ? ESCAPE '\\'"
-        args.append(f"%{escaped.lower()}%")
+        if name_index is not None and len(search) >= MIN_INDEXED_SEARCH:
+            # A phrase of the name's trigrams is exactly "contains it", case folded.
+            sql += name_index
+            args.append('"' + search.replace('"', '""') + '"')
+        else:
+            escaped = search.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_")
+            # The engine's lower() on both sides: PostgreSQL's LIKE does not ignore case.
+            sql += " AND lower(a.name) LIKE lower(?) ESCAPE '\\'"
+            args.append(f"%{escaped}%")
     return sql + " ORDER BY a.id LIMIT ?", [*args, limit + 1]
 
 
 class AccountStore(LedgerMoves):
     """Accounts and the two ledgers (live, test) each one has."""
+
+    #: The engine's condition that narrows a name search through its own index (one
+    #: parameter: the text as an FTS5 phrase), or None where the LIKE uses the index by
+    #: itself.
+    name_index: ClassVar[str | None] = None
 
     def create_account(self, new: NewAccount, idem: Idempotency | None) -> Account:
         with self._write() as conn:
@@ -77,7 +97,7 @@ class AccountStore(LedgerMoves):
             return self._account(conn, account_id)
 
     def list_accounts(self, cursor: str | None, limit: int, search: str | None) -> Page[Account]:
-        sql, args = account_page_sql(cursor, limit, search)
+        sql, args = account_page_sql(cursor, limit, search, self.name_index)
         with self._read() as conn:
             rows = self._execute(conn, sql, args).fetchall()
         items = [account_from_row(r) for r in rows[:limit]]

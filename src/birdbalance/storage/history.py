@@ -157,12 +157,10 @@ class HistoryStore(LedgerMoves):
         """
         assert start <= end and after_seq >= 0 and 1 <= limit <= MAX_STATEMENT_PAGE
         ledger = (account_id, mode.value)
-        in_range = " WHERE account_id = ? AND mode = ? AND created_at >= ? AND created_at < ?"
 
-        def page(conn: Connection) -> tuple[list[Entry], int | None]:
-            # The range as seqs (two seeks on entries_at), so the page is one range read on
-            # the seq index: filtering by time instead scanned every entry before the range.
-            low, high = self._seq_range(conn, account_id, mode, start, end)
+        def page(conn: Connection, low: int, high: int) -> tuple[list[Entry], int | None]:
+            # The range as seqs, so the page is one range read on the seq index: filtering
+            # by time instead scanned every entry before the range.
             if low > high:
                 return [], None
             rows = self._execute(
@@ -177,17 +175,25 @@ class HistoryStore(LedgerMoves):
         if not summary:
             with self._read() as conn:
                 account = self._account(conn, account_id)
-                entries, more = page(conn)
+                entries, more = page(conn, *self._seq_range(conn, account_id, mode, start, end))
             return Statement(account, 0, 0, {}, {}, entries, more)
         with self._snapshot() as conn:
             account = self._account(conn, account_id)
             # Entry times never go backwards in a ledger: the balance before a moment is
-            # the last entry's before it (one seek on entries_at), and the range is a run
-            # of consecutive seqs.
+            # the last entry's before it (one seek on entries_at), and the range is the run
+            # of seqs after the opening's up to the closing's. The totals read that run on
+            # the ledger's seq index, so they never touch another ledger's entries, however
+            # the planner estimates a time range.
             opening = self._execute(conn, _LAST_BEFORE_SQL, (*ledger, start)).fetchone()
             closing = self._execute(conn, _LAST_BEFORE_SQL, (*ledger, end)).fetchone()
-            totals = self._kind_totals(conn, in_range, (*ledger, start, end))
-            entries, more = page(conn)
+            low = 1 if opening is None else int(opening[1]) + 1
+            high = 0 if closing is None else int(closing[1])
+            totals = self._kind_totals(
+                conn,
+                " WHERE account_id = ? AND mode = ? AND seq >= ? AND seq <= ?",
+                (*ledger, low, high),
+            )
+            entries, more = page(conn, low, high)
         opening_minor = 0 if opening is None else int(opening[0])
         closing_minor = 0 if closing is None else int(closing[0])
         sums = {str(r[0]): int(r[1]) for r in totals}

@@ -142,6 +142,10 @@ class SQLiteStore(SQLStore):
     """:class:`birdbalance.storage.Store` on a SQLite file."""
 
     engine: ClassVar[str] = "sqlite"
+    # The FTS5 trigram index of names (migration 0011) finds the candidates.
+    name_index: ClassVar[str | None] = (
+        " AND a.rowid IN (SELECT rowid FROM account_names WHERE account_names MATCH ?)"
+    )
 
     def _kind_totals(
         self, conn: Any, where: str, args: tuple[Any, ...]
