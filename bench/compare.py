@@ -1,7 +1,7 @@
 """birdbalance against the machine's limits, side by side in one run; prints ratios.
 
     bench/run                       # everything (about 15 minutes; the first scale run
-                                    # also builds a 10,000,000-entry fixture per engine)
+                                    # also builds an 11,000,000-entry fixture per engine)
     bench/run balance writes        # some sections only
     bench/run --duration 5 --engines sqlite
 
@@ -17,9 +17,10 @@ Sections:
 - ``alerts``: alert latency, from the answer to a write that crosses a threshold to the
   arrival of its ``balance.low``/``balance.recovered`` webhook at a receiver on loopback,
   while 16 clients charge other accounts.
-- ``scale``: ``GET /balance`` latency with 10,000 random keys and the worker's resident
-  memory with 1,000 accounts and with 1,000,000 accounts and 10,000,000 entries, with
-  the answer cache off (every request reads the database) and as configured by default.
+- ``scale``: ``GET /balance`` latency with random keys (every key of 1,000 accounts; and
+  ``--keys``, default 100,000, of 1,000,000 accounts with 11,000,000 entries, the
+  fixture ``bench/million.py`` shares) and the worker's resident memory, with the answer
+  cache off (every request reads the database) and as configured by default.
 
 wrk runs on the same two cores as the servers, so every figure here includes its cost.
 Compare figures from one run only: run-to-run noise on this machine is 10-20 %.
@@ -600,8 +601,10 @@ def section_scale(options: argparse.Namespace) -> None:
     rows = []
     for engine in options.engines:
         measured: dict[tuple[str, int], Wrk] = {}
-        for accounts, per in ((1_000, 10), (1_000_000, 10)):
-            name = f"bench_scale_{accounts}"
+        for accounts, per, name in (
+            (1_000, 11, "bench_scale_1000"),
+            (1_000_000, 11, "bench_million"),
+        ):
             url = fixture_url(engine, name)
             print(
                 f"  {engine}: fixture of {accounts:,} accounts, {accounts * per:,} entries",
@@ -612,16 +615,17 @@ def section_scale(options: argparse.Namespace) -> None:
             if engine == "sqlite":
                 read_through(Path(url.removeprefix("sqlite:///")))
             keys_file = DATA / "keys.txt"
-            sample = range(0, accounts, max(1, accounts // 10_000))
+            sample = random.Random(1).sample(range(accounts), min(accounts, options.keys))
             keys_file.write_text("\n".join(fixture.key(n) for n in sample) + "\n")
             # Twice: with the answer cache off (every request reads the database, as after
             # a write) and as configured by default (10,000 keys, the whole sample).
             for cache, size in (("off", "0"), ("default", "10000")):
                 with birdbalance(url, BIRDBALANCE_BALANCE_CACHE_SIZE=size) as (base, pid):
-                    # Warm-up: about 5 reads per sampled key, so the measured run finds
-                    # the pages of every key in memory; a fixture built moments ago (or
+                    # Warm-up: a few reads per sampled key, so the measured run finds the
+                    # pages of every key in memory; a fixture built moments ago (or
                     # evicted by the other engine's) otherwise makes this a disk benchmark.
-                    wrk(base, 16, 6, script="balance.lua", args=[str(keys_file)])
+                    warm_s = max(6.0, len(sample) / 5_000)
+                    wrk(base, 16, warm_s, script="balance.lua", args=[str(keys_file)])
                     result = best_of(
                         options.repeat,
                         lambda base=base: wrk(
@@ -654,7 +658,8 @@ def section_scale(options: argparse.Namespace) -> None:
                 )
     rows.sort(key=lambda r: (r[0], r[1] != "off"))
     table(
-        f"GET /balance with random keys (10,000 of them) at 16 connections"
+        f"GET /balance with random keys (all of 1,000; {options.keys:,} of 1,000,000) at 16"
+        " connections"
         f" ({options.duration:g} s, median of {options.repeat})",
         [
             "engine",
@@ -812,6 +817,9 @@ def main() -> None:
         "--repeat", type=int, default=1, help="runs per figure (the median is shown)"
     )
     parser.add_argument("--engines", default="sqlite,postgresql")
+    parser.add_argument(
+        "--keys", type=int, default=100_000, help="keys sampled of 1,000,000 accounts (scale)"
+    )
     options = parser.parse_args()
     options.engines = [e for e in options.engines.split(",") if e]
     unknown = set(options.sections) - set(SECTIONS)

@@ -235,6 +235,10 @@ def test_backup_and_restore(engine: str, db_url: str, tmp_path: Path) -> None:
         return
     assert result.returncode == 0, result.stderr
     assert "backed up 1 accounts and 1 entries" in result.stdout and copy.exists()
+    # Each stage says where it stands (a log gets each stage's last line at least).
+    stages = [line.split(":")[0] for line in result.stderr.splitlines()]
+    assert stages == ["copying", "checking integrity", "verifying"], result.stderr
+    assert "1 of 1 accounts (100%)" in result.stderr
     again = cli("backup", str(copy), db_url=db_url)
     assert again.returncode == 2 and "--force" in again.stderr
     backed_up = copy.read_bytes()
@@ -242,6 +246,9 @@ def test_backup_and_restore(engine: str, db_url: str, tmp_path: Path) -> None:
     fresh = sqlite_url(tmp_path / "restored.db")
     result = cli("restore", str(copy), db_url=fresh)
     assert result.returncode == 0 and "ledger verified" in result.stdout, result.stderr
+    # Verified before it is copied; the copy is not verified again (nothing migrated).
+    stages = [line.split(":")[0] for line in result.stderr.splitlines()]
+    assert stages == ["checking integrity", "verifying", "copying"], result.stderr
     shown = _json(cli("accounts", "show", aid, "--json", db_url=fresh))
     assert shown["balances"]["live"]["amount"] == "12.5"
     refused = cli("restore", str(copy), db_url=db_url)

@@ -155,8 +155,9 @@ class ProgressBar:
         self._label = label
         self._unit = unit
         self._started = time.monotonic()
-        self._shown_at: float | None = None
         self._tty = sys.stderr.isatty()
+        # A terminal shows the bar at once; a log gets its first line after the interval.
+        self._shown_at: float | None = None if self._tty else self._started
 
     def show(self, done: int, total: int, *, final: bool = False) -> None:
         """``done`` of ``total`` units (``total`` 0: not known)."""
