@@ -47,8 +47,8 @@ NAME = "bench_million"
 
 
 def timed_cli(url: str, *args: str) -> tuple[float, float, str]:
-    """Run ``birdbalance ARGS``: (seconds, peak RSS in MB by GNU time, the last line it
-    printed on stderr, or its output)."""
+    """Run ``birdbalance ARGS``: (seconds, peak RSS in MB by GNU time, the last line of
+    each stage it printed on stderr, or its output)."""
     env = {k: v for k, v in os.environ.items() if not k.startswith("BIRDBALANCE_")}
     env["BIRDBALANCE_DATABASE_URL"] = url
     with tempfile.NamedTemporaryFile("r", suffix=".time") as report:
@@ -63,8 +63,11 @@ def timed_cli(url: str, *args: str) -> tuple[float, float, str]:
         rss_mb = int(report.read().strip().splitlines()[-1]) / 1024
     if done.returncode != 0:
         raise SystemExit(f"birdbalance {' '.join(args)} failed:\n{done.stdout}\n{done.stderr}")
-    lines = [line for line in done.stderr.splitlines() if line.strip()]
-    return elapsed_s, rss_mb, (lines[-1] if lines else done.stdout.strip())
+    last: dict[str, str] = {}
+    for line in done.stderr.splitlines():
+        if line.strip():
+            last[line.split(":")[0]] = line.strip()
+    return elapsed_s, rss_mb, ("; ".join(last.values()) or done.stdout.strip())
 
 
 def median_ms(fn: Callable[[], object], runs: int = 21) -> float:
@@ -134,19 +137,20 @@ def section(engine: str, options: argparse.Namespace) -> list[tuple[str, str]]:
         print("  " + ": ".join(rows[-1]), flush=True)
         with tempfile.TemporaryDirectory(dir=DATA) as folder:
             copy = Path(folder) / "backup.db"
-            seconds, rss_mb, _ = timed_cli(url, "backup", str(copy))
-            rows.append(("backup", f"{seconds:.1f} s, peak RSS {rss_mb:.0f} MB"))
+            seconds, rss_mb, said = timed_cli(url, "backup", str(copy))
+            rows.append(("backup", f"{seconds:.1f} s, peak RSS {rss_mb:.0f} MB ({said})"))
             print("  " + ": ".join(rows[-1]), flush=True)
             before = copy.stat().st_mtime_ns, copy.stat().st_size
             target = f"sqlite:///{Path(folder) / 'restored.db'}"
-            seconds, rss_mb, _ = timed_cli(target, "restore", str(copy))
+            seconds, rss_mb, said = timed_cli(target, "restore", str(copy))
             untouched = (copy.stat().st_mtime_ns, copy.stat().st_size) == before and not any(
                 Path(str(copy) + suffix).exists() for suffix in ("-wal", "-shm")
             )
             rows.append(
                 (
                     "restore",
-                    f"{seconds:.1f} s, peak RSS {rss_mb:.0f} MB, backup untouched: {untouched}",
+                    f"{seconds:.1f} s, peak RSS {rss_mb:.0f} MB, backup untouched: {untouched}"
+                    f" ({said})",
                 )
             )
             print("  " + ": ".join(rows[-1]), flush=True)

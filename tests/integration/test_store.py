@@ -9,6 +9,7 @@ from dataclasses import replace
 import psycopg
 import pytest
 
+import birdbalance.storage.accounts as accounts_module
 from birdbalance.errors import IdempotencyConflict, NotEnoughBalance, NotFound
 from birdbalance.keys import hash_key
 from birdbalance.ledger import EntryKind, Mode, Payment
@@ -772,7 +773,9 @@ def test_an_account_id_searched_for_is_one_index_seek(store: Store, database_url
         assert "SCAN a" not in plan and "SEARCH a USING INDEX" in plan, plan
 
 
-def test_a_name_search_reads_the_name_index(store: Store, database_url: str) -> None:
+def test_a_name_search_reads_the_name_index(
+    store: Store, database_url: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
     """A name search of three characters or more is answered from the engine's name
     index (FTS5 trigrams on SQLite, a pg_trgm GIN index on PostgreSQL), with the same
     matches on both: part of the name, any case (accented letters too), and %, _, \\ and
@@ -790,6 +793,10 @@ def test_a_name_search_reads_the_name_index(store: Store, database_url: str) -> 
     assert found("ümlaut") == found("ÜMLAUT") == ["Ümlaut AG"]
     assert found("x\\y") == found("\\") == ["x\\y"]
     assert found("nobody") == []
+    # Text in more names than the index is asked for is read in id order: same answer.
+    monkeypatch.setattr(accounts_module, "MAX_INDEXED_MATCHES", 1)
+    assert found("acme") == ["ACME GmbH", "acme two"]
+    assert found("ümlaut") == ["Ümlaut AG"]
     if database_url.startswith("sqlite:"):
         sql, args = account_page_sql(None, 50, "acme", store.name_index)  # type: ignore[attr-defined]
         conn = sqlite3.connect(database_url.removeprefix("sqlite:///"))

@@ -146,6 +146,10 @@ class SQLiteStore(SQLStore):
     name_index: ClassVar[str | None] = (
         " AND a.rowid IN (SELECT rowid FROM account_names WHERE account_names MATCH ?)"
     )
+    name_matches: ClassVar[str | None] = (
+        "SELECT COUNT(*) FROM (SELECT rowid FROM account_names WHERE account_names MATCH ?"
+        " LIMIT ?)"
+    )
 
     def _kind_totals(
         self, conn: Any, where: str, args: tuple[Any, ...]
