@@ -16,8 +16,9 @@ times, warm:
 - account search by exact id, by a rare name, by a common name, and by two letters;
 - one account's statement with its totals.
 
-Results: docs/performance.md#a-million-accounts-the-operators-paths-issue-18. The fixture is left for the next run
-(``--rebuild`` starts over); ``GET /balance`` at this size is ``bench/run scale``.
+Results: docs/performance.md#a-million-accounts-the-operators-paths-issue-18. The
+fixture is left for the next run (``--rebuild`` starts over); ``GET /balance`` at this
+size is ``bench/run scale``.
 """
 
 from __future__ import annotations
