@@ -147,8 +147,7 @@ class SQLiteStore(SQLStore):
         " AND a.rowid IN (SELECT rowid FROM account_names WHERE account_names MATCH ?)"
     )
     name_matches: ClassVar[str | None] = (
-        "SELECT COUNT(*) FROM (SELECT rowid FROM account_names WHERE account_names MATCH ?"
-        " LIMIT ?)"
+        "SELECT COUNT(*) FROM (SELECT rowid FROM account_names WHERE account_names MATCH ? LIMIT ?)"
     )
 
     def _kind_totals(
