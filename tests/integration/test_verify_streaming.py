@@ -69,9 +69,8 @@ def test_damage_is_found_in_any_batch(store: Store, database_url: str, position:
     assert all(account in p for p in problems if p.startswith("acc_")), problems
 
 
+@pytest.mark.parametrize("engine", ["sqlite"], indirect=True)
 def test_a_checkpoint_truncates_the_wal_between_batches(store: Store, database_url: str) -> None:
-    if not database_url.startswith("sqlite:"):
-        pytest.skip("a SQLite checkpoint")
     _accounts(store)
     path = database_url.removeprefix("sqlite:///")
     raw_execute(database_url, "CREATE TABLE probe (n INTEGER)")
