@@ -221,17 +221,6 @@ class PatroniCluster:
         except OSError:
             return False
 
-    def _member_state(self, index: int) -> dict[str, Any] | None:
-        try:
-            with urllib.request.urlopen(
-                f"http://127.0.0.1:{self.api_ports[index]}/patroni", timeout=1
-            ) as answer:
-                state: dict[str, Any] = json.load(answer)
-                return state
-        except (OSError, ValueError):
-            # A replica answers 503 with the same body; urllib raises for it.
-            return None
-
     def cluster_state(self) -> dict[str, Any] | None:
         """``GET /cluster`` from any member that answers."""
         for port in self.api_ports:

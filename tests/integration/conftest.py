@@ -1,4 +1,5 @@
-"""Fixtures of the integration tests: a Redis database for the limits shared by nodes."""
+"""Fixtures of the integration tests: a Redis database for the limits shared by nodes,
+and a PostgreSQL server of a test's own to stop, start and reconfigure."""
 
 from __future__ import annotations
 
@@ -10,7 +11,8 @@ from collections.abc import Iterator
 import pytest
 import redis
 
-from tests.databases import in_ci
+from tests.databases import PrivateCluster, in_ci
+from tests.servers import free_port
 
 #: A database of its own for each pytest-xdist worker (gw0 -> 9, gw1 -> 10, ...), since
 #: each one empties it before and after its tests.
@@ -38,3 +40,17 @@ def redis_db() -> Iterator[redis.Redis]:
     yield client
     client.flushdb()
     client.close()
+
+
+@pytest.fixture
+def private_cluster() -> Iterator[PrivateCluster]:
+    """A PostgreSQL server of this test's own (initdb in a temporary folder, a free port)."""
+    try:
+        cluster = PrivateCluster(free_port()).init()
+    except (AssertionError, OSError) as exc:
+        if in_ci():
+            raise
+        pytest.skip(f"no PostgreSQL server binaries to run a private cluster: {exc}")
+    cluster.start()
+    yield cluster
+    cluster.remove()

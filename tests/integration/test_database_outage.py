@@ -6,33 +6,18 @@ from __future__ import annotations
 
 import threading
 import time
-from collections.abc import Iterator
 from decimal import Decimal
 from pathlib import Path
 
 import httpx
-import pytest
 
-from tests.databases import PrivateCluster, in_ci
-from tests.servers import ADMIN_TOKEN, Admin, Server, free_port
+from tests.databases import PrivateCluster
+from tests.servers import ADMIN_TOKEN, Admin, Server
 
 TIMEOUT_S = 1.0
 #: What one request may take while the database is down: its timeout, and slack for a
 #: connection attempt and this busy machine.
 MAX_WAIT_S = TIMEOUT_S + 2.5
-
-
-@pytest.fixture
-def cluster() -> Iterator[PrivateCluster]:
-    try:
-        private = PrivateCluster(free_port()).init()
-    except (AssertionError, OSError) as exc:
-        if in_ci():
-            raise
-        pytest.skip(f"no PostgreSQL server binaries to run a private cluster: {exc}")
-    private.start()
-    yield private
-    private.remove()
 
 
 class Load:
@@ -103,8 +88,9 @@ def _wait_for(predicate, timeout_s: float) -> bool:  # type: ignore[no-untyped-d
 
 
 def test_postgresql_stops_under_load_and_comes_back(
-    cluster: PrivateCluster, tmp_path: Path
+    private_cluster: PrivateCluster, tmp_path: Path
 ) -> None:
+    cluster = private_cluster
     server = Server(
         db_url=cluster.url,
         log_path=tmp_path / "server.log",

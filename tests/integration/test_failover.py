@@ -21,7 +21,7 @@ import pytest
 
 from tests.databases import PrivateCluster, in_ci
 from tests.patroni import PatroniCluster, binaries_installed
-from tests.servers import ADMIN_TOKEN, Admin, Server, cli, free_port
+from tests.servers import ADMIN_TOKEN, Admin, Server, cli
 
 ACCOUNTS = 3
 TIMEOUT_S = 2.0
@@ -235,17 +235,10 @@ def test_two_nodes_ride_out_two_primary_crashes(patroni: PatroniCluster, tmp_pat
     print(f"writes refused as unconfirmed by a standby: {unconfirmed}")
 
 
-@pytest.fixture
-def private_cluster() -> Iterator[PrivateCluster]:
-    try:
-        cluster = PrivateCluster(free_port()).init()
-    except (AssertionError, OSError) as exc:
-        if in_ci():
-            raise
-        pytest.skip(f"no PostgreSQL server binaries to run a private cluster: {exc}")
-    cluster.start()
-    yield cluster
-    cluster.remove()
+def _sql(url: str, *statements: str) -> None:
+    with psycopg.connect(url, autocommit=True) as conn:
+        for statement in statements:
+            conn.execute(statement.encode())
 
 
 def test_a_commit_no_standby_confirmed_is_not_acknowledged(
@@ -254,10 +247,9 @@ def test_a_commit_no_standby_confirmed_is_not_acknowledged(
     """PostgreSQL reports success with a WARNING when a commit's wait for a synchronous
     standby is cancelled (here by the statement timeout): that write answers 503, and the
     retry with its key finds it once the wait is over, never a second entry."""
-    with psycopg.connect(private_cluster.url, autocommit=True) as conn:
-        # The private cluster runs with synchronous_commit=off; this database's sessions
-        # wait for a standby (once one is named).
-        conn.execute("ALTER DATABASE postgres SET synchronous_commit = on")
+    # The private cluster runs with synchronous_commit=off; this database's sessions wait
+    # for a standby (once one is named).
+    _sql(private_cluster.url, "ALTER DATABASE postgres SET synchronous_commit = on")
     server = Server(
         db_url=private_cluster.url,
         log_path=tmp_path / "server.log",
@@ -267,18 +259,22 @@ def test_a_commit_no_standby_confirmed_is_not_acknowledged(
     try:
         account = admin.account()["id"]
         admin.topup(account, "10")
-        with psycopg.connect(private_cluster.url, autocommit=True) as conn:
-            # A synchronous standby that never comes: every commit waits for it.
-            conn.execute("ALTER SYSTEM SET synchronous_standby_names = 'ghost'")
-            conn.execute("SELECT pg_reload_conf()")
+        # A synchronous standby that never comes: every commit waits for it.
+        _sql(
+            private_cluster.url,
+            "ALTER SYSTEM SET synchronous_standby_names = 'ghost'",
+            "SELECT pg_reload_conf()",
+        )
         time.sleep(0.5)
         charged = admin.post(account, "charges", idem="unconfirmed", amount="1")
         assert charged.status_code == 503, charged.text
         assert "not confirmed by a standby" in charged.text
         assert charged.headers["Retry-After"]
-        with psycopg.connect(private_cluster.url, autocommit=True) as conn:
-            conn.execute("ALTER SYSTEM RESET synchronous_standby_names")
-            conn.execute("SELECT pg_reload_conf()")
+        _sql(
+            private_cluster.url,
+            "ALTER SYSTEM RESET synchronous_standby_names",
+            "SELECT pg_reload_conf()",
+        )
         time.sleep(0.5)
         again = admin.post(account, "charges", idem="unconfirmed", amount="1")
         assert again.status_code == 201, again.text

@@ -4,6 +4,7 @@
 from __future__ import annotations
 
 import sys
+from collections.abc import Callable
 from pathlib import Path
 
 import click
@@ -26,6 +27,17 @@ _COPY_STAGES = {
     "integrity": ("checking integrity", ""),
     "verify": ("verifying", "accounts"),
 }
+
+
+def _staged(run: Callable[[StagedProgress], str]) -> str:
+    """``run``'s report, its stages shown as they go, and its errors as the CLI's."""
+    stages = StagedProgress(_COPY_STAGES)
+    with reported_errors():
+        try:
+            return run(stages)
+        finally:
+            stages.close()
+    raise AssertionError("reported_errors() exits on every error")  # pragma: no cover
 
 
 @main.command()
@@ -127,13 +139,10 @@ def backup(ctx: click.Context, file: Path, force: bool) -> None:
     """Copy the SQLite database to FILE while it serves (a consistent snapshot)."""
     from birdbalance.backup import backup_sqlite
 
-    stages = StagedProgress(_COPY_STAGES)
-    with reported_errors():
-        try:
-            report = backup_sqlite(settings_of(ctx), file, overwrite=force, progress=stages)
-        finally:
-            stages.close()
-    click.echo(report)
+    settings = settings_of(ctx)
+    click.echo(
+        _staged(lambda stages: backup_sqlite(settings, file, overwrite=force, progress=stages))
+    )
 
 
 @main.command()
@@ -144,10 +153,7 @@ def restore(ctx: click.Context, file: Path, force: bool) -> None:
     """Replace the SQLite database with the backup FILE (stop the servers first)."""
     from birdbalance.backup import restore_sqlite
 
-    stages = StagedProgress(_COPY_STAGES)
-    with reported_errors():
-        try:
-            report = restore_sqlite(settings_of(ctx), file, replace_data=force, progress=stages)
-        finally:
-            stages.close()
-    click.echo(report)
+    settings = settings_of(ctx)
+    click.echo(
+        _staged(lambda stages: restore_sqlite(settings, file, replace_data=force, progress=stages))
+    )
