@@ -39,6 +39,7 @@ MIGRATIONS = [
     "0009_day_turnover.sql",
     "0010_bulk.sql",
     "0011_account_search.sql",
+    "0012_transfers.sql",
 ]
 LATEST = len(MIGRATIONS)
 SKIP_REASON = (

@@ -44,6 +44,17 @@ class EntryKind(StrEnum):
     CHARGE = "charge"
     REFUND = "refund"
     ADJUSTMENT = "adjustment"
+    TRANSFER = "transfer"
+
+
+#: The kinds an entry request posts to one ledger; a transfer's legs come only from
+#: ``POST /v1/transfers``, in pairs.
+POSTED_KINDS: Final = (
+    EntryKind.TOPUP,
+    EntryKind.CHARGE,
+    EntryKind.REFUND,
+    EntryKind.ADJUSTMENT,
+)
 
 
 class HoldStatus(StrEnum):
@@ -110,13 +121,15 @@ class RefundTarget:
 def signed_amount(kind: EntryKind, amount_minor: int) -> int:
     """The signed amount an entry of ``kind`` adds to the balance.
 
-    Top-ups, charges and refunds are requested as positive magnitudes; adjustments are
-    requested signed and must not be zero.
+    Top-ups, charges and refunds are requested as positive magnitudes; adjustments and the
+    legs of a transfer (the source's negative, the destination's positive) are signed
+    and must not be zero.
     """
     assert abs(amount_minor) <= MAX_ENTRY_MINOR
-    if kind is EntryKind.ADJUSTMENT:
+    if kind in (EntryKind.ADJUSTMENT, EntryKind.TRANSFER):
         if amount_minor == 0:
-            raise InvalidParameter("an adjustment must not be zero", "amount")
+            article = "an" if kind is EntryKind.ADJUSTMENT else "a"
+            raise InvalidParameter(f"{article} {kind} must not be zero", "amount")
         return amount_minor
     if amount_minor <= 0:
         raise InvalidParameter("amount must be greater than zero", "amount")

@@ -162,6 +162,43 @@ class HoldResult:
 
 
 @dataclass(frozen=True, slots=True)
+class NewTransfer:
+    """Move ``amount_minor`` from one account's ledger to another's, in ``mode``."""
+
+    from_account: str
+    to_account: str
+    mode: Mode
+    amount_minor: int
+    reference: str | None
+    metadata: dict[str, Any]
+
+
+@dataclass(frozen=True, slots=True)
+class Transfer:
+    """A transfer as stored: the two entries it wrote, one on each ledger."""
+
+    id: str
+    from_account: str
+    to_account: str
+    mode: Mode
+    amount_minor: int
+    from_entry: str
+    to_entry: str
+    reference: str | None
+    metadata: dict[str, Any]
+    created_at: str
+
+
+@dataclass(frozen=True, slots=True)
+class TransferResult:
+    """A transfer and its two legs (source first) as a write or a replay found them."""
+
+    transfer: Transfer
+    legs: tuple[PostedEntry, PostedEntry]
+    replayed: bool
+
+
+@dataclass(frozen=True, slots=True)
 class BalanceAt:
     """A ledger's balance at a point in time: that of its last entry at or before it."""
 

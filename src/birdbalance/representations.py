@@ -36,6 +36,8 @@ from birdbalance.records import (
     Page,
     PostedEntry,
     Recharge,
+    Transfer,
+    TransferResult,
     Webhook,
 )
 from birdbalance.shapes import render
@@ -223,6 +225,30 @@ def hold_result_shape(result: HoldResult) -> shapes.HoldResult:
         hold=hold_shape(result.hold, result.scale),
         entry=msgspec.UNSET if capture is None else entry_shape(capture.entry, capture.scale),
         balance=msgspec.UNSET if capture is None else _posted_balance(capture),
+    )
+
+
+def transfer_shape(transfer: Transfer, scale: int) -> shapes.Transfer:
+    return shapes.Transfer(
+        id=transfer.id,
+        from_=transfer.from_account,
+        to=transfer.to_account,
+        mode=transfer.mode,
+        amount=format_amount(transfer.amount_minor, scale),
+        from_entry=transfer.from_entry,
+        to_entry=transfer.to_entry,
+        reference=transfer.reference,
+        metadata=transfer.metadata,
+        created_at=transfer.created_at,
+    )
+
+
+def transfer_result_shape(result: TransferResult) -> shapes.TransferResult:
+    """A transfer and both legs, each with its ledger's balance after it."""
+    scale = result.legs[0].scale
+    return shapes.TransferResult(
+        transfer=transfer_shape(result.transfer, scale),
+        legs=[posted_shape(leg) for leg in result.legs],
     )
 
 

@@ -170,6 +170,19 @@ class NewRefund(NewEntry, kw_only=True):
     charge: Annotated[str, msgspec.Meta(description="The charge's id (ent_…).")]
 
 
+class NewTransfer(Body):
+    """Move ``amount`` from one account's ledger to another's (one asset, one mode)."""
+
+    from_: Annotated[str, msgspec.Meta(description="The account the amount leaves.")] = (
+        msgspec.field(name="from")
+    )
+    to: Annotated[str, msgspec.Meta(description="The account the amount reaches.")]
+    amount: Amount
+    mode: ModeName | msgspec.UnsetType | None = msgspec.UNSET
+    reference: Reference | msgspec.UnsetType | None = msgspec.UNSET
+    metadata: Metadata | msgspec.UnsetType | None = msgspec.UNSET
+
+
 class NewHold(Body):
     amount: Amount
     expires_in: (
@@ -266,6 +279,7 @@ MODELS: Final = (
     RotateKey,
     NewEntry,
     NewRefund,
+    NewTransfer,
     NewHold,
     CaptureHold,
     VoidHold,

@@ -179,6 +179,28 @@ class HoldResult(_Shape):
     balance: EntryBalance | msgspec.UnsetType = msgspec.UNSET
 
 
+class Transfer(_Shape):
+    """An amount moved between two ledgers: the two entries it wrote, one on each."""
+
+    id: Id
+    from_: Id = msgspec.field(name="from")
+    to: Id
+    mode: Mode
+    amount: Amount
+    from_entry: Id
+    to_entry: Id
+    reference: str | None
+    metadata: Metadata
+    created_at: Timestamp
+
+
+class TransferResult(_Shape):
+    """A transfer, and its two legs with each ledger's balance after it (source first)."""
+
+    transfer: Transfer
+    legs: list[PostedEntry]
+
+
 class ErrorItem(_Shape):
     """One of MessageBird's errors: its code, what went wrong, and the parameter."""
 
@@ -309,6 +331,7 @@ class KindTotals(_Shape):
     charge: Amount
     refund: Amount
     adjustment: Amount
+    transfer: Amount
 
 
 class KindCounts(_Shape):
@@ -316,6 +339,7 @@ class KindCounts(_Shape):
     charge: int
     refund: int
     adjustment: int
+    transfer: int
 
 
 class DailyDay(_Shape):
@@ -390,6 +414,8 @@ SHAPES: Final[tuple[type[msgspec.Struct], ...]] = (
     PostedEntry,
     Hold,
     HoldResult,
+    Transfer,
+    TransferResult,
     BulkAnswer,
     Alert,
     Event,

@@ -287,6 +287,26 @@ class AdminAPI:
         hold_id = request.path_params["hold_id"]
         return JSONBody(await self._write(lambda: self.service.void_hold(hold_id, body, idem)))
 
+    async def create_transfer(self, request: Request) -> JSONBody:
+        body = await self._body(request)
+        idem = request.headers.get("idempotency-key")
+        result = await self._write(lambda: self.service.create_transfer(body, idem))
+        return JSONBody(result, status_code=201)
+
+    async def list_transfers(self, request: Request) -> JSONBody:
+        q = request.query_params
+        return JSONBody(
+            await self._read(
+                lambda: self.service.list_transfers(
+                    account=q.get("account"), cursor=q.get("cursor"), limit=q.get("limit")
+                )
+            )
+        )
+
+    async def get_transfer(self, request: Request) -> JSONBody:
+        transfer_id = request.path_params["transfer_id"]
+        return JSONBody(await self._read(lambda: self.service.get_transfer(transfer_id)))
+
     async def post_bulk(self, request: Request) -> Response:
         """Up to 1,000 ledger operations in one transaction (see :mod:`.bulk`)."""
         idem = request.headers.get("idempotency-key")
@@ -375,6 +395,8 @@ class AdminAPI:
             "/v1/holds/{hold_id}": {"GET": self.get_hold},
             "/v1/holds/{hold_id}/capture": {"POST": self.capture_hold},
             "/v1/holds/{hold_id}/void": {"POST": self.void_hold},
+            "/v1/transfers": {"POST": self.create_transfer, "GET": self.list_transfers},
+            "/v1/transfers/{transfer_id}": {"GET": self.get_transfer},
             "/v1/bulk": {"POST": self.post_bulk},
             "/v1/accounts/{account_id}/alerts": {
                 "POST": self.create_alert,

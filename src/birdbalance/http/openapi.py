@@ -28,7 +28,7 @@ from birdbalance.http.openapi_parts import (
     ref,
     webhook_operations,
 )
-from birdbalance.ledger import EntryKind
+from birdbalance.ledger import POSTED_KINDS, EntryKind
 from birdbalance.records import DELIVERY_STATUSES
 from birdbalance.service.inputs import (
     MAX_AUDIT_FILTER_CHARS,
@@ -177,7 +177,7 @@ def _operations() -> dict[str, dict[str, Any]]:
                     query_param("reference", _REFERENCE_FILTER)))},
         **{
             f"/v1/accounts/{{account_id}}/{kind.value}s": {"post": _entry_operation(kind)}
-            for kind in EntryKind
+            for kind in POSTED_KINDS
         },
         "/v1/accounts/{account_id}/balance": {"get": _op(
             "getBalanceAt", "Ledger", "A ledger's balance now, or at a point in time",
@@ -235,6 +235,25 @@ def _operations() -> dict[str, dict[str, Any]]:
             "CaptureHold")},
         "/v1/holds/{hold_id}/void": {"post": _hold_action(
             "voidHold", "Release a pending hold without charging", "VoidHold")},
+        "/v1/transfers": {
+            "post": _op(
+                "createTransfer", "Transfers", "Move an amount from one account's ledger to"
+                " another's of the same asset and mode: both entries or neither",
+                ("201", ref("TransferResult"), "The transfer and its two legs"),
+                params=(_KEY_REQUIRED,), body=ref("NewTransfer"), errors=_WRITE,
+                description="The source keeps to its floor (0 if prepaid, its credit limit if"
+                " postpaid; code 25 past it). Two assets, or one account on both sides, get"
+                " 422. A transfer is never edited: a transfer back reverses it."),
+            "get": _op(
+                "listTransfers", "Transfers", "Transfers, newest first",
+                ("200", page_of("Transfer"), "A page of transfers"), errors=_READ,
+                description="All of them, or with `account` those from or to that account.",
+                params=(query_param("account", ID), LIMIT, _ID_CURSOR)),
+        },
+        "/v1/transfers/{transfer_id}": {"get": _op(
+            "getTransfer", "Transfers", "One transfer and its two legs",
+            ("200", ref("TransferResult"), "The transfer"),
+            params=(path_param("transfer_id"),), errors=(401, 404))},
         "/v1/bulk": {"post": _op(
             "postBulk", "Ledger", "Post up to 1,000 ledger operations (top-ups, charges,"
             " refunds, adjustments, holds, captures, voids) in one transaction",
@@ -365,6 +384,7 @@ def _document() -> dict[str, Any]:
             {"name": "Keys"},
             {"name": "Ledger"},
             {"name": "Holds"},
+            {"name": "Transfers"},
             {"name": "Alerts"},
             {"name": "Operations"},
         ],

@@ -63,6 +63,7 @@ from birdbalance.service.inputs import (
     seconds,
 )
 from birdbalance.service.reports import Reports
+from birdbalance.service.transfers import Transfers
 from birdbalance.shapes import render
 from birdbalance.storage import Store
 from birdbalance.storage.audit import MAX_AUDIT_PAGE
@@ -81,7 +82,7 @@ from birdbalance.webhooks import new_secret
 B = TypeVar("B", bound=bodies.Body)
 
 
-class Service(Reports, BulkPosting):
+class Service(Reports, BulkPosting, Transfers):
     """Every admin operation; returns typed shapes (:mod:`birdbalance.shapes`), raises
     ``ServiceError``."""
 

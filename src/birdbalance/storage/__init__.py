@@ -47,11 +47,14 @@ from birdbalance.records import (
     NewHold,
     NewKey,
     NewToken,
+    NewTransfer,
     NewWebhook,
     OutboxStats,
     Page,
     PostedEntry,
     Statement,
+    Transfer,
+    TransferResult,
     Webhook,
 )
 from birdbalance.settings import Settings
@@ -227,6 +230,18 @@ class Store(Protocol):
 
     def create_hold(self, new: NewHold, idem: Idempotency) -> HoldResult:
         """Reserve an amount under the ledger rules, atomically and idempotently."""
+
+    def transfer(self, new: NewTransfer, idem: Idempotency) -> TransferResult:
+        """Move an amount between two ledgers of one asset and mode: both legs in one
+        transaction, under the source's floor, idempotently."""
+
+    def get_transfer(self, transfer_id: str) -> TransferResult:
+        """A transfer and its two legs; raises ``NotFound``."""
+
+    def list_transfers(
+        self, account_id: str | None, cursor: str | None, limit: int
+    ) -> Page[Transfer]:
+        """Transfers newest first, all or those from or to ``account_id``."""
 
     def capture_hold(
         self,

@@ -10,8 +10,8 @@ only what differs between engines (see :mod:`.base`). The concerns, lowest first
 - :mod:`.moves`: **the one place a balance changes** (entries, one or a group commit);
 - above it, side by side: :mod:`.accounts`, :mod:`.credentials` (keys, tokens, the
   ``GET /balance`` lookup), :mod:`.audit`, :mod:`.history` (entries, totals, statements),
-  :mod:`.holds`, :mod:`.alert_rules`, :mod:`.deliveries` (webhooks and the outbox),
-  :mod:`.verify`;
+  :mod:`.holds`, :mod:`.transfers`, :mod:`.alert_rules`, :mod:`.deliveries` (webhooks
+  and the outbox), :mod:`.verify`;
 - :mod:`.bulk`: many entries and hold operations in one transaction, each as its single
   write would post it.
 """
@@ -25,6 +25,7 @@ from .bulk import BulkStore
 from .credentials import CredentialStore
 from .deliveries import DeliveryStore
 from .history import HistoryStore
+from .transfers import TransferStore
 from .verify import VerifyStore
 
 
@@ -33,6 +34,7 @@ class SQLStore(
     CredentialStore,
     AuditStore,
     HistoryStore,
+    TransferStore,
     BulkStore,
     AlertRuleStore,
     DeliveryStore,

@@ -57,6 +57,47 @@ def _pages(progress: PageProgress | None) -> Callable[[int, int, int], None] | N
     return lambda _status, remaining, total: progress(total - remaining, total)
 
 
+#: The schema version that adds transfers, and the CHECK constraints it loosens: each
+#: table's constraint text as created, and as it becomes.
+TRANSFERS_VERSION: Final = 12
+TRANSFER_CHECKS: Final = (
+    (
+        "entries",
+        "CHECK (kind IN ('topup', 'charge', 'refund', 'adjustment'))",
+        "CHECK (kind IN ('topup', 'charge', 'refund', 'adjustment', 'transfer'))",
+    ),
+    (
+        "idempotency_keys",
+        "CHECK (resource_type IN ('account', 'key', 'entry', 'hold'))",
+        "CHECK (resource_type IN ('account', 'key', 'entry', 'hold', 'transfer'))",
+    ),
+)
+
+
+def _loosen_checks(conn: sqlite3.Connection, checks: Sequence[tuple[str, str, str]]) -> None:
+    """Admit more values in CHECK constraints without rebuilding their tables.
+
+    SQLite cannot alter a constraint. Its documentation ("Making Other Kinds Of Table
+    Schema Changes") allows editing the stored CREATE TABLE text in place for a change
+    that every existing row still satisfies, such as a CHECK that admits more: edit it
+    with ``writable_schema``, then bump ``schema_version`` so every connection reloads
+    the schema. Runs inside the migration's transaction.
+    """
+    (version,) = conn.execute("PRAGMA schema_version").fetchone()
+    conn.execute("PRAGMA writable_schema = ON")
+    try:
+        for table, old, new in checks:
+            changed = conn.execute(
+                "UPDATE sqlite_schema SET sql = replace(sql, ?, ?)"
+                " WHERE type = 'table' AND name = ? AND instr(sql, ?) > 0",
+                (old, new, table, old),
+            ).rowcount
+            assert changed == 1, f"{table}'s CHECK is not the one expected: {old}"
+        conn.execute(f"PRAGMA schema_version = {int(version) + 1}")
+    finally:
+        conn.execute("PRAGMA writable_schema = OFF")
+
+
 class CommitStamp:
     """A stamp that changes whenever any connection commits to a WAL database.
 
@@ -335,6 +376,11 @@ class SQLiteStore(SQLStore):
         return int(
             conn.execute("SELECT COALESCE(MAX(version), 0) FROM schema_migrations").fetchone()[0]
         )
+
+    def _after_migration(self, conn: Any, version: int) -> None:
+        super()._after_migration(conn, version)
+        if version == TRANSFERS_VERSION:
+            _loosen_checks(conn, TRANSFER_CHECKS)
 
     def migrate(self, target: int | None = None) -> list[str]:
         """Apply pending migrations (up to ``target``) in one transaction.

@@ -203,9 +203,45 @@ class VerifyStore(LedgerMoves):
                 problems.append(f"{count} {what}")
         return problems
 
-    def _verify_links(self, conn: Connection, low: str, high: str | None) -> list[str]:
-        """Cross-row checks: refunds and captures."""
+    def _verify_transfers(self, conn: Connection, low: str, high: str | None) -> list[str]:
+        """Every transfer (by its source, in the batch) has two legs that sum to zero: the
+        source's -amount and the destination's +amount, both of kind transfer, in the
+        transfer's mode; and every transfer entry of the batch is a leg of one."""
         problems: list[str] = []
+        where, bounds = self._range("t.from_account", low, high)
+        for transfer_id, amount, out_amount, in_amount, legs_ok in self._execute(
+            conn,
+            "SELECT t.id, t.amount_minor, o.amount_minor, i.amount_minor,"  # noqa: S608 -- constants only
+            " CASE WHEN o.account_id = t.from_account AND i.account_id = t.to_account"
+            " AND o.mode = t.mode AND i.mode = t.mode AND o.kind = 'transfer'"
+            " AND i.kind = 'transfer' THEN 1 ELSE 0 END"
+            " FROM transfers t LEFT JOIN entries o ON o.id = t.from_entry"
+            f" LEFT JOIN entries i ON i.id = t.to_entry WHERE {where}",
+            bounds,
+        ).fetchall():
+            if out_amount is None or in_amount is None or not legs_ok:
+                problems.append(f"transfer {transfer_id}: its legs are not its two ledgers'")
+            elif out_amount + in_amount != 0 or in_amount != amount:
+                problems.append(
+                    f"transfer {transfer_id}: legs {out_amount} and {in_amount} do not sum to"
+                    f" zero around {amount}"
+                )
+        where, bounds = self._range("e.account_id", low, high)
+        strays = self._execute(
+            conn,
+            "SELECT COUNT(*) FROM entries e WHERE e.kind = 'transfer' AND "  # noqa: S608 -- constants only
+            + where
+            + " AND NOT EXISTS (SELECT 1 FROM transfers t WHERE t.from_entry = e.id"
+            " OR t.to_entry = e.id)",
+            bounds,
+        ).fetchone()[0]
+        if strays:
+            problems.append(f"{strays} transfer entries belong to no transfer")
+        return problems
+
+    def _verify_links(self, conn: Connection, low: str, high: str | None) -> list[str]:
+        """Cross-row checks: refunds, captures and transfers."""
+        problems = self._verify_transfers(conn, low, high)
         where, bounds = self._range("r.account_id", low, high)
         for refund_of, kind, charged, refunded, strangers in self._execute(
             conn,
