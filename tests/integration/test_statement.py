@@ -111,7 +111,13 @@ def test_the_http_statement(server: Server, admin: Admin) -> None:
     assert refund.status_code == 201, refund.text
     body = admin.http.get(f"/v1/accounts/{aid}/statement", params={"from": start}).json()
     assert (body["opening_balance"], body["closing_balance"]) == ("0", "75")
-    assert body["totals"] == {"topup": "100", "charge": "-30", "refund": "5", "adjustment": "0"}
+    assert body["totals"] == {
+        "topup": "100",
+        "charge": "-30",
+        "refund": "5",
+        "adjustment": "0",
+        "transfer": "0",
+    }
     assert [e["kind"] for e in body["data"]] == ["topup", "charge", "refund"]
     # CSV by parameter and by Accept, as a download, formulas defused.
     url = f"{server.url}/v1/accounts/{aid}/statement"

@@ -4,8 +4,13 @@ idempotent, one asset and one mode, never an overdraft under concurrency, and pr
 
 from __future__ import annotations
 
+import asyncio
+import json
 import threading
 from collections.abc import Iterator
+from decimal import Decimal
+from pathlib import Path
+from typing import Any
 
 import httpx
 import pytest
@@ -22,7 +27,7 @@ from birdbalance.records import Idempotency, NewAccount, NewEntry, NewTransfer
 from birdbalance.settings import Settings
 from birdbalance.storage import Store, open_store
 from tests.databases import raw_execute
-from tests.servers import Admin, Server
+from tests.servers import ADMIN_TOKEN, Admin, Server, cli
 
 
 @pytest.fixture
@@ -224,3 +229,95 @@ def test_the_transfer_api(server: Server, admin: Admin) -> None:
     )
     live = admin.http.get(f"/v1/accounts/{a}").json()["balances"]["live"]
     assert live["amount"] == "7.5"
+
+
+def test_the_transfer_command(database_url: str) -> None:
+    def run(*args: str) -> dict[str, Any]:
+        result = cli(*args, "--json", db_url=database_url)
+        assert result.returncode == 0, result.stderr
+        return dict(json.loads(result.stdout))
+
+    a = run("accounts", "create", "--payment", "prepaid", "--type", "euros")["id"]
+    b = run("accounts", "create", "--payment", "prepaid", "--type", "euros")["id"]
+    run("topup", a, "5")
+    moved = run("transfer", a, b, "1.25", "--reference", "inv-1")
+    assert [leg["balance"]["amount"] for leg in moved["legs"]] == ["3.75", "1.25"]
+    # A re-run with the same reference replays it: nothing moves twice.
+    assert run("transfer", a, b, "1.25", "--reference", "inv-1") == moved
+    listed = run("transfers", "--account", a)
+    assert [t["id"] for t in listed["data"]] == [moved["transfer"]["id"]]
+    refused = cli("transfer", a, b, "100", db_url=database_url)
+    assert refused.returncode != 0 and "balance" in refused.stderr.lower(), refused.stderr
+    table = cli("transfers", db_url=database_url)
+    assert moved["transfer"]["id"] in table.stdout
+    audit = run("audit", "--action", "birdbalance transfer")
+    assert [r["target"] for r in audit["data"]][:1] == [a], audit
+
+
+def test_two_nodes_race_transfers_both_ways_against_charges(
+    database_url: str, tmp_path: Path
+) -> None:
+    """Two server processes on one database; 24 clients send transfers A->B and B->A and
+    charges on both, spread over both nodes. Neither ledger ever goes below zero, every
+    acknowledged operation is in the balances, and verify is clean."""
+    first = Server(db_url=database_url, log_path=tmp_path / "node1.log").start()
+    second = Server(db_url=database_url, log_path=tmp_path / "node2.log")
+    try:
+        second.start()
+        admin = Admin(first.url)
+        a, b = admin.account()["id"], admin.account()["id"]
+        admin.topup(a, "15")
+        admin.topup(b, "15")
+        acknowledged: list[str] = []
+
+        async def client(n: int) -> None:
+            headers = {"Authorization": f"Bearer {ADMIN_TOKEN}"}
+            nodes = [
+                httpx.AsyncClient(base_url=s.url, headers=headers, timeout=60)
+                for s in (first, second)
+            ]
+            try:
+                for i in range(10):
+                    node = nodes[(n + i) % 2]
+                    idem = {"Idempotency-Key": f"race-{n}-{i}"}
+                    op = ("a->b", "b->a", "charge a", "charge b")[(n + i) % 4]
+                    if op.startswith("charge"):
+                        target = a if op.endswith("a") else b
+                        r = await node.post(
+                            f"/v1/accounts/{target}/charges", json={"amount": "1"}, headers=idem
+                        )
+                    else:
+                        source, to = (a, b) if op == "a->b" else (b, a)
+                        body = {"from": source, "to": to, "amount": "1"}
+                        r = await node.post("/v1/transfers", json=body, headers=idem)
+                    assert r.status_code in (201, 422), r.text
+                    if r.status_code == 201:
+                        acknowledged.append(op)
+                    else:
+                        assert r.json()["errors"][0]["code"] == 25, r.text
+            finally:
+                for node in nodes:
+                    await node.aclose()
+
+        async def everyone() -> None:
+            await asyncio.gather(*(client(n) for n in range(24)))
+
+        asyncio.run(everyone())
+        ops = acknowledged
+        balances = {
+            account: Decimal(
+                admin.http.get(f"/v1/accounts/{account}").json()["balances"]["live"]["amount"]
+            )
+            for account in (a, b)
+        }
+        expected_a = 15 - ops.count("a->b") + ops.count("b->a") - ops.count("charge a")
+        expected_b = 15 - ops.count("b->a") + ops.count("a->b") - ops.count("charge b")
+        assert (balances[a], balances[b]) == (expected_a, expected_b)
+        assert balances[a] >= 0 and balances[b] >= 0
+        assert ops.count("charge a") + ops.count("charge b") == 30 - balances[a] - balances[b]
+        admin.http.close()
+    finally:
+        second.stop()
+        first.stop()
+    verified = cli("verify", db_url=database_url)
+    assert verified.returncode == 0, verified.stdout + verified.stderr

@@ -10,9 +10,9 @@ non-zero exit status.
 One module per area: :mod:`.operations` (serve, migrate, verify, backup, restore),
 :mod:`.accounts` (accounts, keys, tokens, audit), :mod:`.ledger` (entries, history,
 statements, holds), :mod:`.alerting` (alerts, events, webhooks, deliveries),
-:mod:`.imports` (import), :mod:`.remote` (balance, check, watch) and
-:mod:`.completion`; :mod:`.base` holds the plumbing and :mod:`.output` the one output
-layer.
+:mod:`.transfers` (transfer, transfers), :mod:`.imports` (import), :mod:`.remote`
+(balance, check, watch) and :mod:`.completion`; :mod:`.base` holds the plumbing and
+:mod:`.output` the one output layer.
 """
 
 from birdbalance.cli import (  # noqa: F401 -- each area registers its commands on main
@@ -23,6 +23,7 @@ from birdbalance.cli import (  # noqa: F401 -- each area registers its commands 
     ledger,
     operations,
     remote,
+    transfers,
 )
 from birdbalance.cli.root import main
 

@@ -82,6 +82,7 @@ class Audited(click.Command):
 
 _TARGET_PARAMS: Final = (
     "account_id",
+    "from_id",
     "key_id",
     "hold_id",
     "alert_id",
