@@ -187,6 +187,8 @@ class Transfer:
     reference: str | None
     metadata: dict[str, Any]
     created_at: str
+    #: The scale of the asset both accounts hold, for rendering the amount.
+    scale: int
 
 
 @dataclass(frozen=True, slots=True)

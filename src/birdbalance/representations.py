@@ -228,13 +228,13 @@ def hold_result_shape(result: HoldResult) -> shapes.HoldResult:
     )
 
 
-def transfer_shape(transfer: Transfer, scale: int) -> shapes.Transfer:
+def transfer_shape(transfer: Transfer) -> shapes.Transfer:
     return shapes.Transfer(
         id=transfer.id,
         from_=transfer.from_account,
         to=transfer.to_account,
         mode=transfer.mode,
-        amount=format_amount(transfer.amount_minor, scale),
+        amount=format_amount(transfer.amount_minor, transfer.scale),
         from_entry=transfer.from_entry,
         to_entry=transfer.to_entry,
         reference=transfer.reference,
@@ -245,9 +245,8 @@ def transfer_shape(transfer: Transfer, scale: int) -> shapes.Transfer:
 
 def transfer_result_shape(result: TransferResult) -> shapes.TransferResult:
     """A transfer and both legs, each with its ledger's balance after it."""
-    scale = result.legs[0].scale
     return shapes.TransferResult(
-        transfer=transfer_shape(result.transfer, scale),
+        transfer=transfer_shape(result.transfer),
         legs=[posted_shape(leg) for leg in result.legs],
     )
 

@@ -23,7 +23,7 @@ from birdbalance.errors import (
     ServiceError,
 )
 from birdbalance.ledger import EntryKind, Mode, Payment
-from birdbalance.records import Idempotency, NewAccount, NewEntry, NewTransfer
+from birdbalance.records import Idempotency, NewAccount, NewEntry, NewHold, NewTransfer
 from birdbalance.settings import Settings
 from birdbalance.storage import Store, open_store
 from tests.databases import raw_execute
@@ -94,10 +94,15 @@ def test_refusals_write_nothing(store: Store) -> None:
         _move(store, a, "acc_" + "0" * 26, 1, "nobody")
     with pytest.raises(NotEnoughBalance):
         _move(store, a, b, 1, "test-mode", mode=Mode.TEST)  # the test ledger is empty
+    # What a pending hold reserves cannot leave either.
+    hold = NewHold(a, Mode.LIVE, 90, "2999-01-01T00:00:00.000000Z", None, {})
+    store.create_hold(hold, Idempotency("hold", "fp-hold"))
+    with pytest.raises(NotEnoughBalance):
+        _move(store, a, b, 11, "past-the-hold")
     assert store.list_transfers(None, None, 10).items == []
     assert store.verify() == []
     # A refused key was not used: it can carry the transfer once it fits.
-    _move(store, a, b, 100, "too-much", fp="fp-too-much")
+    _move(store, a, b, 10, "too-much", fp="fp-too-much")
 
 
 def test_a_postpaid_source_may_use_its_credit(store: Store) -> None:

@@ -58,10 +58,4 @@ class Transfers:
         account_id = None if account is None else resource_id(account, "account")
         size = id_page_size(cursor, limit)
         page = self.store.list_transfers(account_id, cursor, size)
-        scales: dict[str, int] = {}
-        items = []
-        for transfer in page.items:
-            if transfer.from_account not in scales:
-                scales[transfer.from_account] = self.store.get_account(transfer.from_account).scale
-            items.append(transfer_shape(transfer, scales[transfer.from_account]))
-        return page_shape(page, items)
+        return page_shape(page, [transfer_shape(t) for t in page.items])

@@ -28,9 +28,11 @@ from birdbalance.records import (
 from .base import Connection, dumps
 from .moves import LedgerMoves
 
+#: A transfer, and the scale of its asset (both accounts share it) to render it in.
 _TRANSFER_SQL: Final = (
-    "SELECT id, from_account, to_account, mode, amount_minor, from_entry, to_entry,"
-    " reference, metadata, created_at FROM transfers"
+    "SELECT t.id, t.from_account, t.to_account, t.mode, t.amount_minor, t.from_entry,"
+    " t.to_entry, t.reference, t.metadata, t.created_at, a.scale FROM transfers t"
+    " JOIN accounts a ON a.id = t.from_account"
 )
 
 
@@ -46,6 +48,7 @@ def _transfer_from_row(row: Any) -> Transfer:
         reference=row[7],
         metadata=json.loads(row[8]),
         created_at=row[9],
+        scale=int(row[10]),
     )
 
 
@@ -128,7 +131,7 @@ class TransferStore(LedgerMoves):
         return TransferResult(transfer, (out_leg, in_leg), replayed)
 
     def _transfer(self, conn: Connection, transfer_id: str) -> Transfer:
-        row = self._execute(conn, _TRANSFER_SQL + " WHERE id = ?", (transfer_id,)).fetchone()
+        row = self._execute(conn, _TRANSFER_SQL + " WHERE t.id = ?", (transfer_id,)).fetchone()
         if row is None:
             raise NotFound(f"no transfer {transfer_id}", "transfer")
         return _transfer_from_row(row)
@@ -144,13 +147,13 @@ class TransferStore(LedgerMoves):
         """Transfers newest first: all of them, or those from or to ``account_id``."""
         args: list[Any] = [cursor or "~"]
         if account_id is None:
-            sql = _TRANSFER_SQL + " WHERE id < ? ORDER BY id DESC LIMIT ?"
+            sql = _TRANSFER_SQL + " WHERE t.id < ? ORDER BY t.id DESC LIMIT ?"
         else:
             # Each side on its own index, newest first, then merged: never a scan.
             sql = (
-                f"SELECT * FROM ({_TRANSFER_SQL} WHERE id < ? AND from_account = ?"  # noqa: S608 -- constants only
-                f" UNION ALL {_TRANSFER_SQL} WHERE id < ? AND to_account = ?) t"
-                " ORDER BY id DESC LIMIT ?"
+                f"SELECT * FROM ({_TRANSFER_SQL} WHERE t.id < ? AND t.from_account = ?"  # noqa: S608 -- constants only
+                f" UNION ALL {_TRANSFER_SQL} WHERE t.id < ? AND t.to_account = ?) u"
+                " ORDER BY 1 DESC LIMIT ?"
             )
             args = [cursor or "~", account_id, cursor or "~", account_id]
         with self._read() as conn:
