@@ -57,7 +57,8 @@ def _fill(url: str, entries: int) -> None:
     step_s = SPAN_DAYS * 86400 / entries
     raw_execute(
         url,
-        f"INSERT INTO accounts VALUES ('{ACCOUNT}', 'Big account', 'prepaid', 'EUR', 2, NULL,"
+        "INSERT INTO accounts (id, name, payment, asset, scale, credit_limit_minor, metadata,"
+        f" created_at) VALUES ('{ACCOUNT}', 'Big account', 'prepaid', 'EUR', 2, NULL,"
         " '{}', '2020-01-01T00:00:00.000000Z')",
     )
     # Entry ids with a letter ('ent_D…'): bench/fixtures.py's are all digits, so both

@@ -32,7 +32,8 @@ LOOKUPS = 2000
 def _fill(url: str, account: str, entries: int) -> None:
     raw_execute(
         url,
-        f"INSERT INTO accounts VALUES ('{account}', 'bench', 'prepaid', 'EUR', 6, NULL, '{{}}',"
+        "INSERT INTO accounts (id, name, payment, asset, scale, credit_limit_minor, metadata,"
+        f" created_at) VALUES ('{account}', 'bench', 'prepaid', 'EUR', 6, NULL, '{{}}',"
         " '2020-01-01T00:00:00.000000Z')",
     )
     if url.startswith("sqlite:"):

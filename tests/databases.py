@@ -40,6 +40,7 @@ MIGRATIONS = [
     "0010_bulk.sql",
     "0011_account_search.sql",
     "0012_transfers.sql",
+    "0013_subaccounts.sql",
 ]
 LATEST = len(MIGRATIONS)
 SKIP_REASON = (

@@ -62,6 +62,7 @@ class Account:
     created_at: str
     live: LedgerTotals
     test: LedgerTotals
+    parent_id: str | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -162,6 +163,17 @@ class HoldResult:
 
 
 @dataclass(frozen=True, slots=True)
+class SubAccounts:
+    """A page of an account's direct sub-accounts, and the totals of all of them."""
+
+    page: Page[Account]
+    count: int
+    #: The sums of their live ledgers: balance and what holds reserve.
+    live_balance_minor: int
+    live_held_minor: int
+
+
+@dataclass(frozen=True, slots=True)
 class NewTransfer:
     """Move ``amount_minor`` from one account's ledger to another's, in ``mode``."""
 
@@ -238,6 +250,8 @@ class NewAccount:
     scale: int
     credit_limit_minor: int | None
     metadata: dict[str, Any]
+    #: The account it is a sub-account of (same asset; at most three levels).
+    parent_id: str | None = None
 
 
 @dataclass(frozen=True, slots=True)

@@ -36,6 +36,7 @@ from birdbalance.records import (
     Page,
     PostedEntry,
     Recharge,
+    SubAccounts,
     Transfer,
     TransferResult,
     Webhook,
@@ -70,6 +71,24 @@ def account_shape(account: Account) -> shapes.Account:
         balances=shapes.Balances(
             live=_ledger(account.live, account.scale),
             test=_ledger(account.test, account.scale),
+        ),
+        parent=account.parent_id,
+    )
+
+
+def subaccounts_shape(parent: Account, found: SubAccounts) -> shapes.SubAccounts:
+    """A page of sub-accounts, and the totals of all of them (in the parent's asset)."""
+    page = found.page
+    return shapes.SubAccounts(
+        parent=parent.id,
+        data=[account_shape(a) for a in page.items],
+        next_cursor=page.next_cursor,
+        has_more=page.next_cursor is not None,
+        totals=shapes.SubAccountTotals(
+            accounts=found.count,
+            live=_ledger(
+                LedgerTotals(found.live_balance_minor, 0, found.live_held_minor), parent.scale
+            ),
         ),
     )
 

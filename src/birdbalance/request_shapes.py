@@ -21,7 +21,7 @@ from __future__ import annotations
 
 import re
 from collections.abc import Mapping
-from typing import Annotated, Any, Final, TypeVar
+from typing import Annotated, Any, Final, Literal, TypeVar
 
 import msgspec
 
@@ -129,6 +129,29 @@ class NewAccount(Body):
         Annotated[Amount, msgspec.Meta(description="Postpaid only.")] | msgspec.UnsetType | None
     ) = msgspec.UNSET
     metadata: Metadata | msgspec.UnsetType | None = msgspec.UNSET
+    parent: (
+        Annotated[
+            str,
+            msgspec.Meta(
+                description="Make it a sub-account of this account (same asset; accounts"
+                " nest at most three levels deep)."
+            ),
+        ]
+        | msgspec.UnsetType
+        | None
+    ) = msgspec.UNSET
+    balance: (
+        Annotated[
+            Literal["own", "shared"],
+            msgspec.Meta(
+                description="A sub-account's balance: its own ledger, funded by transfers"
+                " (the default). `shared` (spending from the parent's) is not available"
+                " yet: 422."
+            ),
+        ]
+        | msgspec.UnsetType
+        | None
+    ) = msgspec.UNSET
 
 
 class NewKey(Body):

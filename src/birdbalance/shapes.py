@@ -84,6 +84,28 @@ class Account(_Shape):
     metadata: Metadata
     created_at: Timestamp
     balances: Balances
+    parent: Annotated[
+        Id | None, msgspec.Meta(description="The account this is a sub-account of.")
+    ] = None
+
+
+class SubAccountTotals(_Shape):
+    """All of an account's direct sub-accounts: how many, and their live ledgers' sums."""
+
+    accounts: int
+    live: Annotated[
+        Ledger, msgspec.Meta(description="Summed over them (`entries` is 0: not summed).")
+    ]
+
+
+class SubAccounts(_Shape):
+    """A page of an account's direct sub-accounts, by id, and the totals of all of them."""
+
+    parent: Id
+    data: list[Account]
+    next_cursor: str | None
+    has_more: bool
+    totals: SubAccountTotals
 
 
 class ApiKey(_Shape):
@@ -407,6 +429,7 @@ class Listing(_Shape, Generic[T]):
 #: Every shape the OpenAPI document names, by its component name.
 SHAPES: Final[tuple[type[msgspec.Struct], ...]] = (
     Account,
+    SubAccounts,
     ApiKey,
     RotatedKey,
     AuditRecord,

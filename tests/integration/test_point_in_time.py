@@ -61,7 +61,8 @@ def _fill(database_url: str) -> None:
     store.close()
     raw_execute(
         database_url,
-        f"INSERT INTO accounts VALUES ('{ACCOUNT}', 'big', 'prepaid', 'EUR', 6, NULL, '{{}}',"
+        "INSERT INTO accounts (id, name, payment, asset, scale, credit_limit_minor, metadata,"
+        f" created_at) VALUES ('{ACCOUNT}', 'big', 'prepaid', 'EUR', 6, NULL, '{{}}',"
         " '2026-01-01T00:00:00.000000Z')",
     )
     if database_url.startswith("sqlite:"):

@@ -8,6 +8,7 @@ import click
 
 from birdbalance.cli.base import Audited, limit_option, reported_errors, store_of
 from birdbalance.cli.output import (
+    note,
     output_option,
     print_json,
     print_page,
@@ -45,6 +46,7 @@ _ACCOUNT_HEADERS = ["id", "name", "payment", "type", "live", "test", "credit lim
 @click.option("--type", "type_", required=True, help="credits, euros, pounds, dollars or ISO-4217.")
 @click.option("--name")
 @click.option("--credit-limit", help="Postpaid only: how far usage may go.")
+@click.option("--parent", help="Make it a sub-account of this account (same asset).")
 @click.option("--idempotency-key")
 @output_option
 @click.pass_context
@@ -54,6 +56,7 @@ def accounts_create(
     type_: str,
     name: str | None,
     credit_limit: str | None,
+    parent: str | None,
     idempotency_key: str | None,
     as_json: bool,
 ) -> None:
@@ -63,12 +66,35 @@ def accounts_create(
         body["name"] = name
     if credit_limit is not None:
         body["credit_limit"] = credit_limit
+    if parent is not None:
+        body["parent"] = parent
     with store_of(ctx) as store, reported_errors():
         account = render(Service(store).create_account(body, idempotency_key))
     if as_json:
         print_json(account)
     else:
         print_table(_ACCOUNT_HEADERS, [_account_row(account)])
+
+
+@accounts.command("children")
+@click.argument("account_id")
+@limit_option
+@click.option("--cursor")
+@output_option
+@click.pass_context
+def accounts_children(
+    ctx: click.Context, account_id: str, limit: int, cursor: str | None, as_json: bool
+) -> None:
+    """An account's direct sub-accounts (by id), then the totals of all of them."""
+    with store_of(ctx) as store, reported_errors():
+        found = render(Service(store).list_subaccounts(account_id, cursor=cursor, limit=str(limit)))
+    print_page(found, as_json, _ACCOUNT_HEADERS, _account_row)
+    if not as_json:
+        totals = found["totals"]
+        note(
+            f"{totals['accounts']} sub-accounts; live: {totals['live']['amount']}"
+            f" ({totals['live']['available']} available)"
+        )
 
 
 @accounts.command("list")

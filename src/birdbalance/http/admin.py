@@ -287,6 +287,17 @@ class AdminAPI:
         hold_id = request.path_params["hold_id"]
         return JSONBody(await self._write(lambda: self.service.void_hold(hold_id, body, idem)))
 
+    async def list_subaccounts(self, request: Request) -> JSONBody:
+        q = request.query_params
+        account_id = request.path_params["account_id"]
+        return JSONBody(
+            await self._read(
+                lambda: self.service.list_subaccounts(
+                    account_id, cursor=q.get("cursor"), limit=q.get("limit")
+                )
+            )
+        )
+
     async def create_transfer(self, request: Request) -> JSONBody:
         body = await self._body(request)
         idem = request.headers.get("idempotency-key")
@@ -383,6 +394,7 @@ class AdminAPI:
         table: dict[str, dict[str, Handler]] = {
             "/v1/accounts": {"POST": self.create_account, "GET": self.list_accounts},
             "/v1/accounts/{account_id}": {"GET": self.get_account},
+            "/v1/accounts/{account_id}/subaccounts": {"GET": self.list_subaccounts},
             "/v1/accounts/{account_id}/keys": {"POST": self.create_key, "GET": self.list_keys},
             "/v1/keys/{key_id}": {"DELETE": self.revoke_key},
             "/v1/keys/{key_id}/rotate": {"POST": self.rotate_key},

@@ -235,6 +235,12 @@ def _operations() -> dict[str, dict[str, Any]]:
             "CaptureHold")},
         "/v1/holds/{hold_id}/void": {"post": _hold_action(
             "voidHold", "Release a pending hold without charging", "VoidHold")},
+        "/v1/accounts/{account_id}/subaccounts": {"get": _op(
+            "listSubaccounts", "Accounts", "An account's direct sub-accounts, with totals",
+            ("200", ref("SubAccounts"), "A page of sub-accounts (by id) and the totals of all"),
+            errors=_READ, params=(_ACCOUNT_ID, LIMIT, _ID_CURSOR),
+            description="Each sub-account with its balances; `totals` sums the live ledgers"
+            " of every direct sub-account, not only this page's.")},
         "/v1/transfers": {
             "post": _op(
                 "createTransfer", "Transfers", "Move an amount from one account's ledger to"

@@ -42,6 +42,7 @@ from birdbalance.representations import (
     page_shape,
     posted_shape,
     rotated_shape,
+    subaccounts_shape,
     token_shape,
     webhook_shape,
 )
@@ -123,6 +124,17 @@ class Service(Reports, BulkPosting, Transfers):
         credit_limit = minor(request.credit_limit, "credit_limit")
         if credit_limit is not None and payment is Payment.PREPAID:
             raise InvalidParameter("only postpaid accounts have a credit limit", "credit_limit")
+        parent = set_or_none(request.parent)
+        if request.balance == "shared":
+            raise InvalidParameter(
+                "shared sub-account balances are not available yet: use an own balance and"
+                " fund it with transfers",
+                "balance",
+            )
+        if request.balance == "own" and parent is None:
+            raise InvalidParameter(
+                "only a sub-account (with a parent) has a balance mode", "balance"
+            )
         new = NewAccount(
             set_or_none(request.name),
             payment,
@@ -130,8 +142,18 @@ class Service(Reports, BulkPosting, Transfers):
             scale_of(asset),
             credit_limit,
             metadata_of(request.metadata),
+            None if parent is None else resource_id(parent, "parent"),
         )
         return account_shape(self.store.create_account(new, idem))
+
+    def list_subaccounts(
+        self, account_id: str, *, cursor: str | None, limit: str | None
+    ) -> shapes.SubAccounts:
+        """An account's direct sub-accounts, by id, and the totals of all of them."""
+        account_id = resource_id(account_id, "account")
+        size = id_page_size(cursor, limit)
+        parent = self.store.get_account(account_id)
+        return subaccounts_shape(parent, self.store.list_subaccounts(account_id, cursor, size))
 
     def get_account(self, account_id: str) -> shapes.Account:
         return account_shape(self.store.get_account(resource_id(account_id, "account")))

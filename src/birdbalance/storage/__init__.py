@@ -53,6 +53,7 @@ from birdbalance.records import (
     Page,
     PostedEntry,
     Statement,
+    SubAccounts,
     Transfer,
     TransferResult,
     Webhook,
@@ -230,6 +231,10 @@ class Store(Protocol):
 
     def create_hold(self, new: NewHold, idem: Idempotency) -> HoldResult:
         """Reserve an amount under the ledger rules, atomically and idempotently."""
+
+    def list_subaccounts(self, parent_id: str, cursor: str | None, limit: int) -> SubAccounts:
+        """A page of an account's direct sub-accounts, with the count and live totals of
+        all of them; raises ``NotFound``."""
 
     def transfer(self, new: NewTransfer, idem: Idempotency) -> TransferResult:
         """Move an amount between two ledgers of one asset and mode: both legs in one

@@ -5,13 +5,16 @@ from __future__ import annotations
 import re
 from typing import Any, ClassVar, Final
 
+from birdbalance.errors import InvalidParameter, NotFound
 from birdbalance.ids import new_id, utc_timestamp
 from birdbalance.ledger import Mode
-from birdbalance.records import Account, Idempotency, NewAccount, Page
+from birdbalance.records import Account, Idempotency, NewAccount, Page, SubAccounts
 
-from .base import ACCOUNT_SQL, account_from_row, dumps
+from .base import ACCOUNT_SQL, Connection, account_from_row, dumps
 from .moves import LedgerMoves
 
+#: How deep accounts nest: platform (1), reseller (2), customer (3).
+MAX_DEPTH: Final = 3
 #: An account id, as ``search`` takes it: that account alone, by one index seek.
 _ACCOUNT_ID: Final = re.compile(r"acc_[0-9A-Z]{26}")
 
@@ -76,11 +79,12 @@ class AccountStore(LedgerMoves):
             replayed = self._replayed_id(conn, idem, "account")
             if replayed is not None:
                 return self._account(conn, replayed)
+            depth = 1 if new.parent_id is None else self._child_depth(conn, new)
             account_id = new_id("acc")
             self._execute(
                 conn,
                 "INSERT INTO accounts (id, name, payment, asset, scale, credit_limit_minor,"
-                " metadata, created_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
+                " metadata, created_at, parent_id, depth) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
                 (
                     account_id,
                     new.name,
@@ -90,6 +94,8 @@ class AccountStore(LedgerMoves):
                     new.credit_limit_minor,
                     dumps(new.metadata),
                     utc_timestamp(),
+                    new.parent_id,
+                    depth,
                 ),
             )
             for mode in Mode:
@@ -101,6 +107,48 @@ class AccountStore(LedgerMoves):
                 )
             self._remember(conn, idem, "account", account_id)
             return self._account(conn, account_id)
+
+    def _child_depth(self, conn: Connection, new: NewAccount) -> int:
+        """The depth a sub-account of ``new.parent_id`` gets, or raise: 404 for an unknown
+        parent, 422 past :data:`MAX_DEPTH` or for another asset than the parent's."""
+        row = self._execute(
+            conn, "SELECT asset, depth FROM accounts WHERE id = ?", (new.parent_id,)
+        ).fetchone()
+        if row is None:
+            raise NotFound(f"no account {new.parent_id}", "parent")
+        asset, depth = str(row[0]), int(row[1])
+        if depth >= MAX_DEPTH:
+            raise InvalidParameter(
+                f"accounts nest at most {MAX_DEPTH} levels deep (platform, reseller,"
+                f" customer): {new.parent_id} is at level {depth}",
+                "parent",
+            )
+        if asset != new.asset:
+            raise InvalidParameter(
+                f"a sub-account holds its parent's asset ({asset}), not {new.asset}", "type"
+            )
+        return depth + 1
+
+    def list_subaccounts(self, parent_id: str, cursor: str | None, limit: int) -> SubAccounts:
+        """A page of ``parent_id``'s direct sub-accounts (by id), and the count and live
+        totals of all of them."""
+        with self._read() as conn:
+            self._account(conn, parent_id)  # 404 for an unknown parent
+            rows = self._execute(
+                conn,
+                ACCOUNT_SQL + " WHERE a.parent_id = ? AND a.id > ? ORDER BY a.id LIMIT ?",
+                (parent_id, cursor or "", limit + 1),
+            ).fetchall()
+            count, balance, held = self._execute(
+                conn,
+                "SELECT COUNT(*), COALESCE(SUM(l.balance_minor), 0),"
+                " COALESCE(SUM(l.held_minor), 0) FROM accounts a JOIN balances l"
+                " ON l.account_id = a.id AND l.mode = 'live' WHERE a.parent_id = ?",
+                (parent_id,),
+            ).fetchone()
+        items = [account_from_row(r) for r in rows[:limit]]
+        page = Page(items, items[-1].id if len(rows) > limit else None)
+        return SubAccounts(page, int(count), int(balance), int(held))
 
     def get_account(self, account_id: str) -> Account:
         with self._read() as conn:

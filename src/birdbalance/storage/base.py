@@ -68,7 +68,7 @@ def dumps(value: dict[str, Any]) -> str:
 ACCOUNT_SQL: Final = (
     "SELECT a.id, a.name, a.payment, a.asset, a.scale, a.credit_limit_minor, a.metadata,"
     " a.created_at, l.balance_minor, l.seq, l.held_minor, t.balance_minor, t.seq,"
-    " t.held_minor FROM accounts a"
+    " t.held_minor, a.parent_id FROM accounts a"
     " JOIN balances l ON l.account_id = a.id AND l.mode = 'live'"
     " JOIN balances t ON t.account_id = a.id AND t.mode = 'test'"
 )
@@ -86,6 +86,7 @@ def account_from_row(row: Any) -> Account:
         created_at=row[7],
         live=LedgerTotals(row[8], row[9], row[10]),
         test=LedgerTotals(row[11], row[12], row[13]),
+        parent_id=row[14],
     )
 
 

@@ -1,0 +1,88 @@
+"""Sub-accounts with their own balance: a parent, at most three levels, the parent's
+asset, funded and drained by transfers, listed under their parent with totals."""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+from tests.servers import Admin, Server, cli
+
+
+def test_a_reseller_tree_funded_by_transfers(server: Server, admin: Admin) -> None:
+    platform = admin.account()["id"]
+    reseller = admin.account(parent=platform)
+    assert reseller["parent"] == platform
+    customers = [admin.account(parent=reseller["id"], name=f"c{n}")["id"] for n in range(3)]
+    admin.topup(platform, "100")
+
+    def move(idem: str, source: str, to: str, amount: str) -> None:
+        r = admin.http.post(
+            "/v1/transfers",
+            json={"from": source, "to": to, "amount": amount},
+            headers={"Idempotency-Key": idem},
+        )
+        assert r.status_code == 201, r.text
+
+    move("fund-reseller", platform, reseller["id"], "60")
+    for n, customer in enumerate(customers):
+        move(f"fund-{n}", reseller["id"], customer, str(10 * (n + 1)))
+    admin.post(customers[0], "charges", amount="4")
+    listing = admin.http.get(f"/v1/accounts/{reseller['id']}/subaccounts", params={"limit": 2})
+    assert listing.status_code == 200, listing.text
+    page = listing.json()
+    assert page["parent"] == reseller["id"] and page["has_more"] is True
+    assert [a["id"] for a in page["data"]] == customers[:2]
+    # The totals are all sub-accounts', not the page's: 10 - 4 + 20 + 30.
+    assert page["totals"]["accounts"] == 3
+    assert page["totals"]["live"]["amount"] == "56"
+    rest = admin.http.get(
+        f"/v1/accounts/{reseller['id']}/subaccounts", params={"cursor": page["next_cursor"]}
+    ).json()
+    assert [a["id"] for a in rest["data"]] == customers[2:] and rest["has_more"] is False
+    top = admin.http.get(f"/v1/accounts/{platform}/subaccounts").json()
+    assert [a["id"] for a in top["data"]] == [reseller["id"]]
+    assert top["totals"]["live"]["amount"] == "0"  # the reseller passed all 60 on
+    assert admin.http.get(f"/v1/accounts/{customers[0]}").json()["parent"] == reseller["id"]
+
+
+def test_refused_trees(server: Server, admin: Admin) -> None:
+    def refused(**body: Any) -> tuple[int, str | None]:
+        r = admin.http.post("/v1/accounts", json={"payment": "prepaid", "type": "euros", **body})
+        assert r.status_code in (404, 422), r.text
+        return r.status_code, r.json()["errors"][0]["parameter"]
+
+    level1 = admin.account()["id"]
+    level2 = admin.account(parent=level1)["id"]
+    level3 = admin.account(parent=level2)["id"]
+    assert refused(parent=level3) == (422, "parent")  # a fourth level
+    assert refused(parent="acc_" + "0" * 26) == (404, "parent")
+    assert refused(parent="nonsense") == (404, "parent")
+    r = admin.http.post(
+        "/v1/accounts", json={"payment": "prepaid", "type": "dollars", "parent": level1}
+    )
+    assert r.status_code == 422 and r.json()["errors"][0]["parameter"] == "type"
+    assert refused(parent=level1, balance="shared") == (422, "balance")
+    assert refused(parent=level1, balance="borrowed") == (422, "balance")
+    unknown = admin.http.get("/v1/accounts/acc_" + "0" * 26 + "/subaccounts")
+    assert unknown.status_code == 404
+    leaf = admin.http.get(f"/v1/accounts/{level3}/subaccounts").json()
+    assert leaf["data"] == [] and leaf["totals"]["accounts"] == 0
+
+
+def test_the_children_command(database_url: str) -> None:
+    def run(*args: str) -> dict[str, Any]:
+        result = cli(*args, "--json", db_url=database_url)
+        assert result.returncode == 0, result.stderr
+        return dict(json.loads(result.stdout))
+
+    parent = run("accounts", "create", "--payment", "prepaid", "--type", "euros")["id"]
+    child = run("accounts", "create", "--payment", "prepaid", "--type", "euros", "--parent", parent)
+    assert child["parent"] == parent
+    run("topup", parent, "3")
+    run("transfer", parent, child["id"], "2")
+    listed = run("accounts", "children", parent)
+    assert [a["id"] for a in listed["data"]] == [child["id"]]
+    assert listed["totals"]["live"]["amount"] == "2"
+    table = cli("accounts", "children", parent, db_url=database_url)
+    assert child["id"] in table.stdout and "1 sub-accounts; live: 2" in table.stdout
