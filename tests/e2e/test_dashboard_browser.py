@@ -21,6 +21,11 @@ def _sign_in(page: Any, server: Server, credential: str) -> None:
     page.get_by_role("button", name="Sign in").click()
 
 
+def _number(text: str) -> Decimal:
+    """A grouped amount as the page shows it ("1,234.5", "-3")."""
+    return Decimal("".join(c for c in text if c in "-.0123456789"))
+
+
 def _account(admin: Admin, name: str) -> tuple[str, str]:
     account = admin.account(name=name)["id"]
     admin.topup(account, "250")
@@ -43,6 +48,32 @@ def test_sign_in_see_the_balance_move_and_page_entries(
     for chart in ("#balance-chart", "#usage-chart"):
         assert page.locator(chart).get_attribute("data-drawn") == "30"
         assert page.locator(f"{chart} canvas").count() == 1
+        # Away from the cursor the legend shows the last day, never uPlot's "--".
+        legend = page.locator(f"{chart} .u-legend .u-value").all_inner_texts()
+        assert legend and "--" not in legend, legend
+    assert page.locator("#balance-chart .u-legend .u-value").last.inner_text() == "190"
+    # The days table adds up: each day's balance is the day before's plus its top-ups,
+    # adjustments and transfers, less its usage.
+    page.get_by_text("The same days as a table").click()
+    headers = page.locator("#days-caption").locator("xpath=..").locator("thead th")
+    assert headers.all_inner_texts() == [
+        "Day",
+        "Top-ups",
+        "Usage",
+        "Adjustments",
+        "Transfers",
+        "Balance",
+        "Entries",
+    ]
+    caption = page.locator("#days-caption").inner_text()
+    before = _number(caption.split("opening balance ")[1].split(".")[0])
+    rows = page.locator("#days-caption").locator("xpath=..").locator("tbody tr")
+    for cells in reversed(
+        [rows.nth(i).locator("td").all_inner_texts() for i in range(rows.count())]
+    ):
+        topups, usage, adjustments, transfers, balance = (_number(c) for c in cells[1:6])
+        assert before + topups - usage + adjustments + transfers == balance, cells
+        before = balance
 
     # A charge posted through the API shows on the next load.
     assert e2e_admin.post(account, "charges", amount="12.5").status_code == 201

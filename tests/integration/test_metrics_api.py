@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import tempfile
+import time
 from pathlib import Path
 
 import httpx
@@ -162,6 +163,7 @@ def test_the_shipped_alert_rules_and_dashboard_use_metrics_that_exist(tmp_path: 
 def test_a_two_worker_node_reports_all_of_its_traffic(tmp_path: Path) -> None:
     """Whichever worker answers a scrape reports the node: N requests, N counted, on
     every scrape in a row (before, each worker reported only what it served itself)."""
+    started = time.time()
     server = Server(
         db_url=sqlite_url(tmp_path / "two.db"),
         log_path=tmp_path / "two.log",
@@ -189,7 +191,7 @@ def test_a_two_worker_node_reports_all_of_its_traffic(tmp_path: Path) -> None:
         ]
         assert served >= start + requests
         assert server.process is not None
-        ours = _counter_dirs(server.process.pid)
+        ours = _counter_dirs(server.process.pid, started)
         assert len(ours) == 1, ours
     finally:
         server.stop()
@@ -197,8 +199,12 @@ def test_a_two_worker_node_reports_all_of_its_traffic(tmp_path: Path) -> None:
     assert not any(d.exists() for d in ours)
 
 
-def _counter_dirs(pid: int) -> set[Path]:
-    """The directories holding the counters of ``pid``'s worker processes."""
+def _counter_dirs(pid: int, since: float) -> set[Path]:
+    """The directories holding the counters of ``pid``'s worker processes.
+
+    Only counters written ``since`` the server started: a killed server leaves its
+    directory behind, and a file named after a pid that this run's worker reuses would
+    otherwise count as ours (a flake seen in CI)."""
     workers = set()
     for stat in Path("/proc").glob("[0-9]*/stat"):
         try:
@@ -210,5 +216,5 @@ def _counter_dirs(pid: int) -> set[Path]:
     return {
         path.parent
         for path in Path(tempfile.gettempdir()).glob("birdbalance-metrics-*/*.counters")
-        if path.stem in workers
+        if path.stem in workers and path.stat().st_mtime >= since
     }

@@ -6,6 +6,8 @@ from __future__ import annotations
 import json
 from typing import Any
 
+import httpx
+
 from tests.servers import Admin, Server, cli
 
 
@@ -86,3 +88,37 @@ def test_the_children_command(database_url: str) -> None:
     assert listed["totals"]["live"]["amount"] == "2"
     table = cli("accounts", "children", parent, db_url=database_url)
     assert child["id"] in table.stdout and "1 sub-accounts; live: 2" in table.stdout
+
+
+def test_alerts_keys_and_statements_work_on_a_sub_account(server: Server, admin: Admin) -> None:
+    """A sub-account is an account: its alert fires when a transfer takes it below the
+    threshold and recovers when one brings it back; its key reads its own balance; its
+    statement counts the transfers."""
+    parent = admin.account("prepaid", "credits")["id"]
+    child = admin.account("prepaid", "credits", parent=parent)["id"]
+    admin.topup(parent, "100")
+
+    def move(idem: str, source: str, to: str, amount: str) -> None:
+        r = admin.http.post(
+            "/v1/transfers",
+            json={"from": source, "to": to, "amount": amount},
+            headers={"Idempotency-Key": idem},
+        )
+        assert r.status_code == 201, r.text
+
+    move("in", parent, child, "30")
+    rule = admin.http.post(f"/v1/accounts/{child}/alerts", json={"below": "20"}).json()
+    move("back", child, parent, "15")  # 15: below 20
+    move("again", parent, child, "10")  # 25: recovered
+    events = admin.http.get("/v1/events", params={"account": child}).json()["data"]
+    assert [e["type"] for e in reversed(events)] == ["balance.low", "balance.recovered"]
+    assert events[-1]["data"]["alert_id"] == rule["id"]
+    key = admin.key(child)["key"]
+    balance = httpx.get(server.url + "/balance", headers={"Authorization": f"AccessKey {key}"})
+    assert balance.json() == {"payment": "prepaid", "type": "credits", "amount": 25}
+    statement = admin.http.get(
+        f"/v1/accounts/{child}/statement", params={"from": "2000-01-01T00:00:00Z"}
+    )
+    assert statement.status_code == 200, statement.text
+    body = statement.json()
+    assert body["counts"]["transfer"] == 3 and body["totals"]["transfer"] == "25", body

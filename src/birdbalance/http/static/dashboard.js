@@ -10,6 +10,10 @@
   var balance = days.map(function (d) { return parseFloat(d.balance); });
   var usage = days.map(function (d) { return parseFloat(d.usage); });
 
+  function showLastDay(u) {
+    if (x.length) u.setLegend({ idx: x.length - 1 });
+  }
+
   function draw(id, label, values, colour, bars) {
     var box = document.getElementById(id);
     if (!box) return null;
@@ -19,10 +23,19 @@
       width: Math.max(box.clientWidth, 240),
       height: 240,
       tzDate: function (ts) { return uPlot.tzDate(new Date(ts * 1000), "Etc/UTC"); },
-      scales: { x: { time: true }, y: bars ? { range: function (u, min, max) { return [0, Math.max(max, 1)]; } } : {} },
+      // Half a day of room on each side, so the first and last days' bars are whole.
+      scales: {
+        x: { time: true, range: function (u, min, max) { return [min - 43200, max + 43200]; } },
+        y: bars ? { range: function (u, min, max) { return [0, Math.max(max, 1)]; } } : {},
+      },
       axes: [{}, { size: 70 }],
       legend: { live: true },
       series: [{ label: "Day (UTC)" }, series],
+      // Away from the cursor the legend shows the last day, not uPlot's "--".
+      hooks: {
+        ready: [showLastDay],
+        setCursor: [function (u) { if (u.cursor.idx == null) showLastDay(u); }],
+      },
     };
     var chart = new uPlot(options, [x, values], box);
     box.setAttribute("data-drawn", String(values.length));
