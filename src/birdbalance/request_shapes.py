@@ -114,6 +114,10 @@ class Body(msgspec.Struct, kw_only=True, forbid_unknown_fields=True):
 RequestBody = bytes | Mapping[str, Any]
 
 
+_PARENT: Final = "Make it a sub-account of this account (same asset, three levels at most)."
+_BALANCE: Final = "A sub-account's balance: its own (the default); `shared` is not available yet."
+
+
 class NewAccount(Body):
     payment: Payment
     type: Annotated[
@@ -129,26 +133,11 @@ class NewAccount(Body):
         Annotated[Amount, msgspec.Meta(description="Postpaid only.")] | msgspec.UnsetType | None
     ) = msgspec.UNSET
     metadata: Metadata | msgspec.UnsetType | None = msgspec.UNSET
-    parent: (
-        Annotated[
-            str,
-            msgspec.Meta(
-                description="Make it a sub-account of this account (same asset; accounts"
-                " nest at most three levels deep)."
-            ),
-        ]
-        | msgspec.UnsetType
-        | None
-    ) = msgspec.UNSET
+    parent: Annotated[str, msgspec.Meta(description=_PARENT)] | msgspec.UnsetType | None = (
+        msgspec.UNSET
+    )
     balance: (
-        Annotated[
-            Literal["own", "shared"],
-            msgspec.Meta(
-                description="A sub-account's balance: its own ledger, funded by transfers"
-                " (the default). `shared` (spending from the parent's) is not available"
-                " yet: 422."
-            ),
-        ]
+        Annotated[Literal["own", "shared"], msgspec.Meta(description=_BALANCE)]
         | msgspec.UnsetType
         | None
     ) = msgspec.UNSET

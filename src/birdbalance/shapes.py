@@ -382,6 +382,32 @@ class Daily(_Shape, rename={"first": "from", "last": "to"}):
     data: list[DailyDay]
 
 
+class Pace(_Shape):
+    """The pace of the last ``days`` days, and the day the balance runs out at it."""
+
+    days: int
+    per_day: Annotated[Amount, msgspec.Meta(description="Spent per day, on average.")]
+    runs_out_on: Annotated[
+        Day | None, msgspec.Meta(description="None: at this pace it does not run out.")
+    ]
+
+
+class Forecast(_Shape):
+    """When the spendable amount runs out at the last 7 and 30 days' pace."""
+
+    account_id: Id
+    mode: Mode
+    type: str
+    as_of: Day
+    spendable: Annotated[
+        Amount | None,
+        msgspec.Meta(
+            description="Available, plus a postpaid account's credit limit; None without a limit."
+        ),
+    ]
+    paces: list[Pace]
+
+
 class Statement(_Shape, rename={"first": "from", "last": "to"}):
     """Opening balance + every entry's amount = closing balance (one snapshot)."""
 
@@ -445,6 +471,7 @@ SHAPES: Final[tuple[type[msgspec.Struct], ...]] = (
     Webhook,
     Delivery,
     Daily,
+    Forecast,
     Statement,
     BalanceAt,
 )

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import csv
 import io
+from datetime import UTC, datetime, timedelta
 from decimal import Decimal
 from typing import Any
 
@@ -44,6 +45,12 @@ def test_sign_in_see_the_balance_move_and_page_entries(
     page.wait_for_url(f"**/dashboard/accounts/{account}")
     balance = page.get_by_test_id("balance")
     assert balance.inner_text().split() == ["190", "euros"]
+    # 60 spent today: at the last 7 days' pace 190 lasts 190 * 7 // 60 = 22 days.
+    forecast = page.get_by_test_id("forecast").locator("li").all_inner_texts()
+    runs_out = (datetime.now(UTC).date() + timedelta(days=22)).isoformat()
+    assert forecast[0].startswith("At the last 7 days' pace"), forecast
+    assert forecast[0].endswith(f"this balance runs out on {runs_out}."), forecast
+    assert len(forecast) == 2 and forecast[1].startswith("At the last 30 days' pace")
     # Both charts drew, one point per day of the default 30.
     for chart in ("#balance-chart", "#usage-chart"):
         assert page.locator(chart).get_attribute("data-drawn") == "30"

@@ -215,6 +215,13 @@ class AdminAPI:
             )
         )
 
+    async def forecast(self, request: Request) -> JSONBody:
+        q = request.query_params
+        account_id = request.path_params["account_id"]
+        return JSONBody(
+            await self._read(lambda: self.service.forecast(account_id, mode=q.get("mode")))
+        )
+
     async def statement(self, request: Request) -> Response:
         q = request.query_params
         account_id = request.path_params["account_id"]
@@ -403,6 +410,7 @@ class AdminAPI:
             "/v1/accounts/{account_id}/balance": {"GET": self.balance_at},
             "/v1/accounts/{account_id}/statement": {"GET": self.statement},
             "/v1/accounts/{account_id}/daily": {"GET": self.daily},
+            "/v1/accounts/{account_id}/forecast": {"GET": self.forecast},
             "/v1/accounts/{account_id}/holds": {"POST": self.create_hold, "GET": self.list_holds},
             "/v1/holds/{hold_id}": {"GET": self.get_hold},
             "/v1/holds/{hold_id}/capture": {"POST": self.capture_hold},

@@ -397,6 +397,7 @@ class Dashboard:
             found: dict[str, Any] = {
                 "account": render(service.get_account(account_id)),
                 "daily": render(service.daily(account_id, mode=mode, days=days)),
+                "forecast": render(service.forecast(account_id, mode=mode)),
                 "alerts": [
                     render(a) for a in service.list_alerts(account_id).data if a.mode.value == mode
                 ],
@@ -443,6 +444,7 @@ class Dashboard:
             days=int(days),
             chart_days=CHART_DAYS,
             daily=found["daily"],
+            forecast=found["forecast"],
             entries=found["entries"]["data"],
             filters={k: v or "" for k, v in filters.items()},
             kinds=[k.value for k in EntryKind],

@@ -204,6 +204,16 @@ def _operations() -> dict[str, dict[str, Any]]:
                     query_param("to", _TIME), _MODE_QUERY,
                     query_param("format", {"type": "string", "enum": ["json", "csv"]}),
                     query_param("cursor", {"type": "string"}), LIMIT))},
+        "/v1/accounts/{account_id}/forecast": {"get": _op(
+            "getForecast", "Ledger", "When the balance runs out at the last 7 and 30 days'"
+            " pace", ("200", ref("Forecast"), "The paces and their run-out days"),
+            errors=_READ, params=(_ACCOUNT_ID, _MODE_QUERY),
+            description="A pace is what the last `days` UTC days (today included) spent:"
+            " usage (charges less refunds) and transfers out beyond those in, divided by"
+            " `days`. At it, `spendable` (available, plus a postpaid credit limit) runs out"
+            " `spendable * days // spent` days from today; `runs_out_on` is null when the"
+            " pace spends nothing, past 100 years, or for a postpaid account without a"
+            " limit.")},
         "/v1/accounts/{account_id}/daily": {"get": _op(
             "getDaily", "Ledger", "A ledger day by day (UTC): closing balance, usage, totals",
             ("200", ref("Daily"), "The days"), errors=_READ,

@@ -7,8 +7,9 @@ from datetime import UTC, date, datetime
 from birdbalance import shapes
 from birdbalance.daily import MAX_CHART_DAYS, day_range, fill_days
 from birdbalance.errors import InvalidParameter, MissingParameter, TimestampError
+from birdbalance.forecast import PACE_DAYS, forecast
 from birdbalance.ids import utc_timestamp
-from birdbalance.ledger import EntryKind, Mode
+from birdbalance.ledger import EntryKind, Mode, Payment
 from birdbalance.money import balance_type, format_amount
 from birdbalance.representations import (
     day_shape,
@@ -79,6 +80,40 @@ class Reports:
             last=last,
             opening_balance=format_amount(series.opening_minor, account.scale),
             data=[day_shape(d, account.scale) for d in fill_days(series, first, last)],
+        )
+
+    def forecast(
+        self, account_id: str, *, mode: str | None, today: date | None = None
+    ) -> shapes.Forecast:
+        """When the ledger's spendable amount runs out at the last 7 and 30 days' pace
+        (see :mod:`birdbalance.forecast`), from the per-day totals."""
+        account_id = resource_id(account_id, "account")
+        ledger_mode = parse_mode(mode)
+        today = today or datetime.now(UTC).date()
+        first, last = day_range(today, max(PACE_DAYS))
+        series = self.store.daily_totals(account_id, ledger_mode, first, last)
+        account = series.account
+        ledger = account.live if ledger_mode is Mode.LIVE else account.test
+        available = ledger.balance_minor - ledger.held_minor
+        spendable: int | None = available
+        if account.payment is Payment.POSTPAID:
+            limit = account.credit_limit_minor
+            spendable = None if limit is None else available + limit
+        paces = forecast(spendable, fill_days(series, first, last), today)
+        return shapes.Forecast(
+            account_id=account_id,
+            mode=ledger_mode,
+            type=balance_type(account.asset),
+            as_of=today.isoformat(),
+            spendable=None if spendable is None else format_amount(spendable, account.scale),
+            paces=[
+                shapes.Pace(
+                    days=p.days,
+                    per_day=format_amount(p.per_day_minor, account.scale),
+                    runs_out_on=None if p.runs_out_on is None else p.runs_out_on.isoformat(),
+                )
+                for p in paces
+            ],
         )
 
     def _statement_range(
