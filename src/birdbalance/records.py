@@ -174,6 +174,25 @@ class SubAccounts:
 
 
 @dataclass(frozen=True, slots=True)
+class UsageGroup:
+    """The usage of the entries whose metadata gives one value (None: no value)."""
+
+    value: str | None
+    usage_minor: int
+    entries: int
+
+
+@dataclass(frozen=True, slots=True)
+class UsageBreakdown:
+    """A ledger's usage over a range by a metadata key, largest first."""
+
+    account: Account
+    groups: list[UsageGroup]
+    #: More groups than were returned.
+    truncated: bool
+
+
+@dataclass(frozen=True, slots=True)
 class NewTransfer:
     """Move ``amount_minor`` from one account's ledger to another's, in ``mode``."""
 

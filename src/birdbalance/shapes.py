@@ -382,6 +382,27 @@ class Daily(_Shape, rename={"first": "from", "last": "to"}):
     data: list[DailyDay]
 
 
+class UsageGroup(_Shape):
+    """The usage of the entries whose metadata gives ``value`` (null: no value)."""
+
+    value: str | None
+    usage: Amount
+    entries: int
+
+
+class UsageBreakdown(_Shape, rename={"first": "from", "last": "to"}):
+    """A ledger's usage (charges less refunds) over a range, by a metadata key."""
+
+    account_id: Id
+    mode: Mode
+    type: str
+    by: str
+    first: Timestamp
+    last: Timestamp
+    data: list[UsageGroup]
+    truncated: Annotated[bool, msgspec.Meta(description="More groups than the 1,000 shown.")]
+
+
 class Pace(_Shape):
     """The pace of the last ``days`` days, and the day the balance runs out at it."""
 
@@ -472,6 +493,7 @@ SHAPES: Final[tuple[type[msgspec.Struct], ...]] = (
     Delivery,
     Daily,
     Forecast,
+    UsageBreakdown,
     Statement,
     BalanceAt,
 )

@@ -247,6 +247,20 @@ class AdminAPI:
             )
         )
 
+    async def usage(self, request: Request) -> Response:
+        q = request.query_params
+        account_id = request.path_params["account_id"]
+        args = {
+            "by": q.get("by"),
+            "start": q.get("from"),
+            "end": q.get("to"),
+            "mode": q.get("mode"),
+        }
+        if q.get("format") == "csv" or "text/csv" in request.headers.get("accept", ""):
+            name, rows = await self._read(lambda: self.service.usage_csv(account_id, **args))
+            return csv_download(name, iter(rows))
+        return JSONBody(await self._read(lambda: self.service.usage_by(account_id, **args)))
+
     async def balance_at(self, request: Request) -> JSONBody:
         q = request.query_params
         account_id = request.path_params["account_id"]
@@ -411,6 +425,7 @@ class AdminAPI:
             "/v1/accounts/{account_id}/statement": {"GET": self.statement},
             "/v1/accounts/{account_id}/daily": {"GET": self.daily},
             "/v1/accounts/{account_id}/forecast": {"GET": self.forecast},
+            "/v1/accounts/{account_id}/usage": {"GET": self.usage},
             "/v1/accounts/{account_id}/holds": {"POST": self.create_hold, "GET": self.list_holds},
             "/v1/holds/{hold_id}": {"GET": self.get_hold},
             "/v1/holds/{hold_id}/capture": {"POST": self.capture_hold},

@@ -204,6 +204,20 @@ def _operations() -> dict[str, dict[str, Any]]:
                     query_param("to", _TIME), _MODE_QUERY,
                     query_param("format", {"type": "string", "enum": ["json", "csv"]}),
                     query_param("cursor", {"type": "string"}), LIMIT))},
+        "/v1/accounts/{account_id}/usage": {"get": _op(
+            "getUsageBy", "Ledger", "Usage over a range, by a metadata key",
+            ("200", ref("UsageBreakdown"), "Usage per value of the key, largest first"),
+            errors=_READ,
+            description="Charges less refunds in [from, to) (to: now by default; at most 366"
+            " days), grouped by the value each entry's own `metadata` gives `by` (null:"
+            " entries without it). At most 1,000 groups (`truncated` says when there were"
+            " more). `format=csv` (or `Accept: text/csv`) gives the same as CSV.",
+            params=(_ACCOUNT_ID, _MODE_QUERY,
+                    {"name": "by", "in": "query", "required": True,
+                     "schema": {"type": "string", "minLength": 1, "maxLength": 40}},
+                    {"name": "from", "in": "query", "required": True, "schema": _TIME},
+                    query_param("to", _TIME),
+                    query_param("format", {"type": "string", "enum": ["json", "csv"]})))},
         "/v1/accounts/{account_id}/forecast": {"get": _op(
             "getForecast", "Ledger", "When the balance runs out at the last 7 and 30 days'"
             " pace", ("200", ref("Forecast"), "The paces and their run-out days"),

@@ -1,8 +1,11 @@
 """Reports on a ledger: its entries, its days, statements (JSON and CSV) and the
 balance at a moment. Reads only."""
 
+import csv
+import io
 from collections.abc import Iterator
 from datetime import UTC, date, datetime
+from typing import Final
 
 from birdbalance import shapes
 from birdbalance.daily import MAX_CHART_DAYS, day_range, fill_days
@@ -17,7 +20,7 @@ from birdbalance.representations import (
     kind_totals,
     page_shape,
 )
-from birdbalance.service.exports import CSV_PAGE_ROWS, statement_csv_rows
+from birdbalance.service.exports import CSV_PAGE_ROWS, csv_text, statement_csv_rows
 from birdbalance.service.inputs import (
     DEFAULT_PAGE_SIZE,
     check_seq_cursor,
@@ -27,9 +30,19 @@ from birdbalance.service.inputs import (
 from birdbalance.storage import MAX_PAGE_SIZE, Store
 from birdbalance.timestamps import LAST_TIMESTAMP, parse_timestamp
 from birdbalance.validation import (
+    MAX_METADATA_KEY_CHARS,
     page_limit,
     resource_id,
 )
+
+#: The longest range a usage breakdown reads (it groups every entry of the range).
+MAX_USAGE_RANGE_DAYS: Final = 366
+
+
+def _days_between(first: str, last: str) -> float:
+    start = datetime.fromisoformat(first.replace("Z", "+00:00"))
+    end = datetime.fromisoformat(last.replace("Z", "+00:00"))
+    return (end - start).total_seconds() / 86400
 
 
 class Reports:
@@ -115,6 +128,65 @@ class Reports:
                 for p in paces
             ],
         )
+
+    def usage_by(
+        self,
+        account_id: str,
+        *,
+        by: str | None,
+        start: str | None,
+        end: str | None,
+        mode: str | None,
+    ) -> shapes.UsageBreakdown:
+        """Usage over ``[from, to)`` by a metadata key, largest first (at most 1,000
+        groups); the range is at most :data:`MAX_USAGE_RANGE_DAYS` days."""
+        if by is None:
+            raise MissingParameter("by is required: a metadata key", "by")
+        if not 1 <= len(by) <= MAX_METADATA_KEY_CHARS or "\x00" in by:
+            raise InvalidParameter(
+                f"by must be a metadata key of 1 to {MAX_METADATA_KEY_CHARS} characters", "by"
+            )
+        account_id, ledger_mode, first, last = self._statement_range(account_id, start, end, mode)
+        if _days_between(first, last) > MAX_USAGE_RANGE_DAYS:
+            raise InvalidParameter(
+                f"a breakdown covers at most {MAX_USAGE_RANGE_DAYS} days", "from"
+            )
+        found = self.store.usage_by(account_id, ledger_mode, by, first, last)
+        scale = found.account.scale
+        return shapes.UsageBreakdown(
+            account_id=account_id,
+            mode=ledger_mode,
+            type=balance_type(found.account.asset),
+            by=by,
+            first=first,
+            last=last,
+            data=[
+                shapes.UsageGroup(
+                    value=g.value, usage=format_amount(g.usage_minor, scale), entries=g.entries
+                )
+                for g in found.groups
+            ],
+            truncated=found.truncated,
+        )
+
+    def usage_csv(
+        self,
+        account_id: str,
+        *,
+        by: str | None,
+        start: str | None,
+        end: str | None,
+        mode: str | None,
+    ) -> tuple[str, list[str]]:
+        """The breakdown as CSV: its file name and its text (at most 1,001 rows)."""
+        found = self.usage_by(account_id, by=by, start=start, end=end, mode=mode)
+        buffer = io.StringIO()
+        writer = csv.writer(buffer, lineterminator="\r\n")
+        writer.writerow([found.by, "usage", "entries"])
+        for group in found.data:
+            writer.writerow([csv_text(group.value), group.usage, group.entries])
+        name = f"usage-{found.account_id}-{found.mode}-{found.first[:10]}-{found.last[:10]}.csv"
+        return name, [buffer.getvalue()]
 
     def _statement_range(
         self, account_id: str, start: str | None, end: str | None, mode: str | None

@@ -56,6 +56,7 @@ from birdbalance.records import (
     SubAccounts,
     Transfer,
     TransferResult,
+    UsageBreakdown,
     Webhook,
 )
 from birdbalance.settings import Settings
@@ -63,6 +64,7 @@ from birdbalance.settings import Settings
 from .bulk import MAX_BULK_OPERATIONS as MAX_BULK_OPERATIONS
 from .ledgers import MAX_WRITE_BATCH as MAX_WRITE_BATCH
 from .sql import SQLStore
+from .usage import MAX_USAGE_GROUPS as MAX_USAGE_GROUPS
 
 #: Largest page any listing returns.
 MAX_PAGE_SIZE = 500
@@ -231,6 +233,12 @@ class Store(Protocol):
 
     def create_hold(self, new: NewHold, idem: Idempotency) -> HoldResult:
         """Reserve an amount under the ledger rules, atomically and idempotently."""
+
+    def usage_by(
+        self, account_id: str, mode: Mode, key: str, start: str, end: str
+    ) -> UsageBreakdown:
+        """A ledger's usage over ``[start, end)`` by ``metadata[key]``, largest first, at
+        most :data:`MAX_USAGE_GROUPS` groups."""
 
     def list_subaccounts(self, parent_id: str, cursor: str | None, limit: int) -> SubAccounts:
         """A page of an account's direct sub-accounts, with the count and live totals of

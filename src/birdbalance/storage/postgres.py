@@ -217,6 +217,7 @@ class PostgresStore(SQLStore):
     for_update: ClassVar[str] = " FOR UPDATE OF b"
     skip_locked: ClassVar[str] = " FOR UPDATE OF d SKIP LOCKED"
     _ENTRY_DAY_SQL: ClassVar[str] = "(created_at AT TIME ZONE 'UTC')::date"
+    _METADATA_VALUE_SQL: ClassVar[str] = "(metadata ->> ?)"
 
     def __init__(
         self,

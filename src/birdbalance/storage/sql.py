@@ -10,7 +10,7 @@ only what differs between engines (see :mod:`.base`). The concerns, lowest first
 - :mod:`.moves`: **the one place a balance changes** (entries, one or a group commit);
 - above it, side by side: :mod:`.accounts`, :mod:`.credentials` (keys, tokens, the
   ``GET /balance`` lookup), :mod:`.audit`, :mod:`.history` (entries, totals, statements),
-  :mod:`.holds`, :mod:`.transfers`, :mod:`.alert_rules`, :mod:`.deliveries` (webhooks
+  :mod:`.holds`, :mod:`.transfers`, :mod:`.usage`, :mod:`.alert_rules`, :mod:`.deliveries` (webhooks
   and the outbox), :mod:`.verify`;
 - :mod:`.bulk`: many entries and hold operations in one transaction, each as its single
   write would post it.
@@ -26,6 +26,7 @@ from .credentials import CredentialStore
 from .deliveries import DeliveryStore
 from .history import HistoryStore
 from .transfers import TransferStore
+from .usage import UsageStore
 from .verify import VerifyStore
 
 
@@ -35,6 +36,7 @@ class SQLStore(
     AuditStore,
     HistoryStore,
     TransferStore,
+    UsageStore,
     BulkStore,
     AlertRuleStore,
     DeliveryStore,
