@@ -223,3 +223,13 @@ class Admin:
         r = self.post(account_id, "topups", amount=amount, mode=mode)
         assert r.status_code == 201, r.text
         return r.json()
+
+    def transfer(
+        self, source: str, to: str, amount: str, idem: str | None = None, **body: Any
+    ) -> httpx.Response:
+        """``POST /v1/transfers`` (its own key unless ``idem`` is given)."""
+        return self.http.post(
+            "/v1/transfers",
+            json={"from": source, "to": to, "amount": amount, **body},
+            headers={"Idempotency-Key": idem or self._idem()},
+        )

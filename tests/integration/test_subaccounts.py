@@ -19,11 +19,7 @@ def test_a_reseller_tree_funded_by_transfers(server: Server, admin: Admin) -> No
     admin.topup(platform, "100")
 
     def move(idem: str, source: str, to: str, amount: str) -> None:
-        r = admin.http.post(
-            "/v1/transfers",
-            json={"from": source, "to": to, "amount": amount},
-            headers={"Idempotency-Key": idem},
-        )
+        r = admin.transfer(source, to, amount, idem)
         assert r.status_code == 201, r.text
 
     move("fund-reseller", platform, reseller["id"], "60")
@@ -99,11 +95,7 @@ def test_alerts_keys_and_statements_work_on_a_sub_account(server: Server, admin:
     admin.topup(parent, "100")
 
     def move(idem: str, source: str, to: str, amount: str) -> None:
-        r = admin.http.post(
-            "/v1/transfers",
-            json={"from": source, "to": to, "amount": amount},
-            headers={"Idempotency-Key": idem},
-        )
+        r = admin.transfer(source, to, amount, idem)
         assert r.status_code == 201, r.text
 
     move("in", parent, child, "30")

@@ -181,7 +181,7 @@ def test_transfers_racing_charges_never_overdraw(store: Store, database_url: str
     assert store.verify() == []
 
 
-def _transfer(admin: Admin, idem: str, **body: object) -> httpx.Response:
+def _transfer(admin: Admin, idem: str, **body: Any) -> httpx.Response:
     return admin.http.post("/v1/transfers", json=body, headers={"Idempotency-Key": idem})
 
 
