@@ -19,8 +19,7 @@ from pathlib import Path
 
 import pytest
 
-from birdbalance.mail import SMTPSettings
-from birdbalance.mail import send as send_mail
+from birdbalance.mail import SMTPSettings, send as send_mail
 from tests.databases import raw_execute
 from tests.receivers import FAST_RETRIES, HostileReceiver, Receiver
 from tests.servers import Admin, Server

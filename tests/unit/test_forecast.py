@@ -4,8 +4,7 @@ from __future__ import annotations
 
 from datetime import date, timedelta
 
-from hypothesis import given
-from hypothesis import strategies as st
+from hypothesis import given, strategies as st
 
 from birdbalance.daily import Day
 from birdbalance.forecast import MAX_HORIZON_DAYS, forecast

@@ -21,9 +21,9 @@ FORBIDDEN: dict[str, tuple[str, ...]] = {
     "watch": ("birdbalance.storage", "birdbalance.runtime", "birdbalance.http",
               "birdbalance.service", "birdbalance.cli"),
 }  # fmt: skip
-CORE = ("money", "ledger", "alerts", "event_bodies", "keys", "webhooks", "records", "errors",
-        "timestamps", "ids", "daily", "targets", "validation", "request_shapes",
-        "endpoint")  # fmt: skip
+CORE = ("money", "ledger", "alerts", "event_bodies", "keys", "webhooks", "records",
+        "alert_records", "errors", "timestamps", "ids", "daily", "forecast", "targets",
+        "validation", "request_shapes", "endpoint")  # fmt: skip
 
 
 ABOVE_CORE = ("birdbalance.storage", "birdbalance.runtime", "birdbalance.http",

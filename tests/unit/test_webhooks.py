@@ -6,8 +6,7 @@ import contextlib
 import random
 
 import pytest
-from hypothesis import given
-from hypothesis import strategies as st
+from hypothesis import given, strategies as st
 
 from birdbalance import WebhookSignatureError, verify_webhook
 from birdbalance.webhooks import new_secret, retry_delay_s, sign

@@ -97,8 +97,7 @@ def check(warning: Decimal, critical: Decimal, base_url: str, timeout_s: float) 
     Prints one line and exits 0 (OK), 1 (WARNING: below --warning), 2 (CRITICAL: below
     --critical) or 3 (UNKNOWN: unreachable, key refused, postpaid, or bad arguments).
     """
-    from birdbalance.check import Status
-    from birdbalance.check import check as run_check
+    from birdbalance.check import Status, check as run_check
 
     access_key = os.environ.get("MESSAGEBIRD_ACCESS_KEY", "")
     if not access_key:

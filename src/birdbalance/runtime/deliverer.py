@@ -43,8 +43,7 @@ import httpx
 
 from birdbalance._version import __version__
 from birdbalance.ids import utc_timestamp
-from birdbalance.mail import event_message
-from birdbalance.mail import send as send_mail
+from birdbalance.mail import event_message, send as send_mail
 from birdbalance.metrics import Metrics
 from birdbalance.records import DueDelivery
 from birdbalance.settings import Settings

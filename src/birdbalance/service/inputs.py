@@ -26,14 +26,14 @@ from birdbalance.request_shapes import (
     MAX_HOLD_EXPIRY_S,
     MAX_SECONDS_DIGITS,
     AmountText,
+    NewEntry as NewEntryBody,
+    NewHold as NewHoldBody,
     NewRecharge,
     SecondsText,
     metadata_of,
     mode_of,
     set_or_none,
 )
-from birdbalance.request_shapes import NewEntry as NewEntryBody
-from birdbalance.request_shapes import NewHold as NewHoldBody
 from birdbalance.storage import MAX_PAGE_SIZE
 from birdbalance.timestamps import parse_timestamp, timestamp_after
 from birdbalance.validation import (

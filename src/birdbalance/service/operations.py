@@ -11,9 +11,7 @@ threads."""
 
 from typing import Any, TypeVar
 
-from birdbalance import keys as access_keys
-from birdbalance import request_shapes as bodies
-from birdbalance import shapes
+from birdbalance import keys as access_keys, request_shapes as bodies, shapes
 from birdbalance.errors import AssetError, InvalidParameter, NotFound
 from birdbalance.ledger import EntryKind, HoldStatus, Payment
 from birdbalance.money import normalize_asset, scale_of

@@ -3,8 +3,7 @@ store's transfer, and the answers."""
 
 from __future__ import annotations
 
-from birdbalance import request_shapes as bodies
-from birdbalance import shapes
+from birdbalance import request_shapes as bodies, shapes
 from birdbalance.errors import InvalidParameter
 from birdbalance.records import Idempotency, NewTransfer
 from birdbalance.representations import page_shape, transfer_result_shape, transfer_shape

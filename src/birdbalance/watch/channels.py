@@ -24,8 +24,7 @@ from typing import Any, Final, Protocol
 import httpx
 
 from birdbalance import call_deadline
-from birdbalance.mail import SMTPSettings, event_message
-from birdbalance.mail import send as send_mail
+from birdbalance.mail import SMTPSettings, event_message, send as send_mail
 from birdbalance.watch.state import MAX_ATTEMPTS, MAX_ERROR_CHARS, State
 from birdbalance.webhooks import signed_headers
 
