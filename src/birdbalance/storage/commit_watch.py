@@ -21,6 +21,7 @@ from __future__ import annotations
 import contextlib
 import itertools
 import logging
+import math
 import threading
 import time
 import weakref
@@ -65,7 +66,6 @@ class CommitWatch:
         self._lock = threading.Lock()
         self._wake = threading.Event()
         self._thread: threading.Thread | None = None
-        self.cancelled = 0
 
     @contextmanager
     def write(self, conn: psycopg.Connection[Any]) -> Iterator[None]:
@@ -108,16 +108,14 @@ class CommitWatch:
     def _watch(self, wake: threading.Event) -> None:
         while not wake.wait(WATCH_EVERY_S):
             now = time.monotonic()
+            overdue = []
             with self._lock:
-                overdue = [conn for due, conn in self._running.values() if due <= now]
+                for token, (due, conn) in self._running.items():
+                    if due <= now:
+                        overdue.append(conn)
+                        # Once per write: not cancelled again while it winds down.
+                        self._running[token] = (math.inf, conn)
             for conn in overdue:
-                self.cancelled += 1
                 logger.warning("a write outlived its %.1f s deadline: cancelled", self.deadline_s)
                 with contextlib.suppress(psycopg.Error):
                     conn.cancel_safe(timeout=self.deadline_s)
-            if overdue:
-                # Once per write: it is not cancelled again while it winds down.
-                with self._lock:
-                    for token, (_due, conn) in list(self._running.items()):
-                        if conn in overdue:
-                            self._running[token] = (float("inf"), conn)
