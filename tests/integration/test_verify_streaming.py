@@ -121,3 +121,23 @@ def test_writes_while_it_runs_are_not_damage(store: Store, database_url: str) ->
         writer.close()
     assert len(written) > 20
     assert store.verify() == []
+
+
+def test_problems_past_the_cap_are_counted_by_a_last_line(
+    store: Store, database_url: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The first MAX_PROBLEMS problems, then one line saying there are more, whether the
+    overflow is inside one batch or in a later one."""
+    ids = _accounts(store)
+    raw_execute(
+        database_url, "UPDATE balances SET balance_minor = balance_minor + 1 WHERE mode = 'live'"
+    )
+    # Two problems per account (the last entry, the sum), 23 accounts in 6 batches.
+    monkeypatch.setattr(verify_module, "MAX_PROBLEMS", 3)  # overflows inside the first batch
+    problems = store.verify()
+    assert len(problems) == 4 and problems[-1].startswith("… and more problems"), problems
+    assert all(p.startswith("acc_") for p in problems[:3]), problems
+    monkeypatch.setattr(verify_module, "MAX_PROBLEMS", 2 * len(ids))  # exactly all of them
+    assert len(store.verify()) == 2 * len(ids)
+    monkeypatch.setattr(verify_module, "MAX_PROBLEMS", 2 * len(ids) - 1)  # the last batch's
+    assert store.verify()[-1].startswith("… and more problems")

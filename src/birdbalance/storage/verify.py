@@ -43,6 +43,7 @@ class VerifyStore(LedgerMoves):
             total = int(self._execute(conn, "SELECT COUNT(*) FROM accounts").fetchone()[0])
         done = 0
         low = ""
+        more = False
         while True:
             with self._read() as conn:
                 ids = self._execute(
@@ -53,14 +54,14 @@ class VerifyStore(LedgerMoves):
             # The last batch is open above, so that no entry escapes the walk.
             high = ids[-1][0] if len(ids) == VERIFY_BATCH_ACCOUNTS else None
             found = self._verify_batch(low, high)
-            if len(problems) < MAX_PROBLEMS:
-                problems += found[: MAX_PROBLEMS - len(problems)]
-            elif found:
-                problems[-1:] = [f"… and more problems (the first {MAX_PROBLEMS} are shown)"]
+            more = more or len(problems) + len(found) > MAX_PROBLEMS
+            problems += found[: MAX_PROBLEMS - len(problems)]
             done += len(ids)
             if progress is not None:
                 progress(done, max(total, done))
             if high is None:
+                if more:
+                    problems.append(f"… and more problems (the first {MAX_PROBLEMS} are shown)")
                 return problems
             low = high
 
@@ -101,18 +102,18 @@ class VerifyStore(LedgerMoves):
         backwards = 0
         strangers: set[tuple[str, str]] = set()
 
-        def close() -> None:
-            if current is not None and audit is not None:
-                ledger = known.pop(current)
-                found = audit.finish(ledger[2], ledger[3])
-                held, pending = ledger[5], ledger[6]
-                if held != pending:
-                    found.append(f"holds reserve {held} but pending holds sum to {pending}")
-                problems.extend(f"{current[0]} {current[1]}: {p}" for p in found)
+        def finish(key: tuple[str, str], checked: LedgerAudit) -> None:
+            ledger = known.pop(key)
+            found = checked.finish(ledger[2], ledger[3])
+            held, pending = ledger[5], ledger[6]
+            if held != pending:
+                found.append(f"holds reserve {held} but pending holds sum to {pending}")
+            problems.extend(f"{key[0]} {key[1]}: {p}" for p in found)
 
         for account_id, mode, seq, amount, after, created_at in self._entries(low, high):
             if (account_id, mode) != current:
-                close()
+                if current is not None and audit is not None:
+                    finish(current, audit)
                 current, audit = (account_id, mode), None
                 ledger = known.get(current)
                 if ledger is None:
@@ -125,11 +126,11 @@ class VerifyStore(LedgerMoves):
             if created_at < previous_at:
                 backwards += 1
             previous_at = created_at
-        close()
-        for ledger in list(known.values()):
+        if current is not None and audit is not None:
+            finish(current, audit)
+        for key, ledger in list(known.items()):
             # A ledger without entries (every test ledger that was never written).
-            current, audit = (ledger[0], ledger[1]), LedgerAudit(Payment(ledger[4]))
-            close()
+            finish(key, LedgerAudit(Payment(ledger[4])))
         if strangers:
             orphans = self._orphans(strangers)
             if orphans:
