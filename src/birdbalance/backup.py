@@ -30,6 +30,11 @@ def _silent(stage: str, done: int, total: int) -> None:
     pass
 
 
+def _stage(progress: Progress, stage: str) -> Callable[[int, int], None]:
+    """``progress`` for one stage: what the store's copy and ``verify`` report to."""
+    return lambda done, total: progress(stage, done, total)
+
+
 def _sqlite_path(settings: Settings) -> Path:
     if not settings.database_url.startswith("sqlite:"):
         raise BackupError(
@@ -58,8 +63,7 @@ def check_copy(path: Path, progress: Progress = _silent) -> tuple[int, int, int]
             raise BackupError(
                 f"{path} has schema version {current}; this birdbalance reads 1 to {latest}"
             )
-        verifying = lambda done, total: progress("verify", done, total)  # noqa: E731
-        problems = store.verify(verifying) if current == latest else []
+        problems = store.verify(_stage(progress, "verify")) if current == latest else []
         if problems:
             raise BackupError(f"{path} does not verify: {problems[:3]}")
         accounts, entries = store.counts()
@@ -83,7 +87,7 @@ def backup_sqlite(
     partial.unlink(missing_ok=True)
     store = SQLiteStore(source, synchronous=settings.sqlite_synchronous)
     try:
-        store.backup(partial, lambda done, total: progress("copy", done, total))
+        store.backup(partial, _stage(progress, "copy"))
         version, accounts, entries = check_copy(partial, progress)
         os.replace(partial, destination)
     finally:
@@ -114,13 +118,12 @@ def restore_sqlite(
                     f"{target_path} already holds {existing} accounts; pass --force to"
                     " replace them with the backup"
                 )
-        store.restore(backup, lambda done, total: progress("copy", done, total))
+        store.restore(backup, _stage(progress, "copy"))
         store.close()
         applied = store.migrate()
         # The copy is the backup page for page, verified above; only a migration changes
         # what it holds, and then it is verified again.
-        verifying = lambda done, total: progress("verify", done, total)  # noqa: E731
-        problems = store.verify(verifying) if applied else []
+        problems = store.verify(_stage(progress, "verify")) if applied else []
     finally:
         store.close()
     if problems:

@@ -4,7 +4,9 @@ of what it changed), and its output."""
 from __future__ import annotations
 
 import getpass
+import hashlib
 import socket
+import uuid
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from typing import Any, Final, TypeVar
@@ -130,6 +132,16 @@ def store_of(ctx: click.Context) -> Iterator[Store]:
             _audit_command(ctx, store, 200)
         finally:
             store.close()
+
+
+def reference_key(reference: str | None, *write: str) -> str:
+    """The idempotency key of a CLI write: one per ``reference`` and what the write is
+    (its kind, accounts, mode), so a re-run of the same command replays it; a new one
+    each time without a reference."""
+    if reference is None:
+        return str(uuid.uuid4())
+    digest = hashlib.sha256("\n".join([*write, reference]).encode())
+    return f"cli-{digest.hexdigest()[:40]}"
 
 
 def limit_option(fn: F) -> F:

@@ -3,7 +3,6 @@ moment, statements, and holds."""
 
 from __future__ import annotations
 
-import hashlib
 import uuid
 from collections.abc import Callable
 from typing import Any
@@ -16,6 +15,7 @@ from birdbalance.cli.base import (
     CLIError,
     F,
     limit_option,
+    reference_key,
     reported_errors,
     store_of,
 )
@@ -89,7 +89,7 @@ def _post(
     body: dict[str, Any] = {"amount": amount, "mode": mode, **extra}
     if reference is not None:
         body["reference"] = reference
-    key = idempotency_key or _entry_key(kind, account_id, mode, reference)
+    key = idempotency_key or reference_key(reference, kind.value, account_id, mode)
     with store_of(ctx) as store:
         try:
             with reported_errors():
@@ -121,15 +121,6 @@ def _post(
             " re-run safe)",
             err=True,
         )
-
-
-def _entry_key(kind: EntryKind, account_id: str, mode: str, reference: str | None) -> str:
-    """The idempotency key of a CLI write: one per reference, so a re-run of the same
-    command replays it; a new one each time without a reference."""
-    if reference is None:
-        return str(uuid.uuid4())
-    digest = hashlib.sha256(f"{kind.value}\n{account_id}\n{mode}\n{reference}".encode())
-    return f"cli-{digest.hexdigest()[:40]}"
 
 
 def _conflicted(ctx: click.Context) -> bool:

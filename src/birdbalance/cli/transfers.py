@@ -2,13 +2,17 @@
 
 from __future__ import annotations
 
-import hashlib
-import uuid
 from typing import Any
 
 import click
 
-from birdbalance.cli.base import Audited, limit_option, reported_errors, store_of
+from birdbalance.cli.base import (
+    Audited,
+    limit_option,
+    reference_key,
+    reported_errors,
+    store_of,
+)
 from birdbalance.cli.output import note, output_option, print_json, print_page, print_table
 from birdbalance.cli.root import main
 from birdbalance.service import Service
@@ -19,15 +23,6 @@ _TRANSFER_HEADERS = ["id", "from", "to", "mode", "amount", "reference", "at"]
 
 def _transfer_row(t: dict[str, Any]) -> list[Any]:
     return [t["id"], t["from"], t["to"], t["mode"], t["amount"], t["reference"], t["created_at"]]
-
-
-def _transfer_key(source: str, target: str, mode: str, reference: str | None) -> str:
-    """One key per reference, so that re-running the same command replays it; a new one
-    each time without a reference."""
-    if reference is None:
-        return str(uuid.uuid4())
-    digest = hashlib.sha256(f"transfer\n{source}\n{target}\n{mode}\n{reference}".encode())
-    return f"cli-{digest.hexdigest()[:40]}"
 
 
 @main.command("transfer", cls=Audited)
@@ -54,7 +49,7 @@ def transfer(
     body: dict[str, Any] = {"from": from_id, "to": to_id, "amount": amount, "mode": mode}
     if reference is not None:
         body["reference"] = reference
-    key = idempotency_key or _transfer_key(from_id, to_id, mode, reference)
+    key = idempotency_key or reference_key(reference, "transfer", from_id, to_id, mode)
     with store_of(ctx) as store, reported_errors():
         result = render(Service(store).create_transfer(body, key))
     if as_json:
