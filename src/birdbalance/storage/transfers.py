@@ -21,6 +21,7 @@ from birdbalance.records import (
     NewEntry,
     NewTransfer,
     Page,
+    PostedEntry,
     Transfer,
     TransferResult,
 )
@@ -100,27 +101,44 @@ class TransferStore(LedgerMoves):
                 legs.append(
                     self._append(conn, ledger, leg, after, now, held_after_minor=ledger.held_minor)
                 )
-            transfer_id = new_id("trf")
+            transfer = Transfer(
+                id=new_id("trf"),
+                from_account=new.from_account,
+                to_account=new.to_account,
+                mode=new.mode,
+                amount_minor=new.amount_minor,
+                from_entry=legs[0].id,
+                to_entry=legs[1].id,
+                reference=new.reference,
+                metadata=new.metadata,
+                created_at=legs[0].created_at,
+                scale=source.scale,
+            )
             self._execute(
                 conn,
                 "INSERT INTO transfers (id, from_account, to_account, mode, amount_minor,"
                 " from_entry, to_entry, reference, metadata, created_at)"
                 " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
                 (
-                    transfer_id,
-                    new.from_account,
-                    new.to_account,
-                    new.mode.value,
-                    new.amount_minor,
-                    legs[0].id,
-                    legs[1].id,
-                    new.reference,
-                    dumps(new.metadata),
-                    legs[0].created_at,
+                    transfer.id,
+                    transfer.from_account,
+                    transfer.to_account,
+                    transfer.mode.value,
+                    transfer.amount_minor,
+                    transfer.from_entry,
+                    transfer.to_entry,
+                    transfer.reference,
+                    dumps(transfer.metadata),
+                    transfer.created_at,
                 ),
             )
-            self._remember(conn, idem, "transfer", transfer_id)
-            return self._transfer_result(conn, transfer_id, replayed=False)
+            self._remember(conn, idem, "transfer", transfer.id)
+        # The answer from what was written, not read back inside the write lock.
+        posted = tuple(
+            PostedEntry(leg, ledger.payment, ledger.asset, ledger.scale, False)
+            for leg, ledger in zip(legs, (source, target), strict=True)
+        )
+        return TransferResult(transfer, (posted[0], posted[1]), False)
 
     def _transfer_result(
         self, conn: Connection, transfer_id: str, *, replayed: bool
@@ -145,9 +163,11 @@ class TransferStore(LedgerMoves):
         self, account_id: str | None, cursor: str | None, limit: int
     ) -> Page[Transfer]:
         """Transfers newest first: all of them, or those from or to ``account_id``."""
-        args: list[Any] = [cursor or "~"]
+        before = cursor or "~"
+        args: list[Any]
         if account_id is None:
             sql = _TRANSFER_SQL + " WHERE t.id < ? ORDER BY t.id DESC LIMIT ?"
+            args = [before]
         else:
             # Each side on its own index, newest first, then merged: never a scan.
             sql = (
@@ -155,7 +175,7 @@ class TransferStore(LedgerMoves):
                 f" UNION ALL {_TRANSFER_SQL} WHERE t.id < ? AND t.to_account = ?) u"
                 " ORDER BY 1 DESC LIMIT ?"
             )
-            args = [cursor or "~", account_id, cursor or "~", account_id]
+            args = [before, account_id, before, account_id]
         with self._read() as conn:
             if account_id is not None:
                 self._account(conn, account_id)  # 404 for an unknown account
