@@ -41,6 +41,8 @@ MIGRATIONS = [
     "0011_account_search.sql",
     "0012_transfers.sql",
     "0013_subaccounts.sql",
+    "0014_shared_balances.sql",
+    "0015_scoped_tokens.sql",
 ]
 LATEST = len(MIGRATIONS)
 SKIP_REASON = (

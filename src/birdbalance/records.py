@@ -19,6 +19,7 @@ from birdbalance.alert_records import (
 )
 from birdbalance.errors import ServiceError
 from birdbalance.ledger import EntryKind, HoldStatus, Mode, Payment
+from birdbalance.spending import SpendLimit, spendable
 
 T = TypeVar("T")
 
@@ -74,6 +75,26 @@ class Account:
     live: LedgerTotals
     test: LedgerTotals
     parent_id: str | None = None
+    #: A shared sub-account's parent, whose ledger it spends (never changes); else None.
+    funding_id: str | None = None
+    spend_limit: SpendLimit | None = None
+    #: A shared sub-account's spending now, per mode (read with the account).
+    shared: dict[Mode, SharedSpend] | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class SharedSpend:
+    """One mode of a shared sub-account now: its parent's available amount, and its net
+    usage in the current period of its limit (all time without one)."""
+
+    parent_available_minor: int
+    spent_minor: int
+    limit: SpendLimit | None
+
+    @property
+    def available_minor(self) -> int:
+        """What its keys' ``GET /balance`` shows: :func:`birdbalance.spending.spendable`."""
+        return spendable(self.parent_available_minor, self.limit, self.spent_minor)
 
 
 @dataclass(frozen=True, slots=True)
@@ -103,6 +124,8 @@ class AdminToken:
     hint: str
     created_at: str
     revoked_at: str | None
+    #: The account whose subtree the token is confined to (None: every account).
+    account_id: str | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -111,6 +134,7 @@ class NewToken:
     scope: TokenScope
     token_hash: bytes
     hint: str
+    account_id: str | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -143,6 +167,8 @@ class Entry:
     created_at: str
     #: The hold a capture's charge settles.
     hold_id: str | None = None
+    #: The shared sub-account this entry (on its parent's ledger) was posted for.
+    attributed_to: str | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -182,6 +208,8 @@ class SubAccounts:
     #: The sums of their live ledgers: balance and what holds reserve.
     live_balance_minor: int
     live_held_minor: int
+    #: Each listed sub-account's live usage (charges less refunds) this UTC month.
+    month_usage_minor: dict[str, int]
 
 
 @dataclass(frozen=True, slots=True)
@@ -282,6 +310,9 @@ class NewAccount:
     metadata: dict[str, Any]
     #: The account it is a sub-account of (same asset; at most three levels).
     parent_id: str | None = None
+    #: Spends its parent's balance instead of holding its own.
+    shared: bool = False
+    spend_limit: SpendLimit | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -302,6 +333,8 @@ class NewEntry:
     refund_of: str | None
     reference: str | None
     metadata: dict[str, Any]
+    #: Set by the store: the shared sub-account this entry on its parent's ledger is for.
+    attributed_to: str | None = None
 
 
 @dataclass(frozen=True, slots=True)

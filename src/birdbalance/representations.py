@@ -18,7 +18,7 @@ from birdbalance import shapes
 from birdbalance.daily import Day
 from birdbalance.errors import ServiceError
 from birdbalance.ids import utc_timestamp
-from birdbalance.ledger import EntryKind
+from birdbalance.ledger import EntryKind, Mode
 from birdbalance.money import balance_type, format_amount
 from birdbalance.records import (
     Account,
@@ -36,12 +36,14 @@ from birdbalance.records import (
     Page,
     PostedEntry,
     Recharge,
+    SharedSpend,
     SubAccounts,
     Transfer,
     TransferResult,
     Webhook,
 )
 from birdbalance.shapes import render
+from birdbalance.spending import remaining
 
 T = TypeVar("T")
 
@@ -57,9 +59,38 @@ def _ledger(totals: LedgerTotals, scale: int) -> shapes.Ledger:
     )
 
 
+def _shared_shape(account: Account) -> shapes.SharedBalance | None:
+    if account.funding_id is None or account.shared is None:
+        return None
+    scale, limit = account.scale, account.spend_limit
+
+    def one(spend: SharedSpend) -> shapes.SharedLedger:
+        left = remaining(limit, spend.spent_minor)
+        return shapes.SharedLedger(
+            spent=format_amount(spend.spent_minor, scale),
+            remaining=None if left is None else format_amount(left, scale),
+            available=format_amount(spend.available_minor, scale),
+        )
+
+    return shapes.SharedBalance(
+        funding=account.funding_id,
+        spending_limit=None
+        if limit is None
+        else shapes.AccountSpendingLimit(
+            amount=format_amount(limit.amount_minor, scale), period=limit.period.value
+        ),
+        live=one(account.shared[Mode.LIVE]),
+        test=one(account.shared[Mode.TEST]),
+    )
+
+
 def account_shape(account: Account) -> shapes.Account:
+    return shapes.Account(**_account_fields(account))
+
+
+def _account_fields(account: Account) -> dict[str, Any]:
     limit = account.credit_limit_minor
-    return shapes.Account(
+    return dict(
         id=account.id,
         name=account.name,
         payment=account.payment,
@@ -73,6 +104,8 @@ def account_shape(account: Account) -> shapes.Account:
             test=_ledger(account.test, account.scale),
         ),
         parent=account.parent_id,
+        balance="own" if account.funding_id is None else "shared",
+        shared=_shared_shape(account),
     )
 
 
@@ -81,7 +114,13 @@ def subaccounts_shape(parent: Account, found: SubAccounts) -> shapes.SubAccounts
     page = found.page
     return shapes.SubAccounts(
         parent=parent.id,
-        data=[account_shape(a) for a in page.items],
+        data=[
+            shapes.SubAccount(
+                **_account_fields(a),
+                month_usage=format_amount(found.month_usage_minor.get(a.id, 0), parent.scale),
+            )
+            for a in page.items
+        ],
         next_cursor=page.next_cursor,
         has_more=page.next_cursor is not None,
         totals=shapes.SubAccountTotals(
@@ -130,6 +169,7 @@ def token_shape(token: AdminToken, secret: str | None = None) -> shapes.AdminTok
         hint=token.hint,
         created_at=token.created_at,
         revoked_at=token.revoked_at,
+        account=token.account_id,
         token=msgspec.UNSET if secret is None else secret,
     )
 
@@ -166,6 +206,7 @@ def entry_shape(entry: Entry, scale: int) -> shapes.Entry:
         metadata=entry.metadata,
         created_at=entry.created_at,
         hold=entry.hold_id,
+        attributed_to=entry.attributed_to,
     )
 
 

@@ -16,6 +16,17 @@ from typing import Annotated, Any, Final, Generic, TypeVar
 
 import msgspec
 
+from birdbalance.account_shapes import (
+    Account as Account,
+    AccountSpendingLimit as AccountSpendingLimit,
+    Balances as Balances,
+    Ledger as Ledger,
+    SharedBalance as SharedBalance,
+    SharedLedger as SharedLedger,
+    SubAccount as SubAccount,
+    SubAccounts as SubAccounts,
+    SubAccountTotals as SubAccountTotals,
+)
 from birdbalance.shape_types import (
     ID_PATTERN as ID_PATTERN,
     AlertState as AlertState,
@@ -34,54 +45,6 @@ from birdbalance.shape_types import (
     Timestamp as Timestamp,
     _Shape as _Shape,
 )
-
-
-class Ledger(_Shape):
-    """One ledger of an account: ``available`` is what ``GET /balance`` shows."""
-
-    amount: Annotated[Amount, msgspec.Meta(description="The ledger's balance.")]
-    pending: Annotated[Amount, msgspec.Meta(description="What pending holds reserve of it.")]
-    available: Annotated[Amount, msgspec.Meta(description="amount - pending.")]
-    entries: int
-
-
-class Balances(_Shape):
-    live: Ledger
-    test: Ledger
-
-
-class Account(_Shape):
-    id: Id
-    name: str | None
-    payment: Payment
-    type: str
-    scale: int
-    credit_limit: Amount | None
-    metadata: Metadata
-    created_at: Timestamp
-    balances: Balances
-    parent: Annotated[
-        Id | None, msgspec.Meta(description="The account this is a sub-account of.")
-    ] = None
-
-
-class SubAccountTotals(_Shape):
-    """All of an account's direct sub-accounts: how many, and their live ledgers' sums."""
-
-    accounts: int
-    live: Annotated[
-        Ledger, msgspec.Meta(description="Summed over them (`entries` is 0: not summed).")
-    ]
-
-
-class SubAccounts(_Shape):
-    """A page of an account's direct sub-accounts, by id, and the totals of all of them."""
-
-    parent: Id
-    data: list[Account]
-    next_cursor: str | None
-    has_more: bool
-    totals: SubAccountTotals
 
 
 class ApiKey(_Shape):
@@ -112,6 +75,10 @@ class AdminToken(_Shape):
     hint: str
     created_at: Timestamp
     revoked_at: Timestamp | None
+    account: Annotated[
+        Id | None,
+        msgspec.Meta(description="Confined to this account and its sub-accounts (null: all)."),
+    ] = None
     token: str | msgspec.UnsetType = msgspec.UNSET
 
 
@@ -139,6 +106,12 @@ class Entry(_Shape):
     metadata: Metadata
     created_at: Timestamp
     hold: Annotated[Id | None, msgspec.Meta(description="The hold a capture's charge settles.")]
+    attributed_to: Annotated[
+        Id | None,
+        msgspec.Meta(
+            description="The shared sub-account this entry on its parent's ledger is for."
+        ),
+    ] = None
 
 
 class EntryBalance(_Shape):

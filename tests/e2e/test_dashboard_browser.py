@@ -4,13 +4,14 @@ from __future__ import annotations
 
 import csv
 import io
+import json
 from datetime import UTC, datetime, timedelta
 from decimal import Decimal
 from typing import Any
 
 import pytest
 
-from tests.servers import Admin, Server
+from tests.servers import Admin, Server, cli
 
 pytestmark = pytest.mark.e2e
 
@@ -169,3 +170,70 @@ def test_a_wrong_key_is_refused_in_the_page(
     alert = page.get_by_role("alert")
     assert "not valid" in alert.inner_text()
     assert page.get_by_label("Access key or admin token").input_value() == ""
+
+
+def test_a_reseller_sees_its_sub_accounts_forecasts_and_breakdowns(
+    page: Any, dashboard_server: Server, e2e_admin: Admin, tmp_path: Any
+) -> None:
+    """A reseller signs in with a token confined to its account: it sees its sub-accounts
+    the lowest first, drills down, reads a shared one's forecast, and breaks its usage
+    down by country in the page and as CSV; the platform above it stays out of sight."""
+    admin = e2e_admin
+    platform = admin.account(name="Platform")["id"]
+    reseller = admin.account(parent=platform, name="Reseller One")["id"]
+    low = admin.account(parent=reseller, name="Low Ltd")["id"]
+    rich = admin.account(parent=reseller, name="Rich Ltd")["id"]
+    shared = admin.account(
+        parent=reseller,
+        name="Shared Ltd",
+        balance="shared",
+        spending_limit={"amount": "20", "period": "month"},
+    )["id"]
+    admin.topup(reseller, "100")
+    for account, amount in ((low, "6"), (rich, "80")):
+        assert admin.transfer(reseller, account, amount).status_code == 201
+    assert admin.post(low, "charges", amount="5").status_code == 201
+    for country, amount in (("NL", "3"), ("DE", "1.5"), ("NL", "2")):
+        charged = admin.post(shared, "charges", amount=amount, metadata={"country": country})
+        assert charged.status_code == 201, charged.text
+    made = cli("tokens", "create", "--name", "reseller-one", "--scope", "read", "--account",
+               reseller, "--json", db_url=dashboard_server.db_url)  # fmt: skip
+    assert made.returncode == 0, made.stderr
+    _sign_in(page, dashboard_server, json.loads(made.stdout)["token"])
+    page.wait_for_url("**/dashboard")
+    assert "Platform" not in page.locator("main").inner_text()
+    page.get_by_role("link", name=reseller).first.click()
+    page.wait_for_url(f"**/dashboard/accounts/{reseller}")
+    rows = page.get_by_test_id("children").locator("tbody tr")
+    names = [rows.nth(i).locator("td").first.inner_text() for i in range(rows.count())]
+    assert names == ["Low Ltd", "Shared Ltd", "Rich Ltd"], names
+    spendable = [_number(rows.nth(i).locator("td").nth(3).inner_text()) for i in range(3)]
+    # Low: 6 - 5; Shared: its limit leaves 20 - 6.5 of the reseller's 14; Rich: 80.
+    assert spendable == [Decimal(1), Decimal("13.5"), Decimal(80)], spendable
+    usage = [_number(rows.nth(i).locator("td").nth(5).inner_text()) for i in range(3)]
+    assert usage == [Decimal(5), Decimal("6.5"), Decimal(0)], usage
+    # Drill down into the shared sub-account: what it may spend, and when it runs out.
+    page.get_by_role("link", name=shared).click()
+    page.wait_for_url(f"**/dashboard/accounts/{shared}")
+    assert page.get_by_test_id("balance").inner_text().split() == ["13.5", "euros"]
+    assert "Used this period" in page.get_by_test_id("shared").inner_text()
+    # 6.5 used today: at the last 7 days' pace 13.5 lasts 13.5 * 7 // 6.5 = 14 days.
+    forecast = page.get_by_test_id("forecast").locator("li").all_inner_texts()
+    runs_out = (datetime.now(UTC).date() + timedelta(days=14)).isoformat()
+    assert forecast[0].endswith(f"this balance runs out on {runs_out}."), forecast
+    # Its usage by country, in the page and as CSV.
+    page.get_by_label("Metadata key").fill("country")
+    page.get_by_role("button", name="Break down").click()
+    table = page.get_by_test_id("usage").locator("tbody tr")
+    found = [table.nth(i).locator("td").all_inner_texts() for i in range(table.count())]
+    assert found == [["NL", "5", "2"], ["DE", "1.5", "1"]], found
+    with page.expect_download() as caught:
+        page.get_by_role("link", name="Download as CSV").click()
+    path = tmp_path / "usage.csv"
+    caught.value.save_as(path)
+    lines = list(csv.reader(io.StringIO(path.read_text())))
+    assert [row[:2] for row in lines[1:]] == [["NL", "5"], ["DE", "1.5"]], lines
+    # Above and beside its subtree there is nothing to see.
+    page.goto(f"{dashboard_server.url}/dashboard/accounts/{platform}")
+    assert "Not found" in page.locator("main").inner_text()
+    assert page.problems == []

@@ -60,7 +60,13 @@ def test_refused_trees(server: Server, admin: Admin) -> None:
         "/v1/accounts", json={"payment": "prepaid", "type": "dollars", "parent": level1}
     )
     assert r.status_code == 422 and r.json()["errors"][0]["parameter"] == "type"
-    assert refused(parent=level1, balance="shared") == (422, "balance")
+    assert refused(balance="shared") == (422, "balance")  # no parent
+    assert refused(
+        parent=level1, balance="own", spending_limit={"amount": "1", "period": "day"}
+    ) == (
+        422,
+        "spending_limit",
+    )
     assert refused(parent=level1, balance="borrowed") == (422, "balance")
     unknown = admin.http.get("/v1/accounts/acc_" + "0" * 26 + "/subaccounts")
     assert unknown.status_code == 404

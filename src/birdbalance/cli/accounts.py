@@ -20,6 +20,8 @@ from birdbalance.records import TokenScope
 from birdbalance.service import Service
 from birdbalance.shapes import render
 
+_PERIODS = ["day", "month", "all"]
+
 
 @main.group()
 def accounts() -> None:
@@ -27,18 +29,24 @@ def accounts() -> None:
 
 
 def _account_row(a: dict[str, Any]) -> list[Any]:
-    return [
-        a["id"],
-        a["name"],
-        a["payment"],
-        a["type"],
-        a["balances"]["live"]["amount"],
-        a["balances"]["test"]["amount"],
-        a["credit_limit"],
-    ]
+    shared = a.get("shared")
+    if shared is not None:  # what its keys may spend of its parent's balance
+        live, test = (f"{shared[m]['available']} (shared)" for m in ("live", "test"))
+    else:
+        live, test = a["balances"]["live"]["amount"], a["balances"]["test"]["amount"]
+    return [a["id"], a["name"], a["payment"], a["type"], live, test, a["credit_limit"]]
 
 
 _ACCOUNT_HEADERS = ["id", "name", "payment", "type", "live", "test", "credit limit"]
+
+
+def _child_row(a: dict[str, Any]) -> list[Any]:
+    shared = a.get("shared")
+    left = "" if shared is None else shared["live"]["remaining"] or ""
+    return [*_account_row(a)[:5], a["month_usage"], left]
+
+
+_CHILD_HEADERS = ["id", "name", "payment", "type", "live", "month usage", "limit left"]
 
 
 @accounts.command("create", cls=Audited)
@@ -47,6 +55,9 @@ _ACCOUNT_HEADERS = ["id", "name", "payment", "type", "live", "test", "credit lim
 @click.option("--name")
 @click.option("--credit-limit", help="Postpaid only: how far usage may go.")
 @click.option("--parent", help="Make it a sub-account of this account (same asset).")
+@click.option("--shared", is_flag=True, help="With --parent: spend the parent's balance.")
+@click.option("--limit", "spend_limit", help="A shared sub-account's spending limit.")
+@click.option("--period", type=click.Choice(_PERIODS), default="month", show_default=True)
 @click.option("--idempotency-key")
 @output_option
 @click.pass_context
@@ -57,6 +68,9 @@ def accounts_create(
     name: str | None,
     credit_limit: str | None,
     parent: str | None,
+    shared: bool,
+    spend_limit: str | None,
+    period: str,
     idempotency_key: str | None,
     as_json: bool,
 ) -> None:
@@ -68,12 +82,44 @@ def accounts_create(
         body["credit_limit"] = credit_limit
     if parent is not None:
         body["parent"] = parent
+    if shared:
+        body["balance"] = "shared"
+    if spend_limit is not None:
+        body["spending_limit"] = {"amount": spend_limit, "period": period}
     with store_of(ctx) as store, reported_errors():
         account = render(Service(store).create_account(body, idempotency_key))
     if as_json:
         print_json(account)
     else:
         print_table(_ACCOUNT_HEADERS, [_account_row(account)])
+
+
+@accounts.command("limit", cls=Audited)
+@click.argument("account_id")
+@click.argument("amount", required=False)
+@click.option("--period", type=click.Choice(_PERIODS), default="month", show_default=True)
+@click.option("--remove", is_flag=True, help="Remove the limit instead.")
+@output_option
+@click.pass_context
+def accounts_limit(
+    ctx: click.Context,
+    account_id: str,
+    amount: str | None,
+    period: str,
+    remove: bool,
+    as_json: bool,
+) -> None:
+    """Set a shared sub-account's spending limit per day, month or all time (or --remove
+    it). What the current period already used still counts."""
+    if remove == (amount is not None):
+        raise click.UsageError("give an AMOUNT, or --remove")
+    body = None if remove else {"amount": amount, "period": period}
+    with store_of(ctx) as store, reported_errors():
+        account = render(Service(store).set_spending_limit(account_id, body))
+    if as_json:
+        print_json(account)
+    else:
+        print_pairs(account)
 
 
 @accounts.command("children")
@@ -88,7 +134,7 @@ def accounts_children(
     """An account's direct sub-accounts (by id), then the totals of all of them."""
     with store_of(ctx) as store, reported_errors():
         found = render(Service(store).list_subaccounts(account_id, cursor=cursor, limit=str(limit)))
-    print_page(found, as_json, _ACCOUNT_HEADERS, _account_row)
+    print_page(found, as_json, _CHILD_HEADERS, _child_row)
     if not as_json:
         totals = found["totals"]
         note(
@@ -238,22 +284,37 @@ def tokens() -> None:
     """Admin API tokens with a scope: read (GET only) or write (everything)."""
 
 
-_TOKEN_HEADERS = ["id", "name", "scope", "hint", "created", "revoked"]
+_TOKEN_HEADERS = ["id", "name", "scope", "account", "hint", "created", "revoked"]
 
 
 def _token_row(t: dict[str, Any]) -> list[Any]:
-    return [t["id"], t["name"], t["scope"], t["hint"], t["created_at"], t["revoked_at"]]
+    return [
+        t["id"],
+        t["name"],
+        t["scope"],
+        t["account"] or "all",
+        t["hint"],
+        t["created_at"],
+        t["revoked_at"],
+    ]
 
 
 @tokens.command("create", cls=Audited)
 @click.option("--name", required=True, help="Who or what uses it (shown in the audit log).")
 @click.option("--scope", type=click.Choice([s.value for s in TokenScope]), required=True)
+@click.option(
+    "--account",
+    help="Confine it to this account and its sub-accounts (a reseller's token); anything"
+    " else answers 404.",
+)
 @output_option
 @click.pass_context
-def tokens_create(ctx: click.Context, name: str, scope: str, as_json: bool) -> None:
+def tokens_create(
+    ctx: click.Context, name: str, scope: str, account: str | None, as_json: bool
+) -> None:
     """Create an admin token; it is printed this once."""
     with store_of(ctx) as store, reported_errors():
-        token = render(Service(store).create_token(name, scope))
+        token = render(Service(store).create_token(name, scope, account))
     if as_json:
         print_json(token)
     else:

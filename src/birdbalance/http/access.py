@@ -40,6 +40,8 @@ class Actor:
     id: str
     scope: TokenScope
     name: str
+    #: A token confined to this account's subtree (see :mod:`.scoping`); None: all.
+    account_id: str | None = None
 
     def require(self, write: bool) -> None:
         """Raise ``Forbidden`` unless this actor may make the request."""
@@ -91,4 +93,6 @@ class AdminAuth:
         if not is_token(token):
             return None
         found = await self._read(lambda: self._service.token_by_digest(digest))
-        return None if found is None else Actor(found.id, found.scope, found.name)
+        if found is None:
+            return None
+        return Actor(found.id, found.scope, found.name, found.account_id)

@@ -17,6 +17,7 @@ from starlette.requests import Request
 from starlette.responses import Response
 from starlette.routing import Route
 
+from birdbalance import shapes
 from birdbalance.errors import InternalError, ServiceError
 from birdbalance.ids import utc_timestamp
 from birdbalance.metrics import Metrics
@@ -26,11 +27,13 @@ from birdbalance.service import Service
 
 from .access import Actor, AdminAuth
 from .addresses import client_address
+from .admin_reports import ReportHandlers
 from .bodies import read_body
 from .bulk import MAX_BULK_BODY_BYTES, BulkSlots
 from .entries import KINDS, EntryEndpoint
 from .guard import Guard
-from .responses import JSONBody, csv_download
+from .responses import JSONBody
+from .scoping import ACTOR_SCOPE, Confinement, json_fields, named
 
 T = TypeVar("T")
 Handler = Callable[[Request], Awaitable[Response]]
@@ -39,7 +42,7 @@ READ_METHODS: Final = frozenset({"GET", "HEAD"})
 MAX_TARGET_CHARS: Final = 500
 
 
-class AdminAPI:
+class AdminAPI(ReportHandlers):
     """Request handlers of the admin API, bound to one service and writer thread."""
 
     def __init__(
@@ -61,6 +64,7 @@ class AdminAPI:
         self._metrics = metrics
         self._bulk = BulkSlots()
         self.auth = AdminAuth(admin_token, service, runtime.read, guard)
+        self.confinement = Confinement(service, runtime.read)
         #: Ledger entries: a raw ASGI endpoint (see :mod:`birdbalance.http.entries`).
         self.entries = EntryEndpoint(
             self.auth.actor,
@@ -71,6 +75,7 @@ class AdminAPI:
             self.audit_record,
             metrics,
             body_timeout_s,
+            self.confinement.require,
         )
 
     def audit_record(
@@ -121,6 +126,16 @@ class AdminAPI:
         """The request's body, read whole within its limits (the operation decodes it)."""
         return await read_body(request, self._max_body_bytes, self.body_timeout_s)
 
+    async def _filtered(
+        self, request: Request, kind: str, value: str | None, parameter: str
+    ) -> None:
+        """A confined token's listing names one resource of its subtree (422, 404)."""
+        actor: Actor = request.scope[ACTOR_SCOPE]
+        if actor.account_id is not None:
+            self.confinement.require_filter(actor, value, parameter)
+            assert value is not None
+            await self.confinement.require(actor, kind, value, parameter)
+
     async def _write(self, fn: Callable[[], T]) -> T:
         return await self._runtime.write(fn)
 
@@ -136,15 +151,27 @@ class AdminAPI:
     async def create_account(self, request: Request) -> JSONBody:
         body = await self._body(request)
         idem = request.headers.get("idempotency-key")
+        actor: Actor = request.scope[ACTOR_SCOPE]
+        if actor.account_id is not None:
+            # A confined token makes sub-accounts inside its subtree only.
+            parent = named(json_fields(body), "parent")
+            if parent is None:
+                self.confinement.require_unconfined(actor, "create a top-level account")
+            else:
+                await self.confinement.require(actor, "account", parent, "parent")
         result = await self._write(lambda: self.service.create_account(body, idem))
         return JSONBody(result, status_code=201)
 
     async def list_accounts(self, request: Request) -> JSONBody:
         q = request.query_params
+        within = request.scope[ACTOR_SCOPE].account_id
         return JSONBody(
             await self._read(
                 lambda: self.service.list_accounts(
-                    cursor=q.get("cursor"), limit=q.get("limit"), search=q.get("search")
+                    cursor=q.get("cursor"),
+                    limit=q.get("limit"),
+                    search=q.get("search"),
+                    within=within,
                 )
             )
         )
@@ -152,6 +179,19 @@ class AdminAPI:
     async def get_account(self, request: Request) -> JSONBody:
         account_id = request.path_params["account_id"]
         return JSONBody(await self._read(lambda: self.service.get_account(account_id)))
+
+    async def set_spending_limit(self, request: Request) -> JSONBody:
+        body = await self._body(request)
+        account_id = request.path_params["account_id"]
+        return JSONBody(
+            await self._write(lambda: self.service.set_spending_limit(account_id, body))
+        )
+
+    async def remove_spending_limit(self, request: Request) -> JSONBody:
+        account_id = request.path_params["account_id"]
+        return JSONBody(
+            await self._write(lambda: self.service.set_spending_limit(account_id, None))
+        )
 
     async def create_key(self, request: Request) -> JSONBody:
         body = await self._body(request)
@@ -177,96 +217,17 @@ class AdminAPI:
 
     async def list_audit(self, request: Request) -> JSONBody:
         q = request.query_params
+        me: Actor = request.scope[ACTOR_SCOPE]
+        # A confined token reads its own actions only: the log is every admin's.
+        actor = q.get("actor") if me.account_id is None else me.id
         return JSONBody(
             await self._read(
                 lambda: self.service.list_audit(
                     cursor=q.get("cursor"),
                     limit=q.get("limit"),
-                    actor=q.get("actor"),
+                    actor=actor,
                     action=q.get("action"),
                 )
-            )
-        )
-
-    async def list_entries(self, request: Request) -> JSONBody:
-        q = request.query_params
-        account_id = request.path_params["account_id"]
-        return JSONBody(
-            await self._read(
-                lambda: self.service.list_entries(
-                    account_id,
-                    mode=q.get("mode"),
-                    cursor=q.get("cursor"),
-                    limit=q.get("limit"),
-                    kind=q.get("kind"),
-                    start=q.get("from"),
-                    end=q.get("to"),
-                    reference=q.get("reference"),
-                )
-            )
-        )
-
-    async def daily(self, request: Request) -> JSONBody:
-        q = request.query_params
-        account_id = request.path_params["account_id"]
-        return JSONBody(
-            await self._read(
-                lambda: self.service.daily(account_id, mode=q.get("mode"), days=q.get("days"))
-            )
-        )
-
-    async def forecast(self, request: Request) -> JSONBody:
-        q = request.query_params
-        account_id = request.path_params["account_id"]
-        return JSONBody(
-            await self._read(lambda: self.service.forecast(account_id, mode=q.get("mode")))
-        )
-
-    async def statement(self, request: Request) -> Response:
-        q = request.query_params
-        account_id = request.path_params["account_id"]
-        accept = request.headers.get("accept", "")
-        if q.get("format") == "csv" or "text/csv" in accept:
-            name, chunks = await self._read(
-                lambda: self.service.statement_csv(
-                    account_id, start=q.get("from"), end=q.get("to"), mode=q.get("mode")
-                )
-            )
-            # The rows are read page by page while they are sent.
-            return csv_download(name, chunks)
-        return JSONBody(
-            await self._read(
-                lambda: self.service.statement(
-                    account_id,
-                    start=q.get("from"),
-                    end=q.get("to"),
-                    mode=q.get("mode"),
-                    cursor=q.get("cursor"),
-                    limit=q.get("limit"),
-                )
-            )
-        )
-
-    async def usage(self, request: Request) -> Response:
-        q = request.query_params
-        account_id = request.path_params["account_id"]
-        args = {
-            "by": q.get("by"),
-            "start": q.get("from"),
-            "end": q.get("to"),
-            "mode": q.get("mode"),
-        }
-        if q.get("format") == "csv" or "text/csv" in request.headers.get("accept", ""):
-            name, rows = await self._read(lambda: self.service.usage_csv(account_id, **args))
-            return csv_download(name, iter(rows))
-        return JSONBody(await self._read(lambda: self.service.usage_by(account_id, **args)))
-
-    async def balance_at(self, request: Request) -> JSONBody:
-        q = request.query_params
-        account_id = request.path_params["account_id"]
-        return JSONBody(
-            await self._read(
-                lambda: self.service.balance_at(account_id, at=q.get("at"), mode=q.get("mode"))
             )
         )
 
@@ -322,11 +283,20 @@ class AdminAPI:
     async def create_transfer(self, request: Request) -> JSONBody:
         body = await self._body(request)
         idem = request.headers.get("idempotency-key")
+        actor: Actor = request.scope[ACTOR_SCOPE]
+        if actor.account_id is not None:
+            for side in ("from", "to"):
+                fields = json_fields(body)
+                if named(fields, side) is not None:
+                    await self.confinement.require(
+                        actor, "account", named(fields, side) or "", side
+                    )
         result = await self._write(lambda: self.service.create_transfer(body, idem))
         return JSONBody(result, status_code=201)
 
     async def list_transfers(self, request: Request) -> JSONBody:
         q = request.query_params
+        await self._filtered(request, "account", q.get("account"), "account")
         return JSONBody(
             await self._read(
                 lambda: self.service.list_transfers(
@@ -342,9 +312,14 @@ class AdminAPI:
     async def post_bulk(self, request: Request) -> Response:
         """Up to 1,000 ledger operations in one transaction (see :mod:`.bulk`)."""
         idem = request.headers.get("idempotency-key")
+        actor: Actor = request.scope[ACTOR_SCOPE]
+
+        async def write(body: bytes) -> Any:
+            await self.confinement.require_bulk(actor, body)
+            return await self._write(lambda: self.service.post_bulk(body, idem))
+
         posting = await self._bulk.post(
-            lambda: read_body(request, MAX_BULK_BODY_BYTES, self.body_timeout_s),
-            lambda body: self._write(lambda: self.service.post_bulk(body, idem)),
+            lambda: read_body(request, MAX_BULK_BODY_BYTES, self.body_timeout_s), write
         )
         posted = await posting
         if self._metrics is not None:
@@ -373,6 +348,7 @@ class AdminAPI:
 
     async def list_events(self, request: Request) -> JSONBody:
         q = request.query_params
+        await self._filtered(request, "account", q.get("account"), "account")
         return JSONBody(
             await self._read(
                 lambda: self.service.list_events(
@@ -383,12 +359,29 @@ class AdminAPI:
 
     async def create_webhook(self, request: Request) -> JSONBody:
         body = await self._body(request)
+        actor: Actor = request.scope[ACTOR_SCOPE]
+        if actor.account_id is not None:
+            # A confined token subscribes to its subtree's accounts, one at a time.
+            account = named(json_fields(body), "account")
+            self.confinement.require_filter(actor, account, "account")
+            assert account is not None
+            await self.confinement.require(actor, "account", account)
         return JSONBody(
             await self._write(lambda: self.service.create_webhook(body)), status_code=201
         )
 
     async def list_webhooks(self, request: Request) -> JSONBody:
-        return JSONBody(await self._read(self.service.list_webhooks))
+        listing = await self._read(self.service.list_webhooks)
+        actor: Actor = request.scope[ACTOR_SCOPE]
+        if actor.account_id is not None:
+            root = actor.account_id
+            mine = [
+                w
+                for w in listing.data
+                if w.account_id is not None and await self.confinement.contains(root, w.account_id)
+            ]
+            listing = shapes.Listing(data=mine)
+        return JSONBody(listing)
 
     async def delete_webhook(self, request: Request) -> JSONBody:
         webhook_id = request.path_params["webhook_id"]
@@ -396,6 +389,7 @@ class AdminAPI:
 
     async def list_deliveries(self, request: Request) -> JSONBody:
         q = request.query_params
+        await self._filtered(request, "webhook", q.get("webhook"), "webhook")
         return JSONBody(
             await self._read(
                 lambda: self.service.list_deliveries(
@@ -416,6 +410,10 @@ class AdminAPI:
             "/v1/accounts": {"POST": self.create_account, "GET": self.list_accounts},
             "/v1/accounts/{account_id}": {"GET": self.get_account},
             "/v1/accounts/{account_id}/subaccounts": {"GET": self.list_subaccounts},
+            "/v1/accounts/{account_id}/spending-limit": {
+                "PUT": self.set_spending_limit,
+                "DELETE": self.remove_spending_limit,
+            },
             "/v1/accounts/{account_id}/keys": {"POST": self.create_key, "GET": self.list_keys},
             "/v1/keys/{key_id}": {"DELETE": self.revoke_key},
             "/v1/keys/{key_id}/rotate": {"POST": self.rotate_key},
@@ -475,6 +473,8 @@ class AdminAPI:
                 detail["idempotency_key"] = idem[:255]
             try:
                 actor.require(write)
+                await self.confinement.require_path(actor, request.path_params)
+                request.scope[ACTOR_SCOPE] = actor
                 response = await handlers[request.method](request)
             except ServiceError as exc:
                 if write:

@@ -255,7 +255,9 @@ def create_app(settings: Settings, store: Store | None = None) -> BirdbalanceApp
 
     async def metrics_text(request: Request) -> Response:
         """Prometheus metrics of this process (the admin token, as for ``/v1/``)."""
-        await admin.authorize(request, write=False)
+        actor = await admin.authorize(request, write=False)
+        # Every ledger's gauges: not for a token confined to one subtree.
+        admin.confinement.require_unconfined(actor, "read the process metrics")
         try:
             gauges = await asyncio.wait_for(
                 run_in_threadpool(scrape_gauges, store, settings.metrics_ledger_gauges),

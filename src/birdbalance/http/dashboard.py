@@ -14,13 +14,11 @@ and are never cached; no key, token or webhook URL is ever written into a page.
 
 from __future__ import annotations
 
-import hmac
 import logging
 import time
 from collections.abc import Awaitable, Callable
 from datetime import UTC, datetime
 from typing import Any, Final, TypeVar
-from urllib.parse import parse_qsl, urlsplit
 
 import jinja2
 from starlette.requests import Request
@@ -28,33 +26,30 @@ from starlette.responses import RedirectResponse, Response
 from starlette.routing import BaseRoute, Mount, Route
 from starlette.staticfiles import StaticFiles
 
-from birdbalance import keys as access_keys
 from birdbalance.daily import CHART_DAYS
-from birdbalance.errors import DateError, NotFound, ServiceError, TooManyRequests
-from birdbalance.keys import MAX_CREDENTIAL_CHARS
+from birdbalance.errors import DateError, NotFound, ServiceError
 from birdbalance.ledger import EntryKind, Mode
 from birdbalance.service import Service
 from birdbalance.shapes import render
 
-from .access import ENV_TOKEN_ACTOR, Actor, AdminAuth
-from .bodies import read_body
+from .access import AdminAuth
+from .dashboard_access import DashboardAccess
 from .dashboard_format import (
     account_url,
     day_after,
     day_start,
     entry_filters,
     grouped,
+    page_offset,
     query_url,
+    usage_query,
 )
 from .guard import Guard
 from .responses import csv_download
+from .scoping import Confinement
 from .sessions import (
-    SESSION_COOKIE,
-    SIGN_IN_COOKIE,
     SessionSigner,
     Viewer,
-    key_subject,
-    new_nonce,
 )
 
 T = TypeVar("T")
@@ -62,14 +57,12 @@ Reader = Callable[[Callable[[], T]], Awaitable[T]]
 
 #: Entries per page of the entries table.
 ENTRIES_PAGE_SIZE: Final = 50
-#: Admin sessions of a stored token carry its id after this prefix.
-TOKEN_SUBJECT: Final = "tok:"  # noqa: S105 -- a prefix
-#: Accounts per page of the admin's account list.
+#: Accounts per page of the admin's account list, and of a parent's sub-accounts.
 ACCOUNTS_PAGE_SIZE: Final = 50
+#: Sub-accounts an account's page lists, the lowest first.
+LOWEST_SHOWN: Final = 10
 #: Newest events (alerts) shown with their deliveries.
 RECENT_EVENTS: Final = 10
-#: Largest sign-in form body read.
-MAX_FORM_BYTES: Final = 4096
 DEFAULT_DAYS: Final = 30
 
 _CSP: Final = (
@@ -87,7 +80,7 @@ _PAGE_HEADERS: Final = {
 logger = logging.getLogger("birdbalance.dashboard")
 
 
-class Dashboard:
+class Dashboard(DashboardAccess):
     """The dashboard's routes, bound to one service and session signer."""
 
     def __init__(
@@ -120,6 +113,7 @@ class Dashboard:
             lstrip_blocks=True,
         )
         self.templates.filters["grouped"] = grouped
+        self._confinement = Confinement(service, read)
 
     def routes(self) -> list[BaseRoute]:
         return [
@@ -130,6 +124,10 @@ class Dashboard:
             Route(
                 "/dashboard/accounts/{account_id}/statement.csv", self.statement, methods=["GET"]
             ),
+            Route(
+                "/dashboard/accounts/{account_id}/subaccounts", self.subaccounts, methods=["GET"]
+            ),
+            Route("/dashboard/accounts/{account_id}/usage.csv", self.usage_csv, methods=["GET"]),
             Mount(
                 "/dashboard/static",
                 app=StaticFiles(packages=[("birdbalance.http", "static")]),
@@ -148,182 +146,6 @@ class Dashboard:
         headers = {**_PAGE_HEADERS, "Server-Timing": f"app;dur={elapsed_ms:.1f}"}
         return Response(html, status_code, headers, media_type="text/html; charset=utf-8")
 
-    def _cookie(self, response: Response, name: str, value: str, max_age_s: int) -> None:
-        """Set (or, with ``max_age_s`` 0, delete) one of the dashboard's cookies."""
-        response.set_cookie(
-            name,
-            value,
-            max_age=max_age_s,
-            path="/dashboard",
-            secure=self._secure_cookies,
-            httponly=True,
-            samesite="strict",
-        )
-
-    async def _viewer(self, request: Request) -> Viewer | None:
-        """The signed-in viewer, checked again against the database and the admin token."""
-        request.scope["birdbalance.started"] = time.perf_counter()
-        session = self.signer.read(request.cookies.get(SESSION_COOKIE), int(time.time()))
-        if session is None:
-            return None
-        if session.role == "admin":
-            if session.subject.startswith(TOKEN_SUBJECT):
-                token_id = session.subject.removeprefix(TOKEN_SUBJECT)
-                live = await self._read(lambda: self.service.token_is_live(token_id))
-                return Viewer(session, None) if live else None
-            token = self._admin_token
-            if token is None or not hmac.compare_digest(
-                session.subject, self.signer.admin_subject(token)
-            ):
-                return None
-            return Viewer(session, None)
-        try:
-            digest = bytes.fromhex(session.subject)
-        except ValueError:
-            return None
-        key = await self._read(lambda: self.service.key_by_digest(digest))
-        return None if key is None else Viewer(session, key)
-
-    @staticmethod
-    def _same_origin(request: Request) -> bool:
-        """Whether a POST comes from a page of this site, by what the browser says.
-
-        ``Sec-Fetch-Site`` (which no script can set) decides when present. Otherwise the
-        ``Origin``'s host and port must be the ``Host`` the request was sent to; the
-        scheme is left out, so a TLS-terminating proxy in front changes nothing. Requests
-        with neither (old browsers, scripts) still need the form's CSRF token.
-        """
-        fetch_site = request.headers.get("sec-fetch-site")
-        if fetch_site is not None:
-            return fetch_site in ("same-origin", "none")
-        origin = request.headers.get("origin")
-        if origin is None:
-            return True
-        netloc = urlsplit(origin).netloc.lower()
-        host = request.headers.get("host", "").lower()
-        return bool(netloc) and hmac.compare_digest(netloc.encode(), host.encode())
-
-    def _error(
-        self, request: Request, viewer: Viewer | None, status_code: int, title: str, message: str
-    ) -> Response:
-        """An error page (its sign-out form, if signed in, carries the session's token)."""
-        csrf = None if viewer is None else self.signer.csrf_token(viewer.session.nonce)
-        return self._page(
-            request,
-            "error.html",
-            status_code,
-            title=title,
-            message=message,
-            viewer=viewer,
-            csrf=csrf,
-        )
-
-    def _refused(self, request: Request, message: str, status_code: int) -> Response:
-        return self._error(request, None, status_code, "Not allowed", message)
-
-    async def _form(self, request: Request) -> dict[str, str] | None:
-        """The posted form (UTF-8, at most MAX_FORM_BYTES), or None if it cannot be read."""
-        try:
-            body = await read_body(request, MAX_FORM_BYTES, self._body_timeout_s)
-            return dict(parse_qsl(body.decode("utf-8")))
-        except (ServiceError, UnicodeDecodeError, ValueError):
-            return None
-
-    @staticmethod
-    def _to_sign_in() -> Response:
-        return RedirectResponse("/dashboard/sign-in", status_code=303)
-
-    # ------------------------------------------------------------------ sign-in
-
-    async def sign_in(self, request: Request) -> Response:
-        if request.method == "POST":
-            return await self._sign_in_post(request)
-        viewer = await self._viewer(request)
-        if viewer is not None:
-            return RedirectResponse("/dashboard", status_code=303)
-        return self._sign_in_form(request, None, 200)
-
-    def _sign_in_form(self, request: Request, error: str | None, status_code: int) -> Response:
-        nonce = new_nonce()
-        response = self._page(
-            request,
-            "sign_in.html",
-            status_code,
-            csrf=self.signer.csrf_token(nonce),
-            error=error,
-            admin_enabled=self._admin_token is not None,
-            viewer=None,
-        )
-        self._cookie(response, SIGN_IN_COOKIE, nonce, 3600)
-        return response
-
-    async def _sign_in_post(self, request: Request) -> Response:
-        request.scope["birdbalance.started"] = time.perf_counter()
-        if not self._same_origin(request):
-            return self._refused(request, "Sign-in must come from this site's own form.", 403)
-        form = await self._form(request)
-        if form is None:
-            return self._sign_in_form(request, "That form could not be read.", 400)
-        nonce = request.cookies.get(SIGN_IN_COOKIE, "")
-        if not self.signer.csrf_ok(nonce, form.get("csrf")):
-            return self._sign_in_form(
-                request, "The sign-in form had expired. Please try again.", 403
-            )
-        credential = form.get("credential", "").strip()[:MAX_CREDENTIAL_CHARS]
-        digest = self.service.credential_digest(credential)
-        now_s = int(time.time())
-
-        async def check() -> tuple[str, Actor | None] | None:
-            """The new session's cookie and, for an admin, who signed in."""
-            actor = await self._auth.find(credential, digest)
-            if actor is not None:
-                subject = (
-                    self.signer.admin_subject(credential)
-                    if actor.id == ENV_TOKEN_ACTOR
-                    else TOKEN_SUBJECT + actor.id
-                )
-                return self.signer.issue("admin", subject, now_s)[1], actor
-            if access_keys.is_well_formed(credential):
-                key = await self._read(lambda: self.service.key_by_digest(digest))
-                if key is not None:
-                    return self.signer.issue("account", key_subject(digest), now_s)[1], None
-            return None
-
-        try:
-            if self._guard is None:
-                signed = await check()
-            else:
-                signed = await self._guard.authenticate(request.scope, digest, check)
-        except TooManyRequests as exc:
-            page = self._sign_in_form(
-                request, "Too many failed sign-ins from your address. Try again later.", 429
-            )
-            page.headers["Retry-After"] = str(exc.retry_after_s)
-            return page
-        if signed is None:
-            # One answer for every failure: it tells nothing about which keys exist.
-            return self._sign_in_form(request, "That access key or admin token is not valid.", 401)
-        session_cookie, actor = signed
-        if actor is not None and self._audit is not None:
-            action = "POST /dashboard/sign-in"
-            await self._audit(request.scope, actor, action, 303, {}, wait=True)
-        response = RedirectResponse("/dashboard", status_code=303)
-        self._cookie(response, SESSION_COOKIE, session_cookie, self.signer.lifetime_s)
-        self._cookie(response, SIGN_IN_COOKIE, "", 0)
-        return response
-
-    async def sign_out(self, request: Request) -> Response:
-        viewer = await self._viewer(request)
-        if viewer is not None:
-            if not self._same_origin(request):
-                return self._refused(request, "Sign-out must come from this site's own form.", 403)
-            form = await self._form(request)
-            if form is None or not self.signer.csrf_ok(viewer.session.nonce, form.get("csrf")):
-                return self._refused(request, "The page had expired: reload it and try again.", 403)
-        response = self._to_sign_in()
-        self._cookie(response, SESSION_COOKIE, "", 0)
-        return response
-
     # ------------------------------------------------------------------ pages
 
     async def home(self, request: Request) -> Response:
@@ -340,7 +162,10 @@ class Dashboard:
             page = await self._read(
                 lambda: render(
                     self.service.list_accounts(
-                        cursor=cursor, limit=str(ACCOUNTS_PAGE_SIZE), search=search
+                        cursor=cursor,
+                        limit=str(ACCOUNTS_PAGE_SIZE),
+                        search=search,
+                        within=viewer.root,
                     )
                 )
             )
@@ -379,6 +204,10 @@ class Dashboard:
             mode = self._ledger_of(viewer, account_id, request.query_params.get("mode"))
         except NotFound:
             return self._not_found(request, viewer)
+        if viewer.root is not None and not await self._confinement.contains(
+            viewer.root, account_id
+        ):
+            return self._not_found(request, viewer)  # outside a confined token's subtree
         return viewer, account_id, mode
 
     async def account(self, request: Request) -> Response:
@@ -391,6 +220,7 @@ class Dashboard:
         days = days if days in {str(d) for d in CHART_DAYS} else str(DEFAULT_DAYS)
         filters, start, end, error = entry_filters(q)
         cursor = q.get("cursor") or None
+        usage_by, usage_args, usage_form = usage_query(q, mode)
 
         def gather() -> dict[str, Any]:
             service = self.service
@@ -403,6 +233,15 @@ class Dashboard:
                 ],
             }
             found["events"] = service.recent_events(account_id, mode, RECENT_EVENTS)
+            if viewer.is_admin:
+                found["children"] = render(
+                    service.lowest_subaccounts(account_id, offset=0, limit=LOWEST_SHOWN)
+                )
+            if usage_by is not None:
+                try:
+                    found["usage"] = render(service.usage_by(account_id, **usage_args))
+                except ServiceError as exc:
+                    found["usage_error"] = exc.description
             try:
                 found["entries"] = render(
                     service.list_entries(
@@ -459,6 +298,14 @@ class Dashboard:
             if more is None
             else account_url(account_id, {**base, **filters, "cursor": more}),
             statement_url=f"/dashboard/accounts/{account_id}/statement.csv",
+            children=found.get("children"),
+            children_url=f"/dashboard/accounts/{account_id}/subaccounts",
+            usage=found.get("usage"),
+            usage_error=found.get("usage_error"),
+            usage_form=usage_form,
+            usage_csv_url=None
+            if usage_by is None
+            else query_url(f"/dashboard/accounts/{account_id}/usage.csv", usage_form),
             today=today.isoformat(),
             month_start=today.replace(day=1).isoformat(),
         )
@@ -497,4 +344,58 @@ class Dashboard:
                 "X-Content-Type-Options": "nosniff",
                 "Server-Timing": f"app;dur={elapsed_ms:.1f};desc=first-rows",
             },
+        )
+
+    async def subaccounts(self, request: Request) -> Response:
+        """A parent's sub-accounts, the lowest spendable first, 50 a page (admins only)."""
+        opened = await self._open_ledger(request)
+        if isinstance(opened, Response):
+            return opened
+        viewer, account_id, _ = opened
+        if not viewer.is_admin:
+            return self._not_found(request, viewer)
+        offset = page_offset(request.query_params.get("from"))
+        try:
+            found = await self._read(
+                lambda: (
+                    render(self.service.get_account(account_id)),
+                    render(
+                        self.service.lowest_subaccounts(
+                            account_id, offset=offset, limit=ACCOUNTS_PAGE_SIZE
+                        )
+                    ),
+                )
+            )
+        except NotFound:
+            return self._not_found(request, viewer)
+        account, children = found
+        more = children["next_cursor"]
+        return self._page(
+            request,
+            "subaccounts.html",
+            viewer=viewer,
+            csrf=self.signer.csrf_token(viewer.session.nonce),
+            account=account,
+            children=children,
+            first=offset + 1,
+            next_url=None if more is None else query_url(str(request.url.path), {"from": more}),
+        )
+
+    async def usage_csv(self, request: Request) -> Response:
+        """The usage breakdown of the account page's form, as CSV."""
+        opened = await self._open_ledger(request)
+        if isinstance(opened, Response):
+            return opened
+        viewer, account_id, mode = opened
+        usage_by, usage_args, _ = usage_query(request.query_params, mode)
+        if usage_by is None:
+            return self._error(request, viewer, 422, "No breakdown", "Name a metadata key.")
+        try:
+            name, rows = await self._read(lambda: self.service.usage_csv(account_id, **usage_args))
+        except NotFound:
+            return self._not_found(request, viewer)
+        except ServiceError as exc:
+            return self._error(request, viewer, 422, "No breakdown", exc.description)
+        return csv_download(
+            name, iter(rows), {"Cache-Control": "no-store", "X-Content-Type-Options": "nosniff"}
         )

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 from datetime import date, timedelta
+from typing import Final
 from urllib.parse import urlencode
 
 from birdbalance.errors import DateError
@@ -57,3 +58,40 @@ def query_url(path: str, params: Mapping[str, str | None]) -> str:
 
 def account_url(account_id: str, params: Mapping[str, str | None]) -> str:
     return query_url(f"/dashboard/accounts/{account_id}", params)
+
+
+#: The deepest page of a parent's sub-accounts the dashboard links to.
+MAX_PAGE_OFFSET: Final = 100_000
+
+
+def page_offset(text: str | None) -> int:
+    """A page's first row (0-based) from a ``from`` parameter; 0 if it is not one."""
+    if text is None or not text.isdigit() or len(text) > 6:
+        return 0
+    return min(int(text), MAX_PAGE_OFFSET)
+
+
+def usage_query(
+    q: Mapping[str, str], mode: str
+) -> tuple[str | None, dict[str, str | None], dict[str, str | None]]:
+    """The account page's usage breakdown form: the key (None: no breakdown asked), the
+    arguments of :meth:`Service.usage_by` (days as UTC midnights, ``to`` inclusive), and
+    the form's values to show again."""
+    by = (q.get("by") or "").strip() or None
+    first, last = q.get("by_from") or None, q.get("by_to") or None
+    form = {"by": by, "by_from": first, "by_to": last, "mode": mode}
+    args: dict[str, str | None] = {
+        "by": by,
+        "start": None if first is None else f"{first}T00:00:00Z",
+        "end": None if last is None else _next_midnight(last),
+        "mode": mode,
+    }
+    return by, args, form
+
+
+def _next_midnight(day: str) -> str:
+    """The UTC midnight after ``day`` (a bad day is passed on for the API to refuse)."""
+    try:
+        return (date.fromisoformat(day) + timedelta(days=1)).isoformat() + "T00:00:00Z"
+    except ValueError:
+        return day

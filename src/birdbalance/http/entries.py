@@ -80,8 +80,11 @@ class EntryEndpoint:
         audit_record: AuditRecordHook,
         metrics: Metrics | None = None,
         body_timeout_s: float = 10.0,
+        confine: Callable[[Actor, str, str], Awaitable[None]] | None = None,
     ) -> None:
         self._authorize = authorize
+        #: 404 unless a confined token's subtree holds the account (see .scoping).
+        self._confine = confine
         self._body_timeout_s = body_timeout_s
         self._service = service
         self._writes = writes
@@ -113,6 +116,8 @@ class EntryEndpoint:
             header = _header(scope, b"authorization") or ""
             actor = await self._authorize(header, write=False, scope=scope)
             actor.require(write=True)
+            if actor.account_id is not None and self._confine is not None:
+                await self._confine(actor, "account", account_id)
             record = self._audit_record(scope, actor, action, 0, detail)
             posted, audited = await self._post(scope, receive, account_id, kind, record)
             if isinstance(posted, Exception):

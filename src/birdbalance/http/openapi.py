@@ -265,6 +265,20 @@ def _operations() -> dict[str, dict[str, Any]]:
             errors=_READ, params=(_ACCOUNT_ID, LIMIT, _ID_CURSOR),
             description="Each sub-account with its balances; `totals` sums the live ledgers"
             " of every direct sub-account, not only this page's.")},
+        "/v1/accounts/{account_id}/spending-limit": {
+            "put": _op(
+                "setSpendingLimit", "Accounts", "Set a shared sub-account's spending limit",
+                ("200", ref("Account"), "The sub-account"), params=(_ACCOUNT_ID,),
+                body=ref("SpendingLimit"), errors=(400, 401, 403, 404, 413, 422, 503),
+                description="At most `amount` of net usage (charges less refunds) per UTC"
+                " `day`, `month` or `all` time, judged in each charge's transaction with the"
+                " parent's floor. What the current period already used still counts."),
+            "delete": _op(
+                "removeSpendingLimit", "Accounts", "Remove a shared sub-account's spending"
+                " limit (it then spends up to its parent's available amount)",
+                ("200", ref("Account"), "The sub-account"), params=(_ACCOUNT_ID,),
+                errors=(401, 403, 404, 422, 503)),
+        },
         "/v1/transfers": {
             "post": _op(
                 "createTransfer", "Transfers", "Move an amount from one account's ledger to"

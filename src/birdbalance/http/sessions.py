@@ -59,6 +59,8 @@ class Viewer:
 
     session: Session
     key: ApiKey | None
+    #: An admin confined to this account's subtree (a scoped token's session).
+    root: str | None = None
 
     @property
     def is_admin(self) -> bool:

@@ -13,6 +13,7 @@ from typing import Final
 
 from birdbalance import __version__
 from birdbalance.metrics import CONTENT_TYPE, Gauge
+from birdbalance.records import Account
 from birdbalance.storage import Store
 
 METRICS_CONTENT_TYPE: Final = CONTENT_TYPE.decode("ascii")
@@ -92,4 +93,34 @@ def scrape_gauges(store: Store, ledger_gauges: int) -> list[Gauge]:
                 available,
             ),
         ]
+        gauges += _shared_gauges(store.shared_balances(ledger_gauges))
     return gauges
+
+
+def _shared_gauges(accounts: list[Account]) -> list[Gauge]:
+    """A shared sub-account has no ledger of its own: what its keys may spend, and its
+    usage in its limit's period, labelled with the parent whose balance it spends."""
+    available, spent = [], []
+    for account in accounts:
+        assert account.shared is not None and account.funding_id is not None
+        for mode, spend in account.shared.items():
+            labels = (account.id, mode.value, account.asset, account.funding_id)
+            available.append((labels, spend.available_minor / 10**account.scale))
+            spent.append((labels, spend.spent_minor / 10**account.scale))
+    names = ("account", "mode", "asset", "parent")
+    return [
+        Gauge(
+            "birdbalance_shared_available",
+            "What a shared sub-account's GET /balance shows: the smaller of its parent's"
+            " available amount and what its spending limit leaves.",
+            names,
+            available,
+        ),
+        Gauge(
+            "birdbalance_shared_spent",
+            "A shared sub-account's net usage in its spending limit's current period"
+            " (all time without a limit).",
+            names,
+            spent,
+        ),
+    ]

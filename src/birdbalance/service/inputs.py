@@ -30,10 +30,12 @@ from birdbalance.request_shapes import (
     NewHold as NewHoldBody,
     NewRecharge,
     SecondsText,
+    SpendingLimit as SpendingLimitBody,
     metadata_of,
     mode_of,
     set_or_none,
 )
+from birdbalance.spending import SpendLimit, SpendPeriod
 from birdbalance.storage import MAX_PAGE_SIZE
 from birdbalance.timestamps import parse_timestamp, timestamp_after
 from birdbalance.validation import (
@@ -214,3 +216,14 @@ def new_hold(account_id: str, request: NewHoldBody | BulkHold) -> NewHold:
         set_or_none(request.reference),
         metadata_of(request.metadata),
     )
+
+
+def spend_limit_of(request: SpendingLimitBody | None) -> SpendLimit | None:
+    """A spending limit's body as the ledger's rule (an amount above zero)."""
+    if request is None:
+        return None
+    amount = minor(request.amount, "spending_limit.amount")
+    assert amount is not None
+    if amount <= 0:
+        raise InvalidParameter("spending_limit.amount must be above 0", "spending_limit")
+    return SpendLimit(amount, SpendPeriod(request.period))

@@ -60,6 +60,7 @@ from birdbalance.service.inputs import (
     parse_mode,
     recharge_input,
     seconds,
+    spend_limit_of,
 )
 from birdbalance.service.reports import Reports
 from birdbalance.service.transfers import Transfers
@@ -123,15 +124,21 @@ class Service(Reports, BulkPosting, Transfers):
         if credit_limit is not None and payment is Payment.PREPAID:
             raise InvalidParameter("only postpaid accounts have a credit limit", "credit_limit")
         parent = set_or_none(request.parent)
-        if request.balance == "shared":
-            raise InvalidParameter(
-                "shared sub-account balances are not available yet: use an own balance and"
-                " fund it with transfers",
-                "balance",
-            )
-        if request.balance == "own" and parent is None:
+        shared = request.balance == "shared"
+        if request.balance in ("own", "shared") and parent is None:
             raise InvalidParameter(
                 "only a sub-account (with a parent) has a balance mode", "balance"
+            )
+        limit = spend_limit_of(set_or_none(request.spending_limit))
+        if limit is not None and not shared:
+            raise InvalidParameter(
+                'only a shared sub-account ("balance": "shared") has a spending limit',
+                "spending_limit",
+            )
+        if shared and credit_limit is not None:
+            raise InvalidParameter(
+                "a shared sub-account spends within its parent's credit limit, not its own",
+                "credit_limit",
             )
         new = NewAccount(
             set_or_none(request.name),
@@ -141,8 +148,19 @@ class Service(Reports, BulkPosting, Transfers):
             credit_limit,
             metadata_of(request.metadata),
             None if parent is None else resource_id(parent, "parent"),
+            shared,
+            limit,
         )
         return account_shape(self.store.create_account(new, idem))
+
+    def set_spending_limit(self, account_id: str, body: RequestBody | None) -> shapes.Account:
+        """Set a shared sub-account's spending limit (``None``: remove it).
+
+        The next charge is judged by it; what the period already used still counts.
+        """
+        account_id = resource_id(account_id, "account")
+        limit = None if body is None else spend_limit_of(read(bodies.SpendingLimit, body))
+        return account_shape(self.store.set_spend_limit(account_id, limit))
 
     def list_subaccounts(
         self, account_id: str, *, cursor: str | None, limit: str | None
@@ -153,15 +171,37 @@ class Service(Reports, BulkPosting, Transfers):
         parent = self.store.get_account(account_id)
         return subaccounts_shape(parent, self.store.list_subaccounts(account_id, cursor, size))
 
+    def lowest_subaccounts(self, account_id: str, *, offset: int, limit: int) -> shapes.SubAccounts:
+        """An account's direct sub-accounts, the lowest spendable first (the dashboard's
+        reseller view); ``next_cursor`` is the next page's offset."""
+        account_id = resource_id(account_id, "account")
+        parent = self.store.get_account(account_id)
+        found = self.store.lowest_subaccounts(account_id, offset, limit)
+        return subaccounts_shape(parent, found)
+
+    def live_token(self, token_id: str) -> AdminToken | None:
+        """The admin token ``token_id`` if it exists and is not revoked."""
+        try:
+            token = self.store.get_token(token_id)
+        except NotFound:
+            return None
+        return token if token.revoked_at is None else None
+
     def get_account(self, account_id: str) -> shapes.Account:
         return account_shape(self.store.get_account(resource_id(account_id, "account")))
 
     def list_accounts(
-        self, *, cursor: str | None, limit: str | None, search: str | None = None
+        self,
+        *,
+        cursor: str | None,
+        limit: str | None,
+        search: str | None = None,
+        within: str | None = None,
     ) -> shapes.Page[shapes.Account]:
+        """Accounts by id; ``within``: only that account's subtree (a confined token's)."""
         size = id_page_size(cursor, limit)
         search = filter_text(search, "search", MAX_NAME_CHARS)
-        page = self.store.list_accounts(cursor, size, search or None)
+        page = self.store.list_accounts(cursor, size, search or None, within)
         return page_shape(page, [account_shape(a) for a in page.items])
 
     # ------------------------------------------------------------------ keys
@@ -212,15 +252,21 @@ class Service(Reports, BulkPosting, Transfers):
 
     # ------------------------------------------------------------------ admin tokens
 
-    def create_token(self, name: str, scope: str) -> shapes.AdminToken:
-        """A new admin token, shown once: ``read`` (GET only) or ``write`` (everything)."""
-        request = read(bodies.NewToken, {"name": name, "scope": scope})
+    def create_token(self, name: str, scope: str, account: str | None = None) -> shapes.AdminToken:
+        """A new admin token, shown once: ``read`` (GET only) or ``write`` (everything);
+        with ``account``, confined to that account's subtree."""
+        body: dict[str, str] = {"name": name, "scope": scope}
+        if account is not None:
+            body["account"] = account
+        request = read(bodies.NewToken, body)
+        account = set_or_none(request.account)
         token = access_keys.generate_token()
         new = NewToken(
             request.name,
             request.scope,
             self.store.hasher.digest(token),
             f"{access_keys.TOKEN_PREFIX}…{token[-4:]}",
+            None if account is None else resource_id(account, "account"),
         )
         return token_shape(self.store.create_token(new), token)
 
@@ -413,13 +459,6 @@ class Service(Reports, BulkPosting, Transfers):
     def token_by_digest(self, digest: bytes) -> AdminToken | None:
         """The live admin token with this digest, if any."""
         return self.store.token_by_digest(digest)
-
-    def token_is_live(self, token_id: str) -> bool:
-        """Whether the admin token ``token_id`` exists and is not revoked."""
-        try:
-            return self.store.get_token(token_id).revoked_at is None
-        except NotFound:
-            return False
 
     # ------------------------------------------------------------------ webhooks
 

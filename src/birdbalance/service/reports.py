@@ -14,6 +14,7 @@ from birdbalance.forecast import PACE_DAYS, forecast
 from birdbalance.ids import utc_timestamp
 from birdbalance.ledger import EntryKind, Mode, Payment
 from birdbalance.money import balance_type, format_amount
+from birdbalance.records import Account
 from birdbalance.representations import (
     day_shape,
     entry_shape,
@@ -27,6 +28,7 @@ from birdbalance.service.inputs import (
     entry_filter,
     parse_mode,
 )
+from birdbalance.spending import remaining
 from birdbalance.storage import MAX_PAGE_SIZE, Store
 from birdbalance.timestamps import LAST_TIMESTAMP, parse_timestamp
 from birdbalance.validation import (
@@ -106,12 +108,7 @@ class Reports:
         first, last = day_range(today, max(PACE_DAYS))
         series = self.store.daily_totals(account_id, ledger_mode, first, last)
         account = series.account
-        ledger = account.live if ledger_mode is Mode.LIVE else account.test
-        available = ledger.balance_minor - ledger.held_minor
-        spendable: int | None = available
-        if account.payment is Payment.POSTPAID:
-            limit = account.credit_limit_minor
-            spendable = None if limit is None else available + limit
+        spendable = self._spendable(account, ledger_mode)
         paces = forecast(spendable, fill_days(series, first, last), today)
         return shapes.Forecast(
             account_id=account_id,
@@ -128,6 +125,26 @@ class Reports:
                 for p in paces
             ],
         )
+
+    def _spendable(self, account: Account, mode: Mode) -> int | None:
+        """What the account can spend before it is refused: available, plus a postpaid
+        credit limit (None: no limit). A shared sub-account's: its parent's, within what
+        its own limit leaves."""
+        if account.funding_id is not None:
+            assert account.shared is not None
+            spend = account.shared[mode]
+            parent = self.store.get_account(account.funding_id)
+            parent_spendable = self._spendable(parent, mode)
+            left = remaining(spend.limit, spend.spent_minor)
+            if parent_spendable is None:
+                return left
+            return parent_spendable if left is None else min(parent_spendable, left)
+        ledger = account.live if mode is Mode.LIVE else account.test
+        available = ledger.balance_minor - ledger.held_minor
+        if account.payment is Payment.POSTPAID:
+            limit = account.credit_limit_minor
+            return None if limit is None else available + limit
+        return available
 
     def usage_by(
         self,

@@ -60,6 +60,7 @@ from birdbalance.records import (
     Webhook,
 )
 from birdbalance.settings import Settings
+from birdbalance.spending import SpendLimit
 
 from .bulk import MAX_BULK_OPERATIONS as MAX_BULK_OPERATIONS
 from .ledgers import MAX_WRITE_BATCH as MAX_WRITE_BATCH
@@ -121,7 +122,9 @@ class Store(Protocol):
     def get_account(self, account_id: str) -> Account:
         """Raises ``NotFound``."""
 
-    def list_accounts(self, cursor: str | None, limit: int, search: str | None) -> Page[Account]:
+    def list_accounts(
+        self, cursor: str | None, limit: int, search: str | None, within: str | None = None
+    ) -> Page[Account]:
         """Accounts in creation order, ``limit`` <= :data:`MAX_PAGE_SIZE`."""
 
     def count_accounts(self) -> int: ...
@@ -239,6 +242,26 @@ class Store(Protocol):
     ) -> UsageBreakdown:
         """A ledger's usage over ``[start, end)`` by ``metadata[key]``, largest first, at
         most :data:`MAX_USAGE_GROUPS` groups."""
+
+    def shared_balances(self, limit: int) -> list[Account]:
+        """The first ``limit`` shared sub-accounts, with their spending now."""
+
+    def ancestry(self, account_id: str) -> tuple[str, ...] | None:
+        """The account and its ancestors, nearest first (None: no such account)."""
+
+    def owners_of(self, kind: str, resource_id: str) -> list[str]:
+        """The accounts a key, hold, alert, webhook, delivery or transfer belongs to."""
+
+    def subtree_ids(self, root: str, limit: int) -> list[str]:
+        """Up to ``limit`` accounts of ``root``'s subtree, itself first."""
+
+    def set_spend_limit(self, account_id: str, limit: SpendLimit | None) -> Account:
+        """Set or remove a shared sub-account's spending limit; raises ``NotFound``, or
+        ``InvalidParameter`` for an account with a balance of its own."""
+
+    def lowest_subaccounts(self, parent_id: str, offset: int, limit: int) -> SubAccounts:
+        """A page of an account's direct sub-accounts, the lowest spendable first (the
+        next page's offset as its cursor); raises ``NotFound``."""
 
     def list_subaccounts(self, parent_id: str, cursor: str | None, limit: int) -> SubAccounts:
         """A page of an account's direct sub-accounts, with the count and live totals of

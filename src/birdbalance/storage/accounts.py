@@ -9,9 +9,11 @@ from birdbalance.errors import InvalidParameter, NotFound
 from birdbalance.ids import new_id, utc_timestamp
 from birdbalance.ledger import Mode
 from birdbalance.records import Account, Idempotency, NewAccount, Page, SubAccounts
+from birdbalance.spending import SpendLimit, period_keys
 
 from .base import ACCOUNT_SQL, Connection, account_from_row, dumps
 from .moves import LedgerMoves
+from .spending import placeholders
 
 #: How deep accounts nest: platform (1), reseller (2), customer (3).
 MAX_DEPTH: Final = 3
@@ -22,6 +24,8 @@ _ACCOUNT_ID: Final = re.compile(r"acc_[0-9A-Z]{26}")
 #: The shortest search the name index can answer (it indexes trigrams); a shorter one
 #: reads the accounts in id order until the page fills.
 MIN_INDEXED_SEARCH: Final = 3
+#: The deepest page of a parent's sub-accounts, lowest first (each page sorts them all).
+MAX_OVERVIEW_OFFSET: Final = 100_000
 #: Most names a search takes from the index. Text that more names contain reads the
 #: accounts in id order instead: so common, it fills a page within a few rows, where
 #: sorting every match by id would cost in proportion to all of them (a second for
@@ -35,7 +39,11 @@ def fts_phrase(search: str) -> str:
 
 
 def account_page_sql(
-    cursor: str | None, limit: int, search: str | None, name_index: str | None = None
+    cursor: str | None,
+    limit: int,
+    search: str | None,
+    name_index: str | None = None,
+    within: str | None = None,
 ) -> tuple[str, list[Any]]:
     """The query of one page of accounts (one more row than ``limit``: is there a next?).
 
@@ -50,6 +58,13 @@ def account_page_sql(
     # in proportion to its depth).
     sql = ACCOUNT_SQL + " WHERE a.id > ? AND l.account_id > ? AND t.account_id > ?"
     args: list[Any] = [cursor or ""] * 3
+    if within is not None:
+        # A subtree: the account, its children, their children (three levels at most).
+        sql += (
+            " AND (a.id = ? OR a.parent_id = ? OR a.parent_id IN"
+            " (SELECT c.id FROM accounts c WHERE c.parent_id = ?))"
+        )
+        args += [within] * 3
     if search and _ACCOUNT_ID.fullmatch(search):
         sql += " AND a.id = ?"
         args.append(search)
@@ -84,7 +99,8 @@ class AccountStore(LedgerMoves):
             self._execute(
                 conn,
                 "INSERT INTO accounts (id, name, payment, asset, scale, credit_limit_minor,"
-                " metadata, created_at, parent_id, depth) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                " metadata, created_at, parent_id, depth, funding_id, spend_limit_minor,"
+                " spend_limit_period) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
                 (
                     account_id,
                     new.name,
@@ -96,6 +112,9 @@ class AccountStore(LedgerMoves):
                     utc_timestamp(),
                     new.parent_id,
                     depth,
+                    new.parent_id if new.shared else None,
+                    None if new.spend_limit is None else new.spend_limit.amount_minor,
+                    None if new.spend_limit is None else new.spend_limit.period.value,
                 ),
             )
             for mode in Mode:
@@ -112,11 +131,23 @@ class AccountStore(LedgerMoves):
         """The depth a sub-account of ``new.parent_id`` gets, or raise: 404 for an unknown
         parent, 422 past :data:`MAX_DEPTH` or for another asset than the parent's."""
         row = self._execute(
-            conn, "SELECT asset, depth FROM accounts WHERE id = ?", (new.parent_id,)
+            conn,
+            "SELECT asset, depth, payment, funding_id FROM accounts WHERE id = ?",
+            (new.parent_id,),
         ).fetchone()
         if row is None:
             raise NotFound(f"no account {new.parent_id}", "parent")
         asset, depth = str(row[0]), int(row[1])
+        if new.shared and row[3] is not None:
+            raise InvalidParameter(
+                f"{new.parent_id} spends its own parent's balance: a shared sub-account's"
+                " parent must have a balance of its own",
+                "balance",
+            )
+        if new.shared and row[2] != new.payment.value:
+            raise InvalidParameter(
+                f"a shared sub-account has its parent's payment ({row[2]})", "payment"
+            )
         if depth >= MAX_DEPTH:
             raise InvalidParameter(
                 f"accounts nest at most {MAX_DEPTH} levels deep (platform, reseller,"
@@ -129,6 +160,27 @@ class AccountStore(LedgerMoves):
             )
         return depth + 1
 
+    def set_spend_limit(self, account_id: str, limit: SpendLimit | None) -> Account:
+        """Set or remove a shared sub-account's spending limit (422 for any other)."""
+        with self._write() as conn:
+            account = self._account(conn, account_id)
+            if account.funding_id is None:
+                raise InvalidParameter(
+                    f"{account_id} has a balance of its own: only a shared sub-account has"
+                    " a spending limit",
+                    "account",
+                )
+            self._execute(
+                conn,
+                "UPDATE accounts SET spend_limit_minor = ?, spend_limit_period = ? WHERE id = ?",
+                (
+                    None if limit is None else limit.amount_minor,
+                    None if limit is None else limit.period.value,
+                    account_id,
+                ),
+            )
+            return self._account(conn, account_id)
+
     def list_subaccounts(self, parent_id: str, cursor: str | None, limit: int) -> SubAccounts:
         """A page of ``parent_id``'s direct sub-accounts (by id), and the count and live
         totals of all of them."""
@@ -139,22 +191,90 @@ class AccountStore(LedgerMoves):
                 ACCOUNT_SQL + " WHERE a.parent_id = ? AND a.id > ? ORDER BY a.id LIMIT ?",
                 (parent_id, cursor or "", limit + 1),
             ).fetchall()
-            count, balance, held = self._execute(
-                conn,
-                "SELECT COUNT(*), COALESCE(SUM(l.balance_minor), 0),"
-                " COALESCE(SUM(l.held_minor), 0) FROM accounts a JOIN balances l"
-                " ON l.account_id = a.id AND l.mode = 'live' WHERE a.parent_id = ?",
-                (parent_id,),
-            ).fetchone()
-        items = [account_from_row(r) for r in rows[:limit]]
+            count, balance, held = self._subaccount_totals(conn, parent_id)
+            now = utc_timestamp()
+            items = self._with_shared(conn, [account_from_row(r) for r in rows[:limit]], now)
+            usage = self._month_usage(conn, items, now)
         page = Page(items, items[-1].id if len(rows) > limit else None)
-        return SubAccounts(page, int(count), int(balance), int(held))
+        return SubAccounts(page, count, balance, held, usage)
+
+    def lowest_subaccounts(self, parent_id: str, offset: int, limit: int) -> SubAccounts:
+        """A page of ``parent_id``'s direct sub-accounts, the lowest first: by what each
+        may spend of its live ledger now (its available amount, or a shared one's
+        :func:`birdbalance.spending.spendable`), then by id. Paged by offset (at most
+        :data:`MAX_OVERVIEW_OFFSET`): each page sorts them all, in the database."""
+        assert 0 <= offset <= MAX_OVERVIEW_OFFSET and 1 <= limit <= 1000
+        now = utc_timestamp()
+        day, month, _ = period_keys(now)
+        with self._snapshot() as conn:
+            parent = self._account(conn, parent_id)  # 404 for an unknown parent
+            parent_available = parent.live.balance_minor - parent.live.held_minor
+            left = (
+                "CASE WHEN a.spend_limit_minor - COALESCE(s.spent_minor, 0) > 0"
+                " THEN a.spend_limit_minor - COALESCE(s.spent_minor, 0) ELSE 0 END"
+            )
+            spendable = (
+                "CASE WHEN a.funding_id IS NULL THEN l.balance_minor - l.held_minor"
+                f" WHEN a.spend_limit_minor IS NULL OR {left} > ? THEN ? ELSE {left} END"
+            )
+            rows = self._execute(
+                conn,
+                ACCOUNT_SQL + " LEFT JOIN spending s ON s.account_id = a.id AND s.mode = 'live'"
+                " AND s.period = CASE a.spend_limit_period WHEN 'day' THEN ?"
+                " WHEN 'month' THEN ? ELSE 'all' END"
+                f" WHERE a.parent_id = ? ORDER BY {spendable}, a.id LIMIT ? OFFSET ?",
+                (day, month, parent_id, parent_available, parent_available, limit + 1, offset),
+            ).fetchall()
+            count, balance, held = self._subaccount_totals(conn, parent_id)
+            items = self._with_shared(conn, [account_from_row(r) for r in rows[:limit]], now)
+            usage = self._month_usage(conn, items, now)
+        more = str(offset + limit) if len(rows) > limit else None
+        return SubAccounts(Page(items, more), count, balance, held, usage)
+
+    def _subaccount_totals(self, conn: Connection, parent_id: str) -> tuple[int, int, int]:
+        """How many direct sub-accounts, and the sums of their live balances and holds."""
+        count, balance, held = self._execute(
+            conn,
+            "SELECT COUNT(*), COALESCE(SUM(l.balance_minor), 0),"
+            " COALESCE(SUM(l.held_minor), 0) FROM accounts a JOIN balances l"
+            " ON l.account_id = a.id AND l.mode = 'live' WHERE a.parent_id = ?",
+            (parent_id,),
+        ).fetchone()
+        return int(count), int(balance), int(held)
+
+    def _month_usage(self, conn: Connection, accounts: list[Account], now: str) -> dict[str, int]:
+        """Each account's live usage (charges less refunds) this UTC month: an own
+        ledger's from its daily totals, a shared sub-account's from its counter."""
+        own = [a.id for a in accounts if a.funding_id is None]
+        shared = [a.id for a in accounts if a.funding_id is not None]
+        usage: dict[str, int] = {}
+        if own:
+            rows = self._execute(
+                conn,
+                "SELECT account_id, COALESCE(SUM(amount_minor), 0) FROM daily_totals"  # noqa: S608 -- placeholders only
+                f" WHERE account_id IN ({placeholders(len(own))}) AND mode = 'live'"
+                " AND day >= ? AND kind IN ('charge', 'refund') GROUP BY account_id",
+                [*own, now[:7] + "-01"],
+            ).fetchall()
+            usage.update({str(r[0]): -int(r[1]) for r in rows})
+        if shared:
+            rows = self._execute(
+                conn,
+                "SELECT account_id, spent_minor FROM spending"  # noqa: S608 -- placeholders only
+                f" WHERE account_id IN ({placeholders(len(shared))}) AND mode = 'live'"
+                " AND period = ?",
+                [*shared, period_keys(now)[1]],
+            ).fetchall()
+            usage.update({str(r[0]): int(r[1]) for r in rows})
+        return usage
 
     def get_account(self, account_id: str) -> Account:
         with self._read() as conn:
             return self._account(conn, account_id)
 
-    def list_accounts(self, cursor: str | None, limit: int, search: str | None) -> Page[Account]:
+    def list_accounts(
+        self, cursor: str | None, limit: int, search: str | None, within: str | None = None
+    ) -> Page[Account]:
         with self._read() as conn:
             name_index = self.name_index
             if name_index is not None and search and len(search) >= MIN_INDEXED_SEARCH:
@@ -164,9 +284,11 @@ class AccountStore(LedgerMoves):
                 ).fetchone()[0]
                 if matches > MAX_INDEXED_MATCHES:
                     name_index = None  # so common that a page fills in id order
-            sql, args = account_page_sql(cursor, limit, search, name_index)
+            sql, args = account_page_sql(cursor, limit, search, name_index, within)
             rows = self._execute(conn, sql, args).fetchall()
-        items = [account_from_row(r) for r in rows[:limit]]
+            items = self._with_shared(
+                conn, [account_from_row(r) for r in rows[:limit]], utc_timestamp()
+            )
         return Page(items, items[-1].id if len(rows) > limit else None)
 
     def count_accounts(self) -> int:

@@ -20,6 +20,7 @@ from birdbalance.ids import utc_timestamp
 from birdbalance.keys import KeyHasher
 from birdbalance.ledger import Mode, Payment
 from birdbalance.records import Account, Idempotency, LedgerTotals
+from birdbalance.spending import SpendLimit, SpendPeriod
 
 from .schema import migrations
 
@@ -68,7 +69,8 @@ def dumps(value: dict[str, Any]) -> str:
 ACCOUNT_SQL: Final = (
     "SELECT a.id, a.name, a.payment, a.asset, a.scale, a.credit_limit_minor, a.metadata,"
     " a.created_at, l.balance_minor, l.seq, l.held_minor, t.balance_minor, t.seq,"
-    " t.held_minor, a.parent_id FROM accounts a"
+    " t.held_minor, a.parent_id, a.funding_id, a.spend_limit_minor, a.spend_limit_period"
+    " FROM accounts a"
     " JOIN balances l ON l.account_id = a.id AND l.mode = 'live'"
     " JOIN balances t ON t.account_id = a.id AND t.mode = 'test'"
 )
@@ -87,6 +89,8 @@ def account_from_row(row: Any) -> Account:
         live=LedgerTotals(row[8], row[9], row[10]),
         test=LedgerTotals(row[11], row[12], row[13]),
         parent_id=row[14],
+        funding_id=row[15],
+        spend_limit=None if row[16] is None else SpendLimit(row[16], SpendPeriod(row[17])),
     )
 
 

@@ -110,8 +110,15 @@ class BulkStore(HoldStore):
         self._lock_keys(conn, [idem.key for _, idem in ops])
         named: set[LedgerKey] = set()
         holds: list[str] = []
+        # A shared sub-account's entries land on its parent's ledger: lock that one.
+        owners: dict[str, str] = {}
+        entry_accounts = sorted({op.account_id for op, _ in ops if isinstance(op, NewEntry)})
+        for start in range(0, len(entry_accounts), MAX_WRITE_BATCH):
+            owners.update(self._funding_of(conn, entry_accounts[start : start + MAX_WRITE_BATCH]))
         for op, _ in ops:
-            if isinstance(op, NewEntry | NewHold):
+            if isinstance(op, NewEntry):
+                named.add((owners.get(op.account_id, op.account_id), op.mode))
+            elif isinstance(op, NewHold):
                 named.add((op.account_id, op.mode))
             else:
                 holds.append(op.hold_id)

@@ -20,14 +20,31 @@ from birdbalance.records import (
     NewToken,
     TokenScope,
 )
+from birdbalance.spending import SpendPeriod, period_end, period_key, spendable
 
 from .base import Connection
 from .moves import LedgerMoves
+from .spending import spend_limit
 
 #: What ``GET /balance`` reads for a key digest: payment, asset, scale, available.
 #: Balance and held apart: their difference is taken in Python, where a damaged row cannot
 #: overflow a query that other keys' lookups share.
-LOOKUP_COLUMNS: Final = "a.payment, a.asset, a.scale, b.balance_minor, b.held_minor"
+#: A shared sub-account's key also gives what its second read needs (its parent, its own
+#: id and mode, its limit): :func:`shared_lookup`.
+LOOKUP_COLUMNS: Final = (
+    "a.payment, a.asset, a.scale, b.balance_minor, b.held_minor, a.funding_id, k.account_id,"
+    " k.mode, a.spend_limit_minor, a.spend_limit_period"
+)
+#: How many columns :data:`LOOKUP_COLUMNS` is.
+LOOKUP_WIDTH: Final = 10
+
+#: A shared sub-account's second read: its parent's ledger and its usage in the period
+#: (parameters: its id, mode, period key; then the parent's id, the mode).
+SHARED_LOOKUP_SQL: Final = (
+    "SELECT b.balance_minor, b.held_minor, (SELECT s.spent_minor FROM spending s"
+    " WHERE s.account_id = ? AND s.mode = ? AND s.period = ?)"
+    " FROM balances b WHERE b.account_id = ? AND b.mode = ?"
+)
 
 
 #: From a live key to its account and ledger; callers add the digest condition.
@@ -68,7 +85,9 @@ _KEY_SQL: Final = (
 _LIVE_KEY: Final = " revoked_at IS NULL AND (expires_at IS NULL OR expires_at > ?)"
 
 
-_TOKEN_SQL: Final = "SELECT id, name, scope, hint, created_at, revoked_at FROM admin_tokens"  # noqa: S105 -- SQL
+_TOKEN_SQL: Final = (
+    "SELECT id, name, scope, hint, created_at, revoked_at, account_id FROM admin_tokens"  # noqa: S105 -- SQL
+)
 
 
 #: The name under which ``server_meta`` keeps the key secret's check value.
@@ -76,8 +95,29 @@ _KEY_SECRET_CHECK: Final = "key_secret_check"  # noqa: S105 -- a row name
 
 
 def balance_view(row: Sequence[Any]) -> BalanceView:
-    """A lookup's row (:data:`LOOKUP_COLUMNS` first) as what ``GET /balance`` shows."""
+    """A lookup's row (:data:`LOOKUP_COLUMNS` first) as what ``GET /balance`` shows (a
+    shared sub-account's row needs :func:`shared_lookup` instead)."""
     return BalanceView(Payment(row[0]), row[1], row[2], row[3] - row[4])
+
+
+def shared_lookup(row: Sequence[Any], now: str) -> tuple[str, tuple[Any, ...], str] | None:
+    """For a shared sub-account's lookup row: :data:`SHARED_LOOKUP_SQL`'s parameters, and
+    when its answer stops holding without a commit (its period's end). None otherwise."""
+    if row[5] is None:
+        return None
+    limit = spend_limit(row[8], row[9])
+    period = limit.period if limit is not None else SpendPeriod.ALL
+    args = (row[6], row[7], period_key(period, now), row[5], row[7])
+    return SHARED_LOOKUP_SQL, args, period_end(period, now)
+
+
+def shared_view(row: Sequence[Any], shared: Sequence[Any] | None) -> BalanceView:
+    """A shared sub-account's ``GET /balance``: the smaller of its parent's available
+    amount and what its limit leaves (:func:`birdbalance.spending.spendable`)."""
+    parent_available = 0 if shared is None else int(shared[0]) - int(shared[1])
+    spent = 0 if shared is None or shared[2] is None else int(shared[2])
+    amount = spendable(parent_available, spend_limit(row[8], row[9]), spent)
+    return BalanceView(Payment(row[0]), row[1], row[2], amount)
 
 
 def _key_from_row(row: Any) -> ApiKey:
@@ -85,7 +125,7 @@ def _key_from_row(row: Any) -> ApiKey:
 
 
 def _token_from_row(row: Any) -> AdminToken:
-    return AdminToken(row[0], row[1], TokenScope(row[2]), row[3], row[4], row[5])
+    return AdminToken(row[0], row[1], TokenScope(row[2]), row[3], row[4], row[5], row[6])
 
 
 class CredentialStore(LedgerMoves):
@@ -101,9 +141,15 @@ class CredentialStore(LedgerMoves):
         return False
 
     def lookup_balance(self, key_hash: bytes) -> BalanceView | None:
-        with self._read() as conn:
-            row = self._execute(conn, LOOKUP_SQL, (key_hash, utc_timestamp())).fetchone()
-        return None if row is None else balance_view(row)
+        now = utc_timestamp()
+        with self._snapshot() as conn:
+            row = self._execute(conn, LOOKUP_SQL, (key_hash, now)).fetchone()
+            if row is None:
+                return None
+            second = shared_lookup(row, now)
+            if second is None:
+                return balance_view(row)
+            return shared_view(row, self._execute(conn, second[0], second[1]).fetchone())
 
     def key_by_digest(self, key_hash: bytes) -> ApiKey | None:
         """The live (not revoked) key with this digest, or None."""
@@ -239,11 +285,21 @@ class CredentialStore(LedgerMoves):
     def create_token(self, new: NewToken) -> AdminToken:
         with self._write() as conn:
             token_id = new_id("tok")
+            if new.account_id is not None:
+                self._account(conn, new.account_id)  # 404 for an unknown account
             self._execute(
                 conn,
                 "INSERT INTO admin_tokens (id, name, scope, token_hash, hint, created_at,"
-                " revoked_at) VALUES (?, ?, ?, ?, ?, ?, NULL)",
-                (token_id, new.name, new.scope.value, new.token_hash, new.hint, utc_timestamp()),
+                " revoked_at, account_id) VALUES (?, ?, ?, ?, ?, ?, NULL, ?)",
+                (
+                    token_id,
+                    new.name,
+                    new.scope.value,
+                    new.token_hash,
+                    new.hint,
+                    utc_timestamp(),
+                    new.account_id,
+                ),
             )
             return self._token(conn, token_id)
 

@@ -3,10 +3,13 @@ and the balances the metrics show."""
 
 from __future__ import annotations
 
+from datetime import date, timedelta
 from typing import Any, Final
 
+from birdbalance.errors import InvalidParameter
 from birdbalance.ledger import EntryKind, Mode
 from birdbalance.records import (
+    Account,
     BalanceAt,
     DailySeries,
     DayTotal,
@@ -47,6 +50,10 @@ BALANCE_AT_SQL: Final = (
 )
 
 
+def _next_day(day: str) -> str:
+    return (date.fromisoformat(day) + timedelta(days=1)).isoformat()
+
+
 class HistoryStore(LedgerMoves):
     """Reads of a ledger's past; they never write."""
 
@@ -68,14 +75,15 @@ class HistoryStore(LedgerMoves):
         before = int(cursor) if cursor else 2**62
         low = 1
         with self._read() as conn:
+            owner, column = self._entries_of(conn, account_id)
             if wanted.start is not None or wanted.end is not None:
-                low, high = self._seq_range(conn, account_id, mode, wanted.start, wanted.end)
+                low, high = self._seq_range(conn, owner, mode, wanted.start, wanted.end)
                 if low > high:
                     return Page([], None)
                 # One upper bound only: given two, SQLite may seek by the looser one and
                 # filter by the other row by row (70 ms at the middle of 1M entries).
                 before = min(before, high + 1)
-            sql = ENTRY_SQL + " WHERE account_id = ? AND mode = ? AND seq < ? AND seq >= ?"
+            sql = ENTRY_SQL + f" WHERE {column} = ? AND mode = ? AND seq < ? AND seq >= ?"
             args: list[Any] = [account_id, mode.value, before, low]
             if wanted.kind is not None:
                 sql += " AND kind = ?"
@@ -90,6 +98,13 @@ class HistoryStore(LedgerMoves):
             rows = rows.fetchall()
         items = [entry_from_row(r) for r in rows[:limit]]
         return Page(items, str(items[-1].seq) if len(rows) > limit else None)
+
+    def _entries_of(self, conn: Connection, account_id: str) -> tuple[str, str]:
+        """Whose ledger holds the account's entries, and the column that picks them: its
+        own (``account_id``), or a shared sub-account's parent's (``attributed_to``; its
+        entries there are in that ledger's seq order, on their own index)."""
+        owner = self._funding_of(conn, [account_id]).get(account_id, account_id)
+        return owner, "account_id" if owner == account_id else "attributed_to"
 
     def _seq_range(
         self, conn: Connection, account_id: str, mode: Mode, start: str | None, end: str | None
@@ -119,6 +134,8 @@ class HistoryStore(LedgerMoves):
         ledger = (account_id, mode.value)
         with self._snapshot() as conn:
             account = self._account(conn, account_id)
+            if account.funding_id is not None:
+                return self._attributed_days(conn, account, mode, first_day, last_day)
             before = self._execute(conn, _LAST_BEFORE_SQL, (*ledger, first_day)).fetchone()
             rows = self._execute(
                 conn,
@@ -130,10 +147,43 @@ class HistoryStore(LedgerMoves):
         days = [DayTotal(str(r[0]), EntryKind(r[1]), *map(int, r[2:])) for r in rows]
         return DailySeries(account, 0 if before is None else int(before[0]), days)
 
+    def _attributed_days(
+        self, conn: Connection, account: Account, mode: Mode, first_day: str, last_day: str
+    ) -> DailySeries:
+        """A shared sub-account's days: the totals of its entries on its parent's ledger
+        (its "balance" is the sum of them, from 0), read on its own index."""
+        assert account.funding_id is not None
+        mine = (account.id, mode.value)
+        low, high = self._seq_range(conn, account.funding_id, mode, first_day, _next_day(last_day))
+        before = self._kind_totals(
+            conn, " WHERE attributed_to = ? AND mode = ? AND seq < ?", (*mine, low)
+        )
+        rows = self._execute(
+            conn,
+            f"SELECT {self._ENTRY_DAY_SQL} AS day, kind, SUM(amount_minor), COUNT(*), MAX(seq)"  # noqa: S608 -- constants only
+            " FROM entries WHERE attributed_to = ? AND mode = ? AND seq >= ? AND seq <= ?"
+            " GROUP BY day, kind ORDER BY day, 5",
+            (*mine, low, high),
+        ).fetchall()
+        running = sum(r[1] for r in before)
+        days = []
+        for r in rows:
+            running += int(r[2])
+            days.append(
+                DayTotal(str(r[0]), EntryKind(r[1]), int(r[2]), int(r[3]), int(r[4]), running)
+            )
+        return DailySeries(account, sum(r[1] for r in before), days)
+
     def balance_at(self, account_id: str, mode: Mode, at: str) -> BalanceAt:
         """The balance after the ledger's last entry at or before ``at`` (one index seek)."""
         with self._read() as conn:
             account = self._account(conn, account_id)
+            if account.funding_id is not None:
+                raise InvalidParameter(
+                    f"{account_id} spends the balance of {account.funding_id} (a shared"
+                    " sub-account) and has none of its own: see its parent's",
+                    "account",
+                )
             row = self._execute(conn, BALANCE_AT_SQL, (account_id, mode.value, at)).fetchone()
         if row is None:
             return BalanceAt(0, 0, None, account)
@@ -156,18 +206,20 @@ class HistoryStore(LedgerMoves):
         are 0 and empty): the later pages of an export need nothing else.
         """
         assert start <= end and after_seq >= 0 and 1 <= limit <= MAX_STATEMENT_PAGE
-        ledger = (account_id, mode.value)
+        mine = (account_id, mode.value)
 
-        def page(conn: Connection, low: int, high: int) -> tuple[list[Entry], int | None]:
+        def page(
+            conn: Connection, column: str, low: int, high: int
+        ) -> tuple[list[Entry], int | None]:
             # The range as seqs, so the page is one range read on the seq index: filtering
             # by time instead scanned every entry before the range.
             if low > high:
                 return [], None
             rows = self._execute(
                 conn,
-                ENTRY_SQL + " WHERE account_id = ? AND mode = ? AND seq > ? AND seq <= ?"
+                ENTRY_SQL + f" WHERE {column} = ? AND mode = ? AND seq > ? AND seq <= ?"
                 " ORDER BY seq LIMIT ?",
-                (*ledger, max(after_seq, low - 1), high, limit + 1),
+                (*mine, max(after_seq, low - 1), high, limit + 1),
             ).fetchall()
             entries = [entry_from_row(r) for r in rows[:limit]]
             return entries, entries[-1].seq if len(rows) > limit else None
@@ -175,10 +227,14 @@ class HistoryStore(LedgerMoves):
         if not summary:
             with self._read() as conn:
                 account = self._account(conn, account_id)
-                entries, more = page(conn, *self._seq_range(conn, account_id, mode, start, end))
+                owner, column = self._entries_of(conn, account_id)
+                seqs = self._seq_range(conn, owner, mode, start, end)
+                entries, more = page(conn, column, *seqs)
             return Statement(account, 0, 0, {}, {}, entries, more)
         with self._snapshot() as conn:
             account = self._account(conn, account_id)
+            owner, column = self._entries_of(conn, account_id)
+            ledger = (owner, mode.value)
             # Entry times never go backwards in a ledger: the balance before a moment is
             # the last entry's before it (one seek on entries_at), and the range is the run
             # of seqs after the opening's up to the closing's. The totals read that run on
@@ -190,13 +246,22 @@ class HistoryStore(LedgerMoves):
             high = 0 if closing is None else int(closing[1])
             totals = self._kind_totals(
                 conn,
-                " WHERE account_id = ? AND mode = ? AND seq >= ? AND seq <= ?",
-                (*ledger, low, high),
+                f" WHERE {column} = ? AND mode = ? AND seq >= ? AND seq <= ?",
+                (*mine, low, high),
             )
-            entries, more = page(conn, low, high)
-        opening_minor = 0 if opening is None else int(opening[0])
-        closing_minor = 0 if closing is None else int(closing[0])
+            entries, more = page(conn, column, low, high)
+            opening_minor = 0 if opening is None else int(opening[0])
+            if column == "attributed_to":
+                # A shared sub-account's balance is what it moved of its parent's ledger:
+                # the sum of its entries (charges negative), from 0.
+                before = self._kind_totals(
+                    conn, " WHERE attributed_to = ? AND mode = ? AND seq < ?", (*mine, low)
+                )
+                opening_minor = sum(r[1] for r in before)
         sums = {str(r[0]): int(r[1]) for r in totals}
+        closing_minor = 0 if closing is None else int(closing[0])
+        if column == "attributed_to":
+            closing_minor = opening_minor + sum(sums.values())
         assert opening_minor + sum(sums.values()) == closing_minor, "a statement must add up"
         counts = {str(r[0]): int(r[2]) for r in totals}
         return Statement(account, opening_minor, closing_minor, sums, counts, entries, more)

@@ -66,6 +66,7 @@ class HoldStore(LedgerMoves):
         replayed = self._replayed_id(conn, idem, "hold")
         if replayed is not None:
             return self._hold_result(conn, replayed, None, replayed=True)
+        self._refuse_shared(conn, new.account_id, "holds", "account")
         ledger = self._lock_ledger(conn, new.account_id, new.mode, now)
         held = reserve(ledger.state, new.amount_minor)
         hold_id = new_id("hld")

@@ -85,6 +85,7 @@ def entry_row(entry: Entry) -> tuple[Any, ...]:
         dumps(entry.metadata),
         entry.created_at,
         entry.hold_id,
+        entry.attributed_to,
     )
 
 
@@ -118,8 +119,8 @@ def ledgers_from(rows: Iterable[Any]) -> dict[LedgerKey, LockedLedger]:
 
 INSERT_ENTRY_SQL: Final = (
     "INSERT INTO entries (id, account_id, mode, seq, kind, amount_minor,"
-    " balance_after_minor, refund_of, reference, metadata, created_at, hold_id)"
-    " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)"
+    " balance_after_minor, refund_of, reference, metadata, created_at, hold_id,"
+    " attributed_to) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)"
 )
 
 
@@ -132,7 +133,7 @@ MOVE_LEDGER_SQL: Final = (
 
 ENTRY_SQL: Final = (
     "SELECT id, account_id, mode, seq, kind, amount_minor, balance_after_minor, refund_of,"
-    " reference, metadata, created_at, hold_id FROM entries"
+    " reference, metadata, created_at, hold_id, attributed_to FROM entries"
 )
 
 
@@ -150,6 +151,7 @@ def entry_from_row(row: Any) -> Entry:
         metadata=json.loads(row[9]),
         created_at=row[10],
         hold_id=row[11],
+        attributed_to=row[12],
     )
 
 

@@ -25,6 +25,7 @@ from birdbalance.errors import IdempotencyConflict, InvalidParameter, NotFound, 
 from birdbalance.ids import new_id, utc_timestamp
 from birdbalance.ledger import EntryKind, Mode, RefundTarget, next_balance
 from birdbalance.records import Entry, Idempotency, NewEntry, PostedEntry
+from birdbalance.spending import spend
 
 from .base import INSERT_IDEMPOTENCY_SQL, Connection, LedgerKey
 from .crossings import CrossingWrites, rules_from
@@ -42,6 +43,7 @@ from .ledgers import (
     move_row,
     values_rows,
 )
+from .spending import Attributed, SpendingStore, check_attributable
 
 
 class EntryBatch:
@@ -60,12 +62,33 @@ class EntryBatch:
         self.now = now
         self.entry_rows: list[tuple[Any, ...]] = []
         self.key_rows: list[tuple[Any, ...]] = []
+        #: Shared sub-accounts' limits and counters, as this batch has moved them.
+        self.attributed: dict[str, Attributed] = {}
+        self.moved_counters: set[tuple[str, Mode, str]] = set()
+
+    @staticmethod
+    def _on_ledger(new: NewEntry, owners: dict[str, str]) -> NewEntry:
+        """``new`` as written: a shared sub-account's on its parent's ledger."""
+        owner = owners.get(new.account_id, new.account_id)
+        if owner == new.account_id:
+            return new
+        return replace(new, account_id=owner, attributed_to=new.account_id)
+
+    def _counter_rows(self) -> list[tuple[str, str, str, int]]:
+        return [
+            (sub, mode.value, period, self.attributed[sub].counters[(mode, period)])
+            for sub, mode, period in sorted(self.moved_counters, key=str)
+        ]
 
     def post(
         self, batch: Sequence[tuple[NewEntry, Idempotency]]
     ) -> list[PostedEntry | ServiceError]:
         store, conn = self.store, self.conn
         keys = [idem.key for _, idem in batch]
+        # A shared sub-account's entries land on its parent's ledger: the ledgers locked
+        # are the ones written (funding ids never change, so this read needs no lock).
+        owners = store._funding_of(conn, {new.account_id for new, _ in batch})
+        batch = [(self._on_ledger(new, owners), idem) for new, idem in batch]
         wanted = sorted({(new.account_id, new.mode) for new, _ in batch})
         # Four statements sent together where the engine pipelines, run in this order: the
         # keys' locks come before their lookup, the ledgers' locks before their rules.
@@ -79,6 +102,9 @@ class EntryBatch:
         if self._expire_holds(locked):
             rules = store._alert_rules(conn, wanted)  # expiring holds may have moved them
         ledgers = dict(locked)
+        subs = sorted({new.attributed_to for new, _ in batch if new.attributed_to})
+        if subs:
+            self.attributed.update(store._attributed_state(conn, subs, self.now))
         results: list[PostedEntry | ServiceError | str] = []
         for new, idem in batch:
             try:
@@ -86,6 +112,7 @@ class EntryBatch:
             except ServiceError as exc:
                 results.append(exc)
         self._flush()
+        store._write_counters(conn, self._counter_rows())
         moves = [
             move_row(start, ledgers[key]) for key, start in locked.items() if ledgers[key] != start
         ]
@@ -115,12 +142,17 @@ class EntryBatch:
         ledger = ledgers.get(key)
         if ledger is None:
             raise NotFound(f"no account {new.account_id}", "account")
+        if new.attributed_to is not None:
+            check_attributable(new.kind, new.attributed_to, new.account_id)
         if new.kind is EntryKind.REFUND and new.refund_of is not None:
             self._flush()  # the refunded charge may be earlier in this batch
-        target = self.store._refund_target(self.conn, new)
+        target, charged_for = self.store._refund_target(self.conn, new)
+        new = self._attribute_refund(new, charged_for)
         after = next_balance(ledger.state, new.kind, new.amount_minor, refund_target=target)
         entry = self.store._next_entry(ledger, new, after, self.now, None)
         moved = ledger_after(ledger, entry, ledger.held_minor)  # may refuse: before any write
+        if entry.attributed_to is not None:
+            self._spend(entry)  # may refuse: before any write
         self.entry_rows.append(entry_row(entry))
         self.key_rows.append((idem.key, idem.fingerprint, "entry", entry.id, self.now))
         known[idem.key] = (idem.fingerprint, "entry", entry.id)
@@ -138,6 +170,31 @@ class EntryBatch:
             rules[key] = updated
         ledgers[key] = moved
         return PostedEntry(entry, ledger.payment, ledger.asset, ledger.scale, False)
+
+    def _attribute_refund(self, new: NewEntry, charged_for: str | None) -> NewEntry:
+        """A refund belongs to whoever its charge was for; posted for a shared sub-account,
+        it may refund that sub-account's own charges only."""
+        if new.kind is not EntryKind.REFUND or new.attributed_to == charged_for:
+            return new
+        if new.attributed_to is not None:
+            raise NotFound(
+                f"no entry {new.refund_of} among the charges of {new.attributed_to}", "charge"
+            )
+        return replace(new, attributed_to=charged_for)
+
+    def _spend(self, entry: Entry) -> None:
+        """Count an attributed entry in its sub-account's usage, or refuse it past the
+        limit (nothing is written until the whole entry is judged)."""
+        sub = entry.attributed_to
+        assert sub is not None
+        if sub not in self.attributed:
+            self.attributed.update(self.store._attributed_state(self.conn, [sub], self.now))
+        state = self.attributed[sub]
+        mine = {p: v for (m, p), v in state.counters.items() if m is entry.mode}
+        after = spend(mine, entry.kind, entry.amount_minor, entry.created_at, state.limit)
+        for period, spent in after.items():
+            state.counters[(entry.mode, period)] = spent
+            self.moved_counters.add((sub, entry.mode, period))
 
     def _send_known_keys_read(self, keys: list[str]) -> Any:
         marks = ", ".join(["?"] * len(keys))
@@ -170,7 +227,7 @@ class EntryBatch:
             self.entry_rows, self.key_rows = [], []
 
 
-class LedgerMoves(CrossingWrites):
+class LedgerMoves(CrossingWrites, SpendingStore):
     """Appends entries and moves ledgers: the only writer of ``balances``' amounts."""
 
     def _read_ledger(self, conn: Connection, account_id: str, mode: Mode) -> LockedLedger:
@@ -268,6 +325,7 @@ class LedgerMoves(CrossingWrites):
             metadata=new.metadata,
             created_at=max(now, ledger.last_entry_at or now),
             hold_id=hold_id,
+            attributed_to=new.attributed_to,
         )
 
     def _move_ledgers(self, conn: Connection, moves: Sequence[tuple[Any, ...]]) -> None:
@@ -326,16 +384,20 @@ class LedgerMoves(CrossingWrites):
         account = self._account(conn, entry.account_id)
         return PostedEntry(entry, account.payment, account.asset, account.scale, replayed)
 
-    def _refund_target(self, conn: Connection, new: NewEntry) -> RefundTarget | None:
+    def _refund_target(
+        self, conn: Connection, new: NewEntry
+    ) -> tuple[RefundTarget | None, str | None]:
+        """The charge a refund names, and the shared sub-account it was for (if any)."""
         if new.kind is not EntryKind.REFUND:
             if new.refund_of is not None:
                 raise InvalidParameter("only a refund names a charge", "charge")
-            return None
+            return None, None
         if new.refund_of is None:
-            return None
+            return None, None
         row = self._execute(
             conn,
-            "SELECT kind, amount_minor FROM entries WHERE id = ? AND account_id = ? AND mode = ?",
+            "SELECT kind, amount_minor, attributed_to FROM entries"
+            " WHERE id = ? AND account_id = ? AND mode = ?",
             (new.refund_of, new.account_id, new.mode.value),
         ).fetchone()
         if row is None:
@@ -347,7 +409,7 @@ class LedgerMoves(CrossingWrites):
             "SELECT COALESCE(SUM(amount_minor), 0) FROM entries WHERE refund_of = ?",
             (new.refund_of,),
         ).fetchone()[0]
-        return RefundTarget(EntryKind(row[0]), row[1], int(refunded))
+        return RefundTarget(EntryKind(row[0]), row[1], int(refunded)), row[2]
 
     def _entry(self, conn: Connection, entry_id: str) -> Entry:
         row = self._execute(conn, ENTRY_SQL + " WHERE id = ?", (entry_id,)).fetchone()

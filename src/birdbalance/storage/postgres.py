@@ -38,7 +38,14 @@ from birdbalance.timestamps import (
 
 from .base import DELIVERIES_CHANNEL, Connection
 from .commit_watch import CommitWatch, watch_warnings
-from .credentials import LOOKUP_COLUMNS, LOOKUP_FROM, LOOKUP_UNEXPIRED, balance_view
+from .credentials import (
+    LOOKUP_COLUMNS,
+    LOOKUP_FROM,
+    LOOKUP_UNEXPIRED,
+    balance_view,
+    shared_lookup,
+    shared_view,
+)
 from .postgres_listen import DeliveryListener
 from .schema import pending_migrations
 from .sql import SQLStore
@@ -166,11 +173,18 @@ class CoalescedLookups:
             async with asyncio.timeout(self._timeout_s):
                 conn = self._idle.pop() if self._idle else await self._connect()
                 try:
-                    cursor = await conn.execute(_LOOKUP_MANY_SQL, (list(batch), utc_timestamp()))
+                    now = utc_timestamp()
+                    cursor = await conn.execute(_LOOKUP_MANY_SQL, (list(batch), now))
                     for row in await cursor.fetchall():
                         # One row that cannot be read fails its own key's lookup only.
                         try:
-                            found[bytes(row[0])] = balance_view(row[1:])
+                            second = shared_lookup(row[1:], now)
+                            if second is None:
+                                found[bytes(row[0])] = balance_view(row[1:])
+                                continue
+                            # A shared sub-account's second read (rare: in its own trip).
+                            shared = await conn.execute(second[0].replace("?", "%s"), second[1])
+                            found[bytes(row[0])] = shared_view(row[1:], await shared.fetchone())
                         except (ValueError, TypeError) as exc:
                             broken[bytes(row[0])] = exc
                 except BaseException:

@@ -11,7 +11,7 @@ only what differs between engines (see :mod:`.base`). The concerns, lowest first
 - above it, side by side: :mod:`.accounts`, :mod:`.credentials` (keys, tokens, the
   ``GET /balance`` lookup), :mod:`.audit`, :mod:`.history` (entries, totals, statements),
   :mod:`.holds`, :mod:`.transfers`, :mod:`.usage`, :mod:`.alert_rules`, :mod:`.deliveries` (webhooks
-  and the outbox), :mod:`.verify`;
+  and the outbox), :mod:`.verify`, :mod:`.subtrees` (what confines a scoped token);
 - :mod:`.bulk`: many entries and hold operations in one transaction, each as its single
   write would post it.
 """
@@ -25,6 +25,7 @@ from .bulk import BulkStore
 from .credentials import CredentialStore
 from .deliveries import DeliveryStore
 from .history import HistoryStore
+from .subtrees import SubtreeStore
 from .transfers import TransferStore
 from .usage import UsageStore
 from .verify import VerifyStore
@@ -41,6 +42,7 @@ class SQLStore(
     AlertRuleStore,
     DeliveryStore,
     VerifyStore,
+    SubtreeStore,
 ):
     """:class:`birdbalance.storage.Store` in SQL; engines subclass it.
 

@@ -24,7 +24,7 @@ from birdbalance.ids import utc_timestamp
 from birdbalance.records import BalanceView
 from birdbalance.settings import MAX_BALANCE_CACHE
 
-from .credentials import LOOKUP_SQL, balance_view
+from .credentials import LOOKUP_SQL, LOOKUP_WIDTH, balance_view, shared_lookup, shared_view
 from .ledgers import MOVE_LEDGER_SQL
 from .schema import pending_migrations, statements
 from .sql import SQLStore
@@ -43,6 +43,8 @@ def path_from_url(url: str) -> Path:
 
 #: The WAL-index header: two 48-byte copies at the start of the ``-shm`` file.
 _WAL_INDEX_HEADER_BYTES: Final = 96
+#: A cached ``GET /balance`` answer that no period ends (any commit still ends it).
+_NEVER: Final = "9999-12-31T23:59:59.999999Z"
 
 
 #: Pages a backup or restore copies per step (16 MiB at 4 KiB pages).
@@ -233,7 +235,7 @@ class SQLiteStore(SQLStore):
         self._commits: CommitStamp | None = None
         self._cache_size = 0
         # Digest -> (commit stamp, answer, the key's expires_at).
-        self._balances: dict[bytes, tuple[bytes, BalanceView, str | None]] = {}
+        self._balances: dict[bytes, tuple[bytes, BalanceView, str | None, str]] = {}
 
     # ------------------------------------------------------------------ connections
 
@@ -335,19 +337,26 @@ class SQLiteStore(SQLStore):
         stamp = self._commits.stamp() if self._commits is not None else None
         now = utc_timestamp()
         cached = self._balances.get(key_hash)
-        if cached is not None and stamp is not None and cached[0] == stamp:
+        if cached is not None and stamp is not None and cached[0] == stamp and now < cached[3]:
             # A rotated key's end passes without a commit: check it on every hit too.
             if cached[2] is None or cached[2] > now:
                 return cached[1]
             return None
-        row = self._conn().execute(LOOKUP_SQL, (key_hash, now)).fetchone()
+        conn = self._conn()
+        row = conn.execute(LOOKUP_SQL, (key_hash, now)).fetchone()
         if row is None:
             return None  # unknown keys are not cached: guessing cannot fill the cache
-        view = balance_view(row)
+        second = shared_lookup(row, now)
+        if second is None:
+            view, good_until = balance_view(row), _NEVER
+        else:
+            # A spending limit's period ends without a commit: the answer holds till then.
+            sql, args, good_until = second
+            view = shared_view(row, conn.execute(sql, args).fetchone())
         if stamp is not None:
             if len(self._balances) >= self._cache_size:
                 self._balances.clear()
-            self._balances[key_hash] = (stamp, view, row[5])
+            self._balances[key_hash] = (stamp, view, row[LOOKUP_WIDTH], good_until)
         return view
 
     def cache_balances(self, cache_size: int) -> bool:

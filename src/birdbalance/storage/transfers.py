@@ -68,6 +68,8 @@ class TransferStore(LedgerMoves):
             replayed = self._replayed_id(conn, idem, "transfer")
             if replayed is not None:
                 return self._transfer_result(conn, replayed, replayed=True)
+            self._refuse_shared(conn, new.from_account, "transfers", "from")
+            self._refuse_shared(conn, new.to_account, "transfers", "to")
             source_key, target_key = (new.from_account, new.mode), (new.to_account, new.mode)
             locked = self._read_ledgers(conn, [source_key, target_key])
             for key, parameter in ((source_key, "from"), (target_key, "to")):

@@ -31,10 +31,12 @@ class UsageStore(LedgerMoves):
         ``metadata[key]`` (None: entries without it), largest first."""
         with self._snapshot() as conn:
             account = self._account(conn, account_id)
+            # A shared sub-account's entries are the ones attributed to it.
+            column = "account_id" if account.funding_id is None else "attributed_to"
             rows = self._execute(
                 conn,
                 f"SELECT {self._METADATA_VALUE_SQL} AS value, -SUM(amount_minor), COUNT(*)"  # noqa: S608 -- constants only
-                " FROM entries WHERE account_id = ? AND mode = ? AND created_at >= ?"
+                f" FROM entries WHERE {column} = ? AND mode = ? AND created_at >= ?"
                 " AND created_at < ? AND kind IN ('charge', 'refund')"
                 " GROUP BY value ORDER BY 2 DESC, 1 LIMIT ?",
                 (key, account_id, mode.value, start, end, MAX_USAGE_GROUPS + 1),

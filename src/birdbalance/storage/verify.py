@@ -19,6 +19,7 @@ from collections.abc import Callable, Iterator
 from typing import Any, Final
 
 from birdbalance.ledger import EntryKind, LedgerAudit, Payment
+from birdbalance.spending import spend
 
 from .base import Connection
 from .moves import LedgerMoves
@@ -87,7 +88,110 @@ class VerifyStore(LedgerMoves):
             ).fetchall()
             problems = self._verify_links(conn, low, high)
             problems += self._verify_daily_totals(conn, low, high)
+            spending = self._spending_snapshot(conn, low, high)
         problems += self._walk_entries(ledgers, low, high)
+        if spending[0] or spending[1] or spending[2]:
+            problems += self._verify_spending(*spending, low, high)
+        return problems
+
+    # ------------------------------------------------------------------ shared balances
+
+    def _spending_snapshot(
+        self, conn: Connection, low: str, high: str | None
+    ) -> tuple[dict[tuple[str, str], int], dict[tuple[str, str, str], int], list[str]]:
+        """The batch's shared sub-accounts as of the snapshot: the seq their parent's
+        ledger had reached, per (sub-account, mode), and their stored counters; and what
+        is wrong with where their entries are."""
+        where, bounds = self._range("a.id", low, high)
+        reached = {
+            (str(r[0]), str(r[1])): int(r[2])
+            for r in self._execute(
+                conn,
+                "SELECT a.id, b.mode, b.seq FROM accounts a JOIN balances b"  # noqa: S608 -- constants only
+                f" ON b.account_id = a.funding_id WHERE a.funding_id IS NOT NULL AND {where}",
+                bounds,
+            ).fetchall()
+        }
+        problems: list[str] = []
+        where, bounds = self._range("s.account_id", low, high)
+        stored = {
+            (str(r[0]), str(r[1]), str(r[2])): int(r[3])
+            for r in self._execute(
+                conn,
+                "SELECT s.account_id, s.mode, s.period, s.spent_minor FROM spending s"  # noqa: S608 -- constants only
+                f" WHERE {where}",
+                bounds,
+            ).fetchall()
+        }
+        where, bounds = self._range("e.attributed_to", low, high)
+        misplaced = self._execute(
+            conn,
+            "SELECT COUNT(*) FROM entries e LEFT JOIN accounts a ON a.id = e.attributed_to"  # noqa: S608 -- constants only
+            f" WHERE {where} AND (a.funding_id IS NULL OR e.account_id <> a.funding_id"
+            " OR e.kind NOT IN ('charge', 'refund'))",
+            bounds,
+        ).fetchone()[0]
+        if misplaced:
+            problems.append(
+                f"{misplaced} attributed entries are not charges or refunds on the ledger"
+                " their sub-account spends"
+            )
+        if stored and not reached:
+            problems.append(f"{len(stored)} spending counters belong to no shared sub-account")
+        return reached, stored, problems
+
+    def _verify_spending(
+        self,
+        reached: dict[tuple[str, str], int],
+        stored: dict[tuple[str, str, str], int],
+        misplaced: list[str],
+        low: str,
+        high: str | None,
+    ) -> list[str]:
+        """Each shared sub-account's counters are its entries replayed (up to the seq its
+        parent's ledger had in the snapshot; later ones are the next run's)."""
+        problems = list(misplaced)
+        where, bounds = self._range("attributed_to", low, high)
+        sql = (
+            "SELECT attributed_to, mode, seq, kind, amount_minor, created_at FROM entries"  # noqa: S608 -- constants only
+            f" WHERE {where} AND (attributed_to, mode, seq) > (?, ?, ?)"
+            " ORDER BY attributed_to, mode, seq LIMIT ?"
+        )
+        replayed: dict[tuple[str, str, str], int] = {}
+        counters: dict[str, int] = {}
+        current: tuple[str, str] | None = None
+
+        def settle() -> None:
+            if current is not None:
+                for period, spent in counters.items():
+                    replayed[(*current, period)] = spent
+
+        after: tuple[Any, ...] = (low, "", 0)
+        while True:
+            with self._read() as conn:
+                rows = self._execute(conn, sql, (*bounds, *after, VERIFY_PAGE_ENTRIES)).fetchall()
+            for sub, mode, seq, kind, amount, created_at in rows:
+                if (sub, mode) != current:
+                    settle()
+                    current, counters = (sub, mode), {}
+                if seq <= reached.get((sub, mode), 0):
+                    counters = spend(counters, EntryKind(kind), amount, str(created_at), None)
+            if len(rows) < VERIFY_PAGE_ENTRIES:
+                break
+            after = rows[-1][:3]
+        settle()
+        wrong = {
+            key
+            for key in stored.keys() | replayed.keys()
+            if stored.get(key, 0) != replayed.get(key, 0)
+        }
+        for sub, mode, period in sorted(wrong)[:10]:
+            problems.append(
+                f"{sub} {mode}: spending {period} is {stored.get((sub, mode, period), 0)},"
+                f" its entries make {replayed.get((sub, mode, period), 0)}"
+            )
+        if len(wrong) > 10:
+            problems.append(f"… and {len(wrong) - 10} more wrong spending counters")
         return problems
 
     def _walk_entries(self, ledgers: list[Any], low: str, high: str | None) -> list[str]:
@@ -247,7 +351,8 @@ class VerifyStore(LedgerMoves):
         for refund_of, kind, charged, refunded, strangers in self._execute(
             conn,
             "SELECT r.refund_of, MIN(c.kind), -MIN(c.amount_minor), SUM(r.amount_minor),"  # noqa: S608 -- constants only
-            " SUM(CASE WHEN r.account_id = c.account_id AND r.mode = c.mode THEN 0 ELSE 1 END)"
+            " SUM(CASE WHEN r.account_id = c.account_id AND r.mode = c.mode"
+            " AND COALESCE(r.attributed_to, '') = COALESCE(c.attributed_to, '') THEN 0 ELSE 1 END)"
             " FROM entries r JOIN entries c ON c.id = r.refund_of"
             f" WHERE r.refund_of IS NOT NULL AND {where} GROUP BY r.refund_of",
             bounds,
