@@ -208,18 +208,18 @@ def test_a_reseller_sees_its_sub_accounts_forecasts_and_breakdowns(
     names = [rows.nth(i).locator("td").first.inner_text() for i in range(rows.count())]
     assert names == ["Low Ltd", "Shared Ltd", "Rich Ltd"], names
     spendable = [_number(rows.nth(i).locator("td").nth(3).inner_text()) for i in range(3)]
-    # Low: 6 - 5; Shared: its limit leaves 20 - 6.5 of the reseller's 14; Rich: 80.
-    assert spendable == [Decimal(1), Decimal("13.5"), Decimal(80)], spendable
+    # Low: 6 - 5; Shared: the reseller's 100 - 86 - 6.5 (its limit leaves 13.5); Rich: 80.
+    assert spendable == [Decimal(1), Decimal("7.5"), Decimal(80)], spendable
     usage = [_number(rows.nth(i).locator("td").nth(5).inner_text()) for i in range(3)]
     assert usage == [Decimal(5), Decimal("6.5"), Decimal(0)], usage
     # Drill down into the shared sub-account: what it may spend, and when it runs out.
     page.get_by_role("link", name=shared).click()
     page.wait_for_url(f"**/dashboard/accounts/{shared}")
-    assert page.get_by_test_id("balance").inner_text().split() == ["13.5", "euros"]
+    assert page.get_by_test_id("balance").inner_text().split() == ["7.5", "euros"]
     assert "Used this period" in page.get_by_test_id("shared").inner_text()
-    # 6.5 used today: at the last 7 days' pace 13.5 lasts 13.5 * 7 // 6.5 = 14 days.
+    # 6.5 used today: at the last 7 days' pace 7.5 lasts 7.5 * 7 // 6.5 = 8 days.
     forecast = page.get_by_test_id("forecast").locator("li").all_inner_texts()
-    runs_out = (datetime.now(UTC).date() + timedelta(days=14)).isoformat()
+    runs_out = (datetime.now(UTC).date() + timedelta(days=8)).isoformat()
     assert forecast[0].endswith(f"this balance runs out on {runs_out}."), forecast
     # Its usage by country, in the page and as CSV.
     page.get_by_label("Metadata key").fill("country")
@@ -233,7 +233,8 @@ def test_a_reseller_sees_its_sub_accounts_forecasts_and_breakdowns(
     caught.value.save_as(path)
     lines = list(csv.reader(io.StringIO(path.read_text())))
     assert [row[:2] for row in lines[1:]] == [["NL", "5"], ["DE", "1.5"]], lines
-    # Above and beside its subtree there is nothing to see.
-    page.goto(f"{dashboard_server.url}/dashboard/accounts/{platform}")
-    assert "Not found" in page.locator("main").inner_text()
     assert page.problems == []
+    # Above and beside its subtree there is nothing to see.
+    response = page.goto(f"{dashboard_server.url}/dashboard/accounts/{platform}")
+    assert response is not None and response.status == 404
+    assert "Not found" in page.locator("main").inner_text()

@@ -294,3 +294,48 @@ def test_the_dashboard_of_a_confined_token(server: Server, admin: Admin) -> None
         assert 'data-testid="shared"' in shared_page.text
         listing = browser.get(f"/dashboard/accounts/{reseller}/subaccounts")
         assert listing.status_code == 200 and "Low customer" in listing.text
+
+
+def test_migration_15_places_existing_trees(database_url: str) -> None:
+    """Accounts made before migration 15 get their subtree columns from their parents, so
+    a confined listing finds exactly its subtree."""
+    from birdbalance.settings import Settings
+    from birdbalance.storage import open_store
+    from tests.databases import raw_execute
+
+    store = open_store(Settings(database_url=database_url))
+    try:
+        store.migrate(target=14)
+        ids = {name: f"acc_01JD3Z8Q6W6B7Y2M0N4R5T8V{n}{n}" for n, name in enumerate("PRCSO")}
+        tree = {"P": (None, 1), "R": ("P", 2), "C": ("R", 3), "S": ("P", 2), "O": (None, 1)}
+        for name, (parent, depth) in tree.items():
+            parent_id = "NULL" if parent is None else f"'{ids[parent]}'"
+            raw_execute(
+                database_url,
+                "INSERT INTO accounts (id, name, payment, asset, scale, metadata, created_at,"
+                f" parent_id, depth) VALUES ('{ids[name]}', '{name}', 'prepaid', 'EUR', 6,"
+                f" '{{}}', '2026-01-01T00:00:00.000000Z', {parent_id}, {depth})",
+            )
+            for mode in ("live", "test"):
+                raw_execute(
+                    database_url,
+                    "INSERT INTO balances (account_id, mode, balance_minor, seq, held_minor)"
+                    f" VALUES ('{ids[name]}', '{mode}', 0, 0, 0)",
+                )
+        store.migrate()
+
+        def subtree(root: str) -> set[str]:
+            return {a.name or "" for a in store.list_accounts(None, 100, None, ids[root]).items}
+
+        assert subtree("P") == {"P", "R", "C", "S"}
+        assert subtree("R") == {"R", "C"}
+        assert subtree("C") == {"C"}
+        assert subtree("O") == {"O"}
+        # A new grandchild is placed by the same rule.
+        from birdbalance.ledger import Payment
+        from birdbalance.records import NewAccount
+
+        store.create_account(NewAccount("N", Payment.PREPAID, "EUR", 6, None, {}, ids["S"]), None)
+        assert subtree("S") == {"S", "N"} and "N" in subtree("P") and "N" not in subtree("R")
+    finally:
+        store.close()

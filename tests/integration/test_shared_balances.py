@@ -102,6 +102,11 @@ def test_what_a_shared_sub_account_refuses(server: Server, admin: Admin) -> None
     assert back.status_code == 201 and back.json()["entry"]["attributed_to"] == customer
     assert admin.post(customer, "charges", amount="3").status_code == 201
 
+    # Alerts watch a ledger: a shared sub-account's are its parent's (the shared money).
+    r = admin.http.post(f"/v1/accounts/{customer}/alerts", json={"below": "1"})
+    assert r.status_code == 422 and r.json()["errors"][0]["parameter"] == "account", r.text
+    assert reseller in r.json()["errors"][0]["description"]
+
     # Creation rules: a shared parent, another payment, a credit limit of its own.
     def refused(**body: Any) -> tuple[int, str | None]:
         r = admin.http.post("/v1/accounts", json={"payment": "prepaid", "type": "euros", **body})

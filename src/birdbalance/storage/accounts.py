@@ -24,6 +24,8 @@ _ACCOUNT_ID: Final = re.compile(r"acc_[0-9A-Z]{26}")
 #: The shortest search the name index can answer (it indexes trigrams); a shorter one
 #: reads the accounts in id order until the page fills.
 MIN_INDEXED_SEARCH: Final = 3
+#: The column that holds a subtree's root, by the root's depth (see migration 15).
+SUBTREE_COLUMNS: Final = {1: "a.root_id", 2: "a.branch_id", 3: "a.id"}
 #: The deepest page of a parent's sub-accounts, lowest first (each page sorts them all).
 MAX_OVERVIEW_OFFSET: Final = 100_000
 #: Most names a search takes from the index. Text that more names contain reads the
@@ -43,7 +45,7 @@ def account_page_sql(
     limit: int,
     search: str | None,
     name_index: str | None = None,
-    within: str | None = None,
+    within: tuple[str, str] | None = None,
 ) -> tuple[str, list[Any]]:
     """The query of one page of accounts (one more row than ``limit``: is there a next?).
 
@@ -59,12 +61,11 @@ def account_page_sql(
     sql = ACCOUNT_SQL + " WHERE a.id > ? AND l.account_id > ? AND t.account_id > ?"
     args: list[Any] = [cursor or ""] * 3
     if within is not None:
-        # A subtree: the account, its children, their children (three levels at most).
-        sql += (
-            " AND (a.id = ? OR a.parent_id = ? OR a.parent_id IN"
-            " (SELECT c.id FROM accounts c WHERE c.parent_id = ?))"
-        )
-        args += [within] * 3
+        # A subtree is one index range: its accounts share their ancestor at its level.
+        column, root = within
+        assert column in SUBTREE_COLUMNS.values()
+        sql += f" AND {column} = ?"
+        args.append(root)
     if search and _ACCOUNT_ID.fullmatch(search):
         sql += " AND a.id = ?"
         args.append(search)
@@ -94,13 +95,16 @@ class AccountStore(LedgerMoves):
             replayed = self._replayed_id(conn, idem, "account")
             if replayed is not None:
                 return self._account(conn, replayed)
-            depth = 1 if new.parent_id is None else self._child_depth(conn, new)
             account_id = new_id("acc")
+            depth, root_id, branch_id = 1, account_id, None
+            if new.parent_id is not None:
+                depth, root_id, branch_id = self._child_place(conn, new, account_id)
             self._execute(
                 conn,
                 "INSERT INTO accounts (id, name, payment, asset, scale, credit_limit_minor,"
                 " metadata, created_at, parent_id, depth, funding_id, spend_limit_minor,"
-                " spend_limit_period) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                " spend_limit_period, root_id, branch_id)"
+                " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
                 (
                     account_id,
                     new.name,
@@ -115,6 +119,8 @@ class AccountStore(LedgerMoves):
                     new.parent_id if new.shared else None,
                     None if new.spend_limit is None else new.spend_limit.amount_minor,
                     None if new.spend_limit is None else new.spend_limit.period.value,
+                    root_id,
+                    branch_id,
                 ),
             )
             for mode in Mode:
@@ -127,12 +133,17 @@ class AccountStore(LedgerMoves):
             self._remember(conn, idem, "account", account_id)
             return self._account(conn, account_id)
 
-    def _child_depth(self, conn: Connection, new: NewAccount) -> int:
-        """The depth a sub-account of ``new.parent_id`` gets, or raise: 404 for an unknown
-        parent, 422 past :data:`MAX_DEPTH` or for another asset than the parent's."""
+    def _child_place(
+        self, conn: Connection, new: NewAccount, account_id: str
+    ) -> tuple[int, str, str | None]:
+        """Where a sub-account of ``new.parent_id`` goes: its depth, its top-level and
+        level-2 ancestors; or raise: 404 for an unknown parent, 422 past
+        :data:`MAX_DEPTH`, for another asset than the parent's, or for a shared one
+        whose parent cannot lend it a balance."""
         row = self._execute(
             conn,
-            "SELECT asset, depth, payment, funding_id FROM accounts WHERE id = ?",
+            "SELECT asset, depth, payment, funding_id, root_id, branch_id FROM accounts"
+            " WHERE id = ?",
             (new.parent_id,),
         ).fetchone()
         if row is None:
@@ -158,7 +169,9 @@ class AccountStore(LedgerMoves):
             raise InvalidParameter(
                 f"a sub-account holds its parent's asset ({asset}), not {new.asset}", "type"
             )
-        return depth + 1
+        root_id = str(row[4])
+        branch_id = account_id if depth == 1 else str(row[5])
+        return depth + 1, root_id, branch_id
 
     def set_spend_limit(self, account_id: str, limit: SpendLimit | None) -> Account:
         """Set or remove a shared sub-account's spending limit (422 for any other)."""
@@ -217,18 +230,36 @@ class AccountStore(LedgerMoves):
                 "CASE WHEN a.funding_id IS NULL THEN l.balance_minor - l.held_minor"
                 f" WHEN a.spend_limit_minor IS NULL OR {left} > ? THEN ? ELSE {left} END"
             )
-            rows = self._execute(
-                conn,
-                ACCOUNT_SQL + " LEFT JOIN spending s ON s.account_id = a.id AND s.mode = 'live'"
-                " AND s.period = CASE a.spend_limit_period WHEN 'day' THEN ?"
-                " WHEN 'month' THEN ? ELSE 'all' END"
-                f" WHERE a.parent_id = ? ORDER BY {spendable}, a.id LIMIT ? OFFSET ?",
-                (day, month, parent_id, parent_available, parent_available, limit + 1, offset),
-            ).fetchall()
+            # The order first, from the least it needs; then the page's accounts whole.
+            ids = [
+                str(r[0])
+                for r in self._execute(
+                    conn,
+                    "SELECT a.id FROM accounts a JOIN balances l ON l.account_id = a.id"  # noqa: S608 -- constants only
+                    " AND l.mode = 'live'"
+                    " LEFT JOIN spending s ON s.account_id = a.id AND s.mode = 'live'"
+                    " AND s.period = CASE a.spend_limit_period WHEN 'day' THEN ?"
+                    " WHEN 'month' THEN ? ELSE 'all' END"
+                    f" WHERE a.parent_id = ? ORDER BY {spendable}, a.id LIMIT ? OFFSET ?",
+                    (day, month, parent_id, parent_available, parent_available, limit + 1, offset),
+                ).fetchall()
+            ]
+            page_ids = ids[:limit]
+            rows = []
+            if page_ids:
+                found = {
+                    str(r[0]): r
+                    for r in self._execute(
+                        conn,
+                        ACCOUNT_SQL + f" WHERE a.id IN ({placeholders(len(page_ids))})",
+                        page_ids,
+                    ).fetchall()
+                }
+                rows = [found[i] for i in page_ids]
             count, balance, held = self._subaccount_totals(conn, parent_id)
-            items = self._with_shared(conn, [account_from_row(r) for r in rows[:limit]], now)
+            items = self._with_shared(conn, [account_from_row(r) for r in rows], now)
             usage = self._month_usage(conn, items, now)
-        more = str(offset + limit) if len(rows) > limit else None
+        more = str(offset + limit) if len(ids) > limit else None
         return SubAccounts(Page(items, more), count, balance, held, usage)
 
     def _subaccount_totals(self, conn: Connection, parent_id: str) -> tuple[int, int, int]:
@@ -284,7 +315,15 @@ class AccountStore(LedgerMoves):
                 ).fetchone()[0]
                 if matches > MAX_INDEXED_MATCHES:
                     name_index = None  # so common that a page fills in id order
-            sql, args = account_page_sql(cursor, limit, search, name_index, within)
+            subtree = None
+            if within is not None:
+                row = self._execute(
+                    conn, "SELECT depth FROM accounts WHERE id = ?", (within,)
+                ).fetchone()
+                if row is None:
+                    return Page([], None)
+                subtree = (SUBTREE_COLUMNS[int(row[0])], within)
+            sql, args = account_page_sql(cursor, limit, search, name_index, subtree)
             rows = self._execute(conn, sql, args).fetchall()
             items = self._with_shared(
                 conn, [account_from_row(r) for r in rows[:limit]], utc_timestamp()

@@ -27,6 +27,9 @@ class AlertRuleStore(LedgerMoves):
             # The bound is per account, and an account has two ledgers (live and test):
             # one lock per account keeps concurrent creations on both from passing it.
             self._lock_key(conn, f"{LIMIT_LOCK}alert-rules:{new.account_id}")
+            # Rules watch a ledger as it moves; a shared sub-account's money is its
+            # parent's ledger, which the parent's rules watch.
+            self._refuse_shared(conn, new.account_id, "alerts", "account")
             ledger = self._lock_ledger(conn, new.account_id, new.mode, now)
             count = self._execute(
                 conn,
