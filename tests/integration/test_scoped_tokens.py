@@ -339,3 +339,55 @@ def test_migration_15_places_existing_trees(database_url: str) -> None:
         assert subtree("S") == {"S", "N"} and "N" in subtree("P") and "N" not in subtree("R")
     finally:
         store.close()
+
+
+def test_a_confined_token_moves_and_spends_money_but_never_mints_it(
+    server: Server, admin: Admin
+) -> None:
+    """Inside its subtree a confined token transfers and charges; money enters only from
+    outside (an unconfined admin's top-up, refund or adjustment, or a transfer in), and a
+    shared sub-account's limit is set from above it."""
+    reseller = admin.account()["id"]
+    customer = admin.account(parent=reseller)["id"]
+    shared = admin.account(
+        parent=reseller, balance="shared", spending_limit={"amount": "5", "period": "day"}
+    )["id"]
+    admin.topup(reseller, "50")
+    charge = admin.post(reseller, "charges", amount="10").json()["entry"]["id"]
+    as_reseller = httpx.Client(
+        base_url=server.url,
+        headers={"Authorization": f"Bearer {token(server, 'write', reseller)}"},
+        timeout=30,
+    )
+    as_shared = httpx.Client(
+        base_url=server.url,
+        headers={"Authorization": f"Bearer {token(server, 'write', shared)}"},
+        timeout=30,
+    )
+    n = iter(range(100))
+
+    def post(client: httpx.Client, path: str, body: dict[str, Any]) -> httpx.Response:
+        return client.post(path, json=body, headers={"Idempotency-Key": f"mint-{next(n)}"})
+
+    for kind, body in (
+        ("topups", {"amount": "1"}),
+        ("adjustments", {"amount": "1"}),
+        ("refunds", {"amount": "1", "charge": charge}),
+    ):
+        r = post(as_reseller, f"/v1/accounts/{reseller}/{kind}", body)
+        assert r.status_code == 403 and r.json()["errors"][0]["code"] == 2, (kind, r.text)
+    ops = [{"type": "topup", "account": customer, "amount": "1", "idempotency_key": "m1"}]
+    assert post(as_reseller, "/v1/bulk", {"operations": ops}).status_code == 403
+    # Moving and spending inside the subtree is what it is for.
+    moved = post(as_reseller, "/v1/transfers", {"from": reseller, "to": customer, "amount": "5"})
+    assert moved.status_code == 201, moved.text
+    assert post(as_reseller, f"/v1/accounts/{customer}/charges", {"amount": "1"}).status_code == 201
+    # The shared sub-account's limit is its parent's to set, not its own.
+    limit = {"amount": "500", "period": "day"}
+    r = as_shared.put(f"/v1/accounts/{shared}/spending-limit", json=limit)
+    assert r.status_code == 403, r.text
+    assert as_shared.delete(f"/v1/accounts/{shared}/spending-limit").status_code == 403
+    assert as_reseller.put(f"/v1/accounts/{shared}/spending-limit", json=limit).status_code == 200
+    assert post(as_shared, f"/v1/accounts/{shared}/charges", {"amount": "6"}).status_code == 201
+    for client in (as_reseller, as_shared):
+        client.close()

@@ -183,12 +183,19 @@ class AdminAPI(ReportHandlers):
     async def set_spending_limit(self, request: Request) -> JSONBody:
         body = await self._body(request)
         account_id = request.path_params["account_id"]
+        # The limit is the parent's policy: not for a token confined to the sub-account.
+        self.confinement.require_above(
+            request.scope[ACTOR_SCOPE], account_id, "change the spending limit"
+        )
         return JSONBody(
             await self._write(lambda: self.service.set_spending_limit(account_id, body))
         )
 
     async def remove_spending_limit(self, request: Request) -> JSONBody:
         account_id = request.path_params["account_id"]
+        self.confinement.require_above(
+            request.scope[ACTOR_SCOPE], account_id, "change the spending limit"
+        )
         return JSONBody(
             await self._write(lambda: self.service.set_spending_limit(account_id, None))
         )

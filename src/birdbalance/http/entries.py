@@ -34,6 +34,7 @@ from birdbalance.validation import is_digits
 
 from .access import Actor
 from .responses import JSON_CONTENT_TYPE, error_bytes
+from .scoping import Confinement
 
 Scope = MutableMapping[str, Any]
 AuditHook = Callable[..., Awaitable[None]]
@@ -118,6 +119,7 @@ class EntryEndpoint:
             actor.require(write=True)
             if actor.account_id is not None and self._confine is not None:
                 await self._confine(actor, "account", account_id)
+                Confinement.require_may_mint(actor, kind.value)
             record = self._audit_record(scope, actor, action, 0, detail)
             posted, audited = await self._post(scope, receive, account_id, kind, record)
             if isinstance(posted, Exception):

@@ -34,6 +34,9 @@ _NOT_FOUND: Final = {
     "transfer": "no transfer {}",
 }
 
+#: The entry kinds that add money out of nothing (refused to a confined token).
+MINTING_KINDS: Final = frozenset({"topup", "refund", "adjustment"})
+
 #: The request's ``birdbalance.*`` scope entry the endpoint leaves its actor under.
 ACTOR_SCOPE: Final = "birdbalance.actor"
 
@@ -107,6 +110,8 @@ class Confinement:
                 value = named(fields, kind)
                 if value is not None:
                     await self.require(actor, kind, value, "operations")
+            if fields is not None and isinstance(fields.get("type"), str):
+                self.require_may_mint(actor, fields["type"])
 
     @staticmethod
     def require_filter(actor: Actor, value: str | None, parameter: str) -> None:
@@ -117,6 +122,28 @@ class Confinement:
                 f"a token confined to {actor.account_id} lists these one {parameter} at a"
                 f" time: give {parameter}",
                 parameter,
+            )
+
+    @staticmethod
+    def require_may_mint(actor: Actor, kind: str) -> None:
+        """403 for a confined actor's top-up, refund or adjustment: money enters a
+        subtree only from outside it (an unconfined admin, or a transfer in); inside it a
+        confined token moves money (transfers) and spends it (charges, holds)."""
+        if actor.account_id is not None and kind in MINTING_KINDS:
+            raise Forbidden(
+                f"a token confined to {actor.account_id} cannot post {kind}s: money enters"
+                " its subtree by a transfer in, or an unconfined admin token's write",
+                "Authorization",
+            )
+
+    @staticmethod
+    def require_above(actor: Actor, account_id: str, what: str) -> None:
+        """403 for a confined actor acting on its own root where only the level above
+        may (a shared sub-account's spending limit is its parent's policy)."""
+        if actor.account_id is not None and actor.account_id == account_id:
+            raise Forbidden(
+                f"a token confined to {account_id} cannot {what} of its own account",
+                "Authorization",
             )
 
     @staticmethod
