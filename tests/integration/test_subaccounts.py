@@ -31,6 +31,8 @@ def test_a_reseller_tree_funded_by_transfers(server: Server, admin: Admin) -> No
     page = listing.json()
     assert page["parent"] == reseller["id"] and page["has_more"] is True
     assert [a["id"] for a in page["data"]] == customers[:2]
+    # This month's usage of each: its charges less refunds (transfers are not usage).
+    assert [a["month_usage"] for a in page["data"]] == ["4", "0"]
     # The totals are all sub-accounts', not the page's: 10 - 4 + 20 + 30.
     assert page["totals"]["accounts"] == 3
     assert page["totals"]["live"]["amount"] == "56"
