@@ -6,7 +6,7 @@ Builds a platform, a reseller under it and ``--children`` sub-accounts under the
 reseller through the service (as the API would): half with their own balance (funded by a
 transfer, then charged), half shared with a monthly spending limit (charged). Then starts
 ``birdbalance serve`` on it, signs in to the dashboard with a token confined to the
-reseller, and requests each page and API call REQUESTS times: the server's own time (its
+reseller, and requests each page and API call 30 times: the server's own time (its
 ``Server-Timing`` header, for pages) and the whole request on loopback. Also times
 ``GET /balance`` for a shared sub-account's key (two reads) and an own one's (one), in
 process. Prints tables; writes nothing but throwaway databases, removed afterwards.
@@ -27,6 +27,7 @@ import httpx
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
+from dashboard import measure, percentile  # noqa: E402
 from tests.databases import raw_execute, scratch_database  # noqa: E402
 from tests.servers import ADMIN_TOKEN, Server, cli  # noqa: E402
 
@@ -34,7 +35,6 @@ from birdbalance.service import Service  # noqa: E402
 from birdbalance.settings import Settings  # noqa: E402
 from birdbalance.storage import open_store  # noqa: E402
 
-REQUESTS = 30
 LOOKUPS = 2000
 
 
@@ -88,27 +88,6 @@ def _signed_in(base: str, token: str) -> httpx.Client:
     )
     assert r.status_code == 303, r.text
     return client
-
-
-def _measure(client: httpx.Client, path: str) -> tuple[list[float], list[float]]:
-    server_ms, total_ms = [], []
-    client.get(path)  # warm
-    for _ in range(REQUESTS):
-        started = time.perf_counter()
-        r = client.get(path)
-        total_ms.append((time.perf_counter() - started) * 1000)
-        assert r.status_code == 200, (path, r.status_code, r.text[:300])
-        timing = re.search(r"dur=([0-9.]+)", r.headers.get("server-timing", ""))
-        if timing is not None:
-            server_ms.append(float(timing[1]))
-    return server_ms, total_ms
-
-
-def _p(values: list[float], q: float) -> str:
-    if not values:
-        return "—"
-    ordered = sorted(values)
-    return f"{ordered[min(len(ordered) - 1, int(len(ordered) * q))]:.1f}"
 
 
 def bench(engine: str, children: int) -> None:
@@ -184,10 +163,10 @@ def bench(engine: str, children: int) -> None:
                 ("API (confined token): a customer", confined, f"/v1/accounts/{ids[-1]}"),
             ]
             for title, who, path in calls:
-                server_ms, total_ms = _measure(who, path)
+                server_ms, total_ms, _ = measure(who, path)
                 print(
-                    f"| {title} | {_p(server_ms, 0.5)} | {_p(server_ms, 0.99)}"
-                    f" | {statistics.median(total_ms):.1f} | {_p(total_ms, 0.99)} |"
+                    f"| {title} | {percentile(server_ms, 0.5)} | {percentile(server_ms, 0.99)}"
+                    f" | {statistics.median(total_ms):.1f} | {percentile(total_ms, 0.99)} |"
                 )
             for c in (client, api, confined):
                 c.close()

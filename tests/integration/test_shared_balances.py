@@ -158,28 +158,27 @@ def test_changing_the_limit(server: Server, admin: Admin) -> None:
     assert balance(server, test_key) == 3
 
 
+def _cli_json(database_url: str, *args: str) -> dict[str, Any]:
+    result = cli(*args, "--json", db_url=database_url)
+    assert result.returncode == 0, result.stderr
+    return dict(json.loads(result.stdout))
+
+
+def _cli_tree(database_url: str, limit: str, period: str) -> tuple[str, dict[str, Any]]:
+    """A parent and a shared sub-account of it (with a limit), made by the CLI."""
+    parent = _cli_json(database_url, "accounts", "create", "--payment", "prepaid",
+                       "--type", "euros")["id"]  # fmt: skip
+    child = _cli_json(database_url, "accounts", "create", "--payment", "prepaid", "--type",
+                      "euros", "--parent", parent, "--shared", "--limit", limit,
+                      "--period", period)  # fmt: skip
+    return str(parent), child
+
+
 def test_the_cli_twins(database_url: str) -> None:
     def run(*args: str) -> dict[str, Any]:
-        result = cli(*args, "--json", db_url=database_url)
-        assert result.returncode == 0, result.stderr
-        return dict(json.loads(result.stdout))
+        return _cli_json(database_url, *args)
 
-    parent = run("accounts", "create", "--payment", "prepaid", "--type", "euros")["id"]
-    child = run(
-        "accounts",
-        "create",
-        "--payment",
-        "prepaid",
-        "--type",
-        "euros",
-        "--parent",
-        parent,
-        "--shared",
-        "--limit",
-        "4",
-        "--period",
-        "day",
-    )
+    parent, child = _cli_tree(database_url, "4", "day")
     assert child["balance"] == "shared"
     assert child["shared"]["spending_limit"] == {"amount": "4", "period": "day"}
     run("topup", parent, "10")
@@ -198,26 +197,10 @@ def test_the_cli_twins(database_url: str) -> None:
 
 def test_verify_replays_the_spending_counters(database_url: str) -> None:
     def run(*args: str) -> dict[str, Any]:
-        result = cli(*args, "--json", db_url=database_url)
-        assert result.returncode == 0, result.stderr
-        return dict(json.loads(result.stdout))
+        return _cli_json(database_url, *args)
 
-    reseller = run("accounts", "create", "--payment", "prepaid", "--type", "euros")["id"]
-    customer = run(
-        "accounts",
-        "create",
-        "--payment",
-        "prepaid",
-        "--type",
-        "euros",
-        "--parent",
-        reseller,
-        "--shared",
-        "--limit",
-        "10",
-        "--period",
-        "day",
-    )["id"]
+    reseller, made = _cli_tree(database_url, "10", "day")
+    customer = made["id"]
     run("topup", reseller, "10")
     charge = run("charge", customer, "6")["entry"]["id"]
     run("refund", customer, "2", "--charge", charge)

@@ -6,6 +6,8 @@ from __future__ import annotations
 
 import asyncio
 from collections import Counter
+from collections.abc import Iterator
+from contextlib import contextmanager
 from decimal import Decimal
 from pathlib import Path
 from typing import Any
@@ -15,15 +17,22 @@ import httpx
 from tests.servers import ADMIN_TOKEN, Admin, Server, cli
 
 
-def _nodes(database_url: str, tmp_path: Path) -> tuple[Server, Server]:
+@contextmanager
+def _two_nodes(database_url: str, tmp_path: Path) -> Iterator[tuple[Server, Server, Admin]]:
+    """Two server nodes on one database and an admin client of the first; `verify` must
+    be clean once they have stopped."""
     first = Server(db_url=database_url, log_path=tmp_path / "node1.log").start()
     second = Server(db_url=database_url, log_path=tmp_path / "node2.log")
     try:
         second.start()
-    except BaseException:
+        admin = Admin(first.url)
+        yield first, second, admin
+        admin.http.close()
+    finally:
+        second.stop()
         first.stop()
-        raise
-    return first, second
+    verified = cli("verify", db_url=database_url)
+    assert verified.returncode == 0, verified.stdout + verified.stderr
 
 
 def _race(nodes: tuple[Server, Server], calls: list[tuple[str, dict[str, Any]]]) -> list[str]:
@@ -55,9 +64,7 @@ def test_64_charges_on_shared_sub_accounts_spend_exactly_the_parents_balance(
     """A parent funded for exactly 40; four shared sub-accounts (two limited to 8 a day);
     64 charges of 1 at once, 16 per sub-account, over two nodes: exactly 40 succeed, no
     limited one passes 8, and the parent ends at 0."""
-    nodes = _nodes(database_url, tmp_path)
-    try:
-        admin = Admin(nodes[0].url)
+    with _two_nodes(database_url, tmp_path) as (*nodes, admin):
         parent = admin.account()["id"]
         subs = [
             admin.account(
@@ -69,7 +76,7 @@ def test_64_charges_on_shared_sub_accounts_spend_exactly_the_parents_balance(
         ]
         admin.topup(parent, "40")
         calls = [(f"/v1/accounts/{subs[n % 4]}/charges", {"amount": "1"}) for n in range(64)]
-        outcomes = _race(nodes, calls)
+        outcomes = _race((nodes[0], nodes[1]), calls)
         assert Counter(outcomes) == {"ok": 40, "code 25": 24}, Counter(outcomes)
         per_sub = Counter(subs[n % 4] for n, o in enumerate(outcomes) if o == "ok")
         assert per_sub[subs[0]] <= 8 and per_sub[subs[1]] <= 8, per_sub
@@ -77,20 +84,12 @@ def test_64_charges_on_shared_sub_accounts_spend_exactly_the_parents_balance(
         for sub in subs:
             shown = admin.http.get(f"/v1/accounts/{sub}").json()["shared"]["live"]
             assert Decimal(shown["spent"]) == per_sub[sub]
-        admin.http.close()
-    finally:
-        for node in nodes:
-            node.stop()
-    verified = cli("verify", db_url=database_url)
-    assert verified.returncode == 0, verified.stdout + verified.stderr
 
 
 def test_racing_charges_never_overrun_a_period_limit(database_url: str, tmp_path: Path) -> None:
     """A well-funded parent; a sub-account limited to 10 a month takes 40 concurrent
     charges of 1 (and a sibling limited to 5 all time takes 20): exactly 10 and 5 pass."""
-    nodes = _nodes(database_url, tmp_path)
-    try:
-        admin = Admin(nodes[0].url)
+    with _two_nodes(database_url, tmp_path) as (*nodes, admin):
         parent = admin.account()["id"]
         monthly = admin.account(
             parent=parent, balance="shared", spending_limit={"amount": "10", "period": "month"}
@@ -102,15 +101,9 @@ def test_racing_charges_never_overrun_a_period_limit(database_url: str, tmp_path
         calls = [(f"/v1/accounts/{monthly}/charges", {"amount": "1"})] * 40 + [
             (f"/v1/accounts/{lifetime}/charges", {"amount": "1"})
         ] * 20
-        outcomes = _race(nodes, calls)
+        outcomes = _race((nodes[0], nodes[1]), calls)
         assert outcomes[:40].count("ok") == 10 and outcomes[40:].count("ok") == 5, outcomes
         assert _available(admin, parent) == 1000 - 15
-        admin.http.close()
-    finally:
-        for node in nodes:
-            node.stop()
-    verified = cli("verify", db_url=database_url)
-    assert verified.returncode == 0, verified.stdout + verified.stderr
 
 
 def test_transfers_racing_shared_charges_overdraw_nothing(
@@ -119,9 +112,7 @@ def test_transfers_racing_shared_charges_overdraw_nothing(
     """Transfers between a parent and another account race charges on the parent's shared
     sub-accounts and on the other account: neither ledger goes below zero, and every
     acknowledged operation is in the balances."""
-    nodes = _nodes(database_url, tmp_path)
-    try:
-        admin = Admin(nodes[0].url)
+    with _two_nodes(database_url, tmp_path) as (*nodes, admin):
         parent, other = admin.account()["id"], admin.account()["id"]
         subs = [admin.account(parent=parent, balance="shared")["id"] for _ in range(3)]
         admin.topup(parent, "20")
@@ -138,15 +129,9 @@ def test_transfers_racing_shared_charges_overdraw_nothing(
                 calls.append((f"/v1/accounts/{subs[n % 3]}/charges", {"amount": "1"}))
             else:
                 calls.append((f"/v1/accounts/{other}/charges", {"amount": "1"}))
-        outcomes = _race(nodes, calls)
+        outcomes = _race((nodes[0], nodes[1]), calls)
         done = Counter(kinds[n % 4] for n, o in enumerate(outcomes) if o == "ok")
         parent_now, other_now = _available(admin, parent), _available(admin, other)
         assert parent_now == 20 - done["p->o"] + done["o->p"] - done["shared"]
         assert other_now == 20 + done["p->o"] - done["o->p"] - done["other"]
         assert parent_now >= 0 and other_now >= 0
-        admin.http.close()
-    finally:
-        for node in nodes:
-            node.stop()
-    verified = cli("verify", db_url=database_url)
-    assert verified.returncode == 0, verified.stdout + verified.stderr
