@@ -115,13 +115,16 @@ def _bytes_literal(url: str, value: bytes) -> str:
     return f"X'{value.hex()}'" if url.startswith("sqlite:") else f"'\\x{value.hex()}'::bytea"
 
 
-def _signed_in(base: str) -> httpx.Client:
+def signed_in(base: str, credential: str = KEY) -> httpx.Client:
+    """A client signed in to the dashboard as a browser is (the form's CSRF token)."""
     client = httpx.Client(base_url=base, timeout=60)
     form = client.get("/dashboard/sign-in").text
     match = re.search(r'name="csrf" value="([^"]+)"', form)
     assert match is not None
     r = client.post(
-        "/dashboard/sign-in", data={"credential": KEY, "csrf": match[1]}, headers={"Origin": base}
+        "/dashboard/sign-in",
+        data={"credential": credential, "csrf": match[1]},
+        headers={"Origin": base},
     )
     assert r.status_code == 303, r.text
     return client
@@ -185,7 +188,7 @@ def bench_pages(engine: str, entries: int) -> None:
         )
         server = Server(db_url=url, log_path=Path(os.devnull)).start()
         try:
-            client = _signed_in(server.url)
+            client = signed_in(server.url)
             try:
                 for title, path in _pages(entries):
                     server_ms, total_ms, size = measure(client, path)

@@ -27,7 +27,7 @@ import httpx
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from dashboard import measure, percentile  # noqa: E402
+from dashboard import measure, percentile, signed_in  # noqa: E402
 from tests.databases import raw_execute, scratch_database  # noqa: E402
 from tests.servers import ADMIN_TOKEN, Server, cli  # noqa: E402
 
@@ -76,18 +76,6 @@ def _kind(name: str):  # type: ignore[no-untyped-def]
     from birdbalance.ledger import EntryKind
 
     return EntryKind(name)
-
-
-def _signed_in(base: str, token: str) -> httpx.Client:
-    client = httpx.Client(base_url=base, timeout=60)
-    form = client.get("/dashboard/sign-in").text
-    match = re.search(r'name="csrf" value="([^"]+)"', form)
-    assert match is not None
-    r = client.post(
-        "/dashboard/sign-in", data={"credential": token, "csrf": match[1]}, headers={"Origin": base}
-    )
-    assert r.status_code == 303, r.text
-    return client
 
 
 def bench(engine: str, children: int) -> None:
@@ -145,7 +133,7 @@ def bench(engine: str, children: int) -> None:
                 "| call | server p50 ms | server p99 ms | request p50 ms | request p99 ms |"
                 "\n|---|---|---|---|---|"
             )
-            client = _signed_in(server.url, token[1])
+            client = signed_in(server.url, token[1])
             api = httpx.Client(
                 base_url=server.url, headers={"Authorization": f"Bearer {ADMIN_TOKEN}"}, timeout=60
             )
