@@ -102,10 +102,11 @@ def test_what_a_shared_sub_account_refuses(server: Server, admin: Admin) -> None
     assert back.status_code == 201 and back.json()["entry"]["attributed_to"] == customer
     assert admin.post(customer, "charges", amount="3").status_code == 201
 
-    # Alerts watch a ledger: a shared sub-account's are its parent's (the shared money).
-    r = admin.http.post(f"/v1/accounts/{customer}/alerts", json={"below": "1"})
-    assert r.status_code == 422 and r.json()["errors"][0]["parameter"] == "account", r.text
-    assert reseller in r.json()["errors"][0]["description"]
+    # Its alerts cannot ask for a top-up of a ledger it does not have.
+    r = admin.http.post(
+        f"/v1/accounts/{customer}/alerts", json={"below": "1", "recharge": {"amount": "5"}}
+    )
+    assert r.status_code == 422 and r.json()["errors"][0]["parameter"] == "recharge", r.text
 
     # Creation rules: a shared parent, another payment, a credit limit of its own.
     def refused(**body: Any) -> tuple[int, str | None]:
@@ -213,3 +214,34 @@ def test_verify_replays_the_spending_counters(database_url: str) -> None:
     found = cli("verify", db_url=database_url)
     assert found.returncode != 0
     assert f"{customer} live: spending all is 0, its entries make 4" in found.stdout + found.stderr
+
+
+def test_alerts_on_a_shared_sub_account_watch_what_it_may_spend(
+    server: Server, admin: Admin
+) -> None:
+    """A rule on a shared sub-account is judged at each of its own charges and refunds
+    against what it may spend: its limit's remainder, or its parent's available amount."""
+    reseller = admin.account()["id"]
+    customer = shared(admin, reseller, limit="10", period="month")
+    admin.topup(reseller, "100")
+    rule = admin.http.post(f"/v1/accounts/{customer}/alerts", json={"below": "4"})
+    assert rule.status_code == 201 and rule.json()["state"] == "ok", rule.text
+
+    def events() -> list[str]:
+        found = admin.http.get("/v1/events", params={"account": customer}).json()["data"]
+        return [e["type"] for e in reversed(found)]
+
+    charge = admin.post(customer, "charges", amount="5").json()["entry"]["id"]
+    assert events() == []  # 5 left of the limit
+    assert admin.post(customer, "charges", amount="2").status_code == 201
+    assert events() == ["balance.low"]  # 3 left
+    low = admin.http.get(f"/v1/accounts/{customer}/alerts").json()["data"][0]
+    assert low["state"] == "low"
+    assert admin.post(customer, "refunds", amount="5", charge=charge).status_code == 201
+    assert events() == ["balance.low", "balance.recovered"]  # 8 left
+    # The events are the sub-account's own (its webhooks get them).
+    body = admin.http.get("/v1/events", params={"account": customer}).json()["data"][0]
+    assert body["data"]["account_id"] == customer
+    # A new rule starts from what it may spend now (8), not its empty ledger.
+    high = admin.http.post(f"/v1/accounts/{customer}/alerts", json={"below": "9"})
+    assert high.json()["state"] == "low"

@@ -27,10 +27,20 @@ class AlertRuleStore(LedgerMoves):
             # The bound is per account, and an account has two ledgers (live and test):
             # one lock per account keeps concurrent creations on both from passing it.
             self._lock_key(conn, f"{LIMIT_LOCK}alert-rules:{new.account_id}")
-            # Rules watch a ledger as it moves; a shared sub-account's money is its
-            # parent's ledger, which the parent's rules watch.
-            self._refuse_shared(conn, new.account_id, "alerts", "account")
             ledger = self._lock_ledger(conn, new.account_id, new.mode, now)
+            available = ledger.balance_minor - ledger.held_minor
+            account = self._account(conn, new.account_id)
+            if account.shared is not None:
+                # A shared sub-account's rules watch what it may spend, not its own
+                # (empty) ledger; a top-up of it cannot be asked for.
+                available = account.shared[new.mode].available_minor
+                if new.recharge is not None:
+                    raise InvalidParameter(
+                        f"{new.account_id} spends the balance of {account.funding_id}: a"
+                        " recharge would top up a ledger it does not have; set it on"
+                        f" {account.funding_id}",
+                        "recharge",
+                    )
             count = self._execute(
                 conn,
                 "SELECT COUNT(*) FROM alert_rules WHERE account_id = ? AND deleted_at IS NULL",
@@ -39,7 +49,7 @@ class AlertRuleStore(LedgerMoves):
             if count >= max_rules:
                 raise InvalidParameter(f"an account has at most {max_rules} alert rules", "below")
             rule_id = new_id("alr")
-            low = is_low(new.below_minor, ledger.balance_minor - ledger.held_minor)
+            low = is_low(new.below_minor, available)
             recharge = new.recharge
             self._execute(
                 conn,

@@ -25,10 +25,10 @@ from birdbalance.errors import IdempotencyConflict, InvalidParameter, NotFound, 
 from birdbalance.ids import new_id, utc_timestamp
 from birdbalance.ledger import EntryKind, Mode, RefundTarget, next_balance
 from birdbalance.records import Entry, Idempotency, NewEntry, PostedEntry
-from birdbalance.spending import spend
+from birdbalance.spending import SpendPeriod, period_key, spend, spendable
 
 from .base import INSERT_IDEMPOTENCY_SQL, Connection, LedgerKey
-from .crossings import CrossingWrites, rules_from
+from .crossings import rules_from
 from .ledgers import (
     ENTRY_SQL,
     INSERT_ENTRY_SQL,
@@ -151,8 +151,7 @@ class EntryBatch:
         after = next_balance(ledger.state, new.kind, new.amount_minor, refund_target=target)
         entry = self.store._next_entry(ledger, new, after, self.now, None)
         moved = ledger_after(ledger, entry, ledger.held_minor)  # may refuse: before any write
-        if entry.attributed_to is not None:
-            self._spend(entry)  # may refuse: before any write
+        spent = None if entry.attributed_to is None else self._spend(entry)  # may refuse
         self.entry_rows.append(entry_row(entry))
         self.key_rows.append((idem.key, idem.fingerprint, "entry", entry.id, self.now))
         known[idem.key] = (idem.fingerprint, "entry", entry.id)
@@ -168,6 +167,8 @@ class EntryBatch:
         )
         if key in rules:
             rules[key] = updated
+        if spent is not None:
+            self._shared_crossings(entry, ledger, moved, *spent)
         ledgers[key] = moved
         return PostedEntry(entry, ledger.payment, ledger.asset, ledger.scale, False)
 
@@ -182,9 +183,10 @@ class EntryBatch:
             )
         return replace(new, attributed_to=charged_for)
 
-    def _spend(self, entry: Entry) -> None:
+    def _spend(self, entry: Entry) -> tuple[int, int]:
         """Count an attributed entry in its sub-account's usage, or refuse it past the
-        limit (nothing is written until the whole entry is judged)."""
+        limit (nothing is written until the whole entry is judged); its usage in the
+        limit's period before and after."""
         sub = entry.attributed_to
         assert sub is not None
         if sub not in self.attributed:
@@ -195,6 +197,28 @@ class EntryBatch:
         for period, spent in after.items():
             state.counters[(entry.mode, period)] = spent
             self.moved_counters.add((sub, entry.mode, period))
+        limit = state.limit
+        key = period_key(limit.period if limit else SpendPeriod.ALL, entry.created_at)
+        return mine.get(key, 0), after[key]
+
+    def _shared_crossings(
+        self, entry: Entry, ledger: LockedLedger, moved: LockedLedger, before: int, after: int
+    ) -> None:
+        """A shared sub-account's alert rules watch what it may spend (the smaller of its
+        parent's available amount and what its limit leaves), judged at each of its own
+        entries, in their transaction."""
+        sub = entry.attributed_to
+        assert sub is not None
+        state = self.attributed[sub]
+        rules = state.rules.get(entry.mode)
+        if not rules:
+            return
+        could = spendable(ledger.balance_minor - ledger.held_minor, state.limit, before)
+        can = spendable(moved.balance_minor - moved.held_minor, state.limit, after)
+        view = replace(ledger, account_id=sub, balance_minor=could, held_minor=0)
+        state.rules[entry.mode] = self.store._write_crossings(
+            self.conn, view, rules, can, 0, self.now, {"entry": entry.id}
+        )
 
     def _send_known_keys_read(self, keys: list[str]) -> Any:
         marks = ", ".join(["?"] * len(keys))
@@ -227,7 +251,7 @@ class EntryBatch:
             self.entry_rows, self.key_rows = [], []
 
 
-class LedgerMoves(CrossingWrites, SpendingStore):
+class LedgerMoves(SpendingStore):
     """Appends entries and moves ledgers: the only writer of ``balances``' amounts."""
 
     def _read_ledger(self, conn: Connection, account_id: str, mode: Mode) -> LockedLedger:

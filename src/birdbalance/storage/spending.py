@@ -14,13 +14,15 @@ from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, replace
 from typing import Any, Final
 
+from birdbalance.alerts import RuleState
 from birdbalance.errors import InvalidParameter
 from birdbalance.ids import utc_timestamp
 from birdbalance.ledger import EntryKind, Mode
 from birdbalance.records import Account, SharedSpend
 from birdbalance.spending import SpendLimit, SpendPeriod, period_key, period_keys
 
-from .base import ACCOUNT_SQL, Connection, SQLBase, account_from_row
+from .base import ACCOUNT_SQL, Connection, account_from_row
+from .crossings import CrossingWrites
 
 #: Most account ids whose funding ledger a process remembers (then it forgets them all).
 MAX_REMEMBERED_FUNDING: Final = 100_000
@@ -70,13 +72,15 @@ class FundingIds:
 
 @dataclass
 class Attributed:
-    """A shared sub-account's state inside one write: its limit, and its counters."""
+    """A shared sub-account's state inside one write: its limit, its counters, and its
+    alert rules (by mode)."""
 
     limit: SpendLimit | None
     counters: dict[tuple[Mode, str], int]
+    rules: dict[Mode, list[RuleState]]
 
 
-class SpendingStore(SQLBase):
+class SpendingStore(CrossingWrites):
     """The reads and writes of shared sub-accounts' state."""
 
     def _account(self, conn: Connection, account_id: str) -> Account:
@@ -141,7 +145,11 @@ class SpendingStore(SQLBase):
             ).fetchall()
         }
         keys = period_keys(now)
-        state = {sub: Attributed(limits.get(sub), {}) for sub in subs}
+        rules = self._alert_rules(conn, [(sub, mode) for sub in subs for mode in Mode])
+        state = {
+            sub: Attributed(limits.get(sub), {}, {m: rules.get((sub, m), []) for m in Mode})
+            for sub in subs
+        }
         for r in self._execute(
             conn,
             "SELECT account_id, mode, period, spent_minor FROM spending"  # noqa: S608 -- placeholders only
