@@ -21,6 +21,51 @@ MAX_BALANCE_CACHE: Final = 100_000
 MAX_LEDGER_GAUGES: Final = 2000
 
 
+#: The settings ``BIRDBALANCE_<NAME>`` sets, by how they are read (a config file takes the
+#: same names, see :mod:`birdbalance.config`).
+TEXT_SETTINGS: Final = (
+    "database_url",
+    "admin_token",
+    "key_secret",
+    "key_secret_file",
+    "redis_url",
+    "session_secret",
+    "host",
+    "sqlite_synchronous",
+)
+INT_SETTINGS: Final = (
+    "balance_cache_size",
+    "port",
+    "workers",
+    "sqlite_busy_timeout_ms",
+    "max_body_bytes",
+    "database_pool_size",
+    "webhook_max_attempts",
+    "metrics_ledger_gauges",
+    "session_lifetime_s",
+    "rate_limit_per_key",
+    "rate_limit_per_address",
+    "auth_failures_per_address",
+    "auth_failure_window_s",
+)
+FLOAT_SETTINGS: Final = (
+    "request_timeout_s",
+    "database_timeout_s",
+    "hold_sweep_interval_s",
+    "webhook_timeout_s",
+    "webhook_retry_base_s",
+    "webhook_retry_cap_s",
+    "webhook_poll_interval_s",
+    "redis_timeout_s",
+)
+#: A comma-separated list, and a boolean.
+LIST_SETTINGS: Final = ("trusted_proxies",)
+BOOL_SETTINGS: Final = ("secure_cookies",)
+#: Settings that may hold a secret: each can be given as ``BIRDBALANCE_<NAME>_FILE``.
+SECRET_SETTINGS: Final = ("database_url", "admin_token", "key_secret", "session_secret",
+                          "redis_url", "smtp_password")  # fmt: skip
+
+
 def default_database_url() -> str:
     """A SQLite file in the user's data directory (``~/.local/share/birdbalance`` on Linux)."""
     path = Path(platformdirs.user_data_dir("birdbalance")) / "birdbalance.db"
@@ -189,47 +234,16 @@ class Settings:
             return value if value not in (None, "") else None
 
         values: dict[str, object] = {}
-        for name in (
-            "database_url",
-            "admin_token",
-            "key_secret",
-            "key_secret_file",
-            "redis_url",
-            "session_secret",
-            "host",
-            "sqlite_synchronous",
-        ):
+        for name in TEXT_SETTINGS:
             if (value := get(name)) is not None:
                 values[name] = value
-        for name in (
-            "port",
-            "workers",
-            "sqlite_busy_timeout_ms",
-            "max_body_bytes",
-            "database_pool_size",
-            "webhook_max_attempts",
-            "metrics_ledger_gauges",
-            "session_lifetime_s",
-            "rate_limit_per_key",
-            "rate_limit_per_address",
-            "auth_failures_per_address",
-            "auth_failure_window_s",
-        ):
+        for name in INT_SETTINGS:
             if (value := get(name)) is not None:
                 try:
                     values[name] = int(value)
                 except ValueError:
                     raise SettingsError(f"{ENV_PREFIX}{name.upper()} must be an integer") from None
-        for name in (
-            "request_timeout_s",
-            "database_timeout_s",
-            "hold_sweep_interval_s",
-            "webhook_timeout_s",
-            "webhook_retry_base_s",
-            "webhook_retry_cap_s",
-            "webhook_poll_interval_s",
-            "redis_timeout_s",
-        ):
+        for name in FLOAT_SETTINGS:
             if (value := get(name)) is not None:
                 try:
                     values[name] = float(value)
