@@ -1,10 +1,11 @@
 """``birdbalance check``: a monitoring plugin for any MessageBird-compatible balance.
 
-It follows the Nagios plugin convention (also Icinga's, Naemon's, Sensu's and Zabbix's
-external checks): one line of output, ``STATUS - text | perfdata``, and the exit code
-0 OK, 1 WARNING, 2 CRITICAL, 3 UNKNOWN. Thresholds are balances to stay at or above: a
-balance below ``warning`` is a warning, below ``critical`` critical. The performance
-data uses Nagios ranges ``W:`` and ``C:`` ("alert below"), so graphs and the plugin agree.
+It follows the Monitoring Plugins development guidelines (Nagios, Icinga, Naemon, Sensu
+and Zabbix's external checks run such plugins): one line of output,
+``STATUS - text | perfdata``, and the exit code 0 OK, 1 WARNING, 2 CRITICAL, 3 UNKNOWN.
+Thresholds are ranges (:mod:`birdbalance.thresholds`): ``-w 20:`` warns below 20,
+``-c @0:5`` is critical from 0 to 5; a bare number means "at least" (``-w 20`` is
+``20:``). The performance data gives the value, both ranges and the minimum (0).
 
 UNKNOWN means the check could not judge: the endpoint was unreachable or refused the
 key, the answer was not a balance, or the account is postpaid (MessageBird reports a
@@ -24,6 +25,7 @@ from birdbalance.client import Balance, Client
 from birdbalance.endpoint import DEFAULT_BASE_URL
 from birdbalance.errors import AuthenticationError, ClientError
 from birdbalance.money import decimal_text
+from birdbalance.thresholds import Range
 
 #: Characters of a server's text (an error, a balance type) one line carries.
 MAX_REASON_CHARS: Final = 200
@@ -45,9 +47,10 @@ class Result:
     line: str
 
 
-def judge(balance: Balance, warning: Decimal, critical: Decimal) -> Result:
-    """The plugin's verdict on ``balance`` (pure: no I/O)."""
-    assert critical <= warning, "critical must not be above warning"
+def judge(balance: Balance, warning: Range | Decimal, critical: Range | Decimal) -> Result:
+    """The plugin's verdict on ``balance`` (pure: no I/O); a Decimal threshold is the
+    range "at least that"."""
+    warning, critical = _range(warning), _range(critical)
     if balance.payment != "prepaid":
         return Result(
             Status.UNKNOWN,
@@ -55,21 +58,28 @@ def judge(balance: Balance, warning: Decimal, critical: Decimal) -> Result:
             " amount is always 0, so there is no balance to check",
         )
     amount = decimal_text(balance.amount)
-    perfdata = f"balance={amount};{decimal_text(warning)}:;{decimal_text(critical)}:;;"
+    # value;warn;crit;min;max: a prepaid balance never goes below 0, and has no maximum.
+    perfdata = f"balance={amount};{warning.text};{critical.text};0;"
     kind = plugin_text(balance.type, MAX_TYPE_CHARS)
-    if balance.amount < critical:
-        status, why = Status.CRITICAL, f" (below {decimal_text(critical)})"
-    elif balance.amount < warning:
-        status, why = Status.WARNING, f" (below {decimal_text(warning)})"
+    if critical.alerts(balance.amount):
+        status, why = Status.CRITICAL, f" ({critical.why()})"
+    elif warning.alerts(balance.amount):
+        status, why = Status.WARNING, f" ({warning.why()})"
     else:
         status, why = Status.OK, ""
     return Result(status, f"BALANCE {status.name} - {amount} {kind}{why} | {perfdata}")
 
 
+def _range(threshold: Range | Decimal) -> Range:
+    if isinstance(threshold, Range):
+        return threshold
+    return Range(threshold, None, text=f"{decimal_text(threshold)}:")
+
+
 def check(
     access_key: str,
-    warning: Decimal,
-    critical: Decimal,
+    warning: Range | Decimal,
+    critical: Range | Decimal,
     *,
     base_url: str = DEFAULT_BASE_URL,
     timeout_s: float = 10.0,

@@ -41,7 +41,8 @@
     │   ├── AmountError              not a decimal amount within bounds
     │   ├── AssetError               neither credits nor a known currency
     │   ├── TimestampError           not an RFC 3339 time with an offset
-    │   └── DateError                not YYYY-MM-DD
+    │   ├── DateError                not YYYY-MM-DD
+    │   └── RangeError               not a monitoring plugin's threshold range
     ├── WatchError                   birdbalance watch cannot go on (state file, rule, reading)
     └── CLIError                     the CLI's error line on stderr; exit status 1
         └── CLIUsageError            a configuration or usage error; exit status 2
@@ -280,6 +281,10 @@ class TimestampError(InvalidValue):
 
 class DateError(InvalidValue):
     """A date field that is not ``YYYY-MM-DD``."""
+
+
+class RangeError(InvalidValue):
+    """Not a threshold range (``20:``, ``~:10``, ``@10:20``; see :mod:`birdbalance.thresholds`)."""
 
 
 # --------------------------------------------------------------------------- tools

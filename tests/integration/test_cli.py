@@ -295,16 +295,21 @@ def test_check_is_a_nagios_plugin(server: Server, admin) -> None:  # type: ignor
         assert result.stdout.count("\n") == 1, result.stdout  # exactly one line
         return result.returncode, result.stdout.strip()
 
-    assert run("-w", "50", "-c", "10") == (0, "BALANCE OK - 60 euros | balance=60;50:;10:;;")
+    assert run("-w", "50", "-c", "10") == (0, "BALANCE OK - 60 euros | balance=60;50:;10:;0;")
     assert admin.post(account["id"], "charges", amount="15.5").status_code == 201  # 44.5
     assert run("-w", "50", "-c", "10")[0] == 1
     assert admin.post(account["id"], "charges", amount="40").status_code == 201
     code, line = run("--warning", "50", "--critical", "10")
     assert code == 2 and line.startswith("BALANCE CRITICAL - 4.5 euros (below 10)")
-    # Anything that keeps the check from judging is UNKNOWN (3), never CRITICAL (2).
-    assert run("-w", "10", "-c", "50")[0] == 3
+    # Ranges need no order: critical is judged first (4.5 is below 50).
+    assert run("-w", "10", "-c", "50")[0] == 2
+    assert run("-w", "~:4", "-c", "@0:1") == (
+        1,
+        "BALANCE WARNING - 4.5 euros (above 4) | balance=4.5;~:4;@0:1;0;",
+    )
+    # Anything that keeps the check from judging is UNKNOWN (3) on stdout, never CRITICAL.
     bad = cli("check", "-w", "ten", "-c", "5", db_url="sqlite:///unused.db", env=env)
-    assert bad.returncode == 3 and "not a number" in bad.stderr
+    assert bad.returncode == 3 and "not a threshold range" in bad.stdout and not bad.stderr
     assert cli("check", "-c", "5", db_url="sqlite:///unused.db", env=env).returncode == 3
     env["MESSAGEBIRD_ACCESS_KEY"] = "x" * 25
     assert run("-w", "50", "-c", "10") == (3, "BALANCE UNKNOWN - the access key was refused")

@@ -16,15 +16,19 @@ W, C = Decimal("50"), Decimal("10")
 @pytest.mark.parametrize(
     ("amount", "status", "text"),
     [
-        ("50", Status.OK, "BALANCE OK - 50 euros | balance=50;50:;10:;;"),
+        ("50", Status.OK, "BALANCE OK - 50 euros | balance=50;50:;10:;0;"),
         (
             "49.99",
             Status.WARNING,
-            "BALANCE WARNING - 49.99 euros (below 50) | balance=49.99;50:;10:;;",
+            "BALANCE WARNING - 49.99 euros (below 50) | balance=49.99;50:;10:;0;",
         ),
-        ("10", Status.WARNING, "BALANCE WARNING - 10 euros (below 50) | balance=10;50:;10:;;"),
-        ("9.5", Status.CRITICAL, "BALANCE CRITICAL - 9.5 euros (below 10) | balance=9.5;50:;10:;;"),
-        ("-3", Status.CRITICAL, "BALANCE CRITICAL - -3 euros (below 10) | balance=-3;50:;10:;;"),
+        ("10", Status.WARNING, "BALANCE WARNING - 10 euros (below 50) | balance=10;50:;10:;0;"),
+        (
+            "9.5",
+            Status.CRITICAL,
+            "BALANCE CRITICAL - 9.5 euros (below 10) | balance=9.5;50:;10:;0;",
+        ),
+        ("-3", Status.CRITICAL, "BALANCE CRITICAL - -3 euros (below 10) | balance=-3;50:;10:;0;"),
     ],
 )
 def test_thresholds_are_balances_to_stay_at_or_above(
@@ -61,3 +65,26 @@ def test_failures_are_unknown_and_never_show_the_key() -> None:
     unreachable = check(key, W, C, base_url="http://x", transport=httpx.MockTransport(down))
     assert unreachable.status is Status.UNKNOWN and key not in unreachable.line
     assert "\n" not in unreachable.line
+
+
+@pytest.mark.parametrize(
+    ("warning", "critical", "amount", "status", "why"),
+    [
+        ("~:1000", "@0:5", "1500", Status.WARNING, "(above 1000)"),
+        ("~:1000", "@0:5", "5", Status.CRITICAL, "(inside @0:5)"),
+        ("~:1000", "@0:5", "5.01", Status.OK, ""),
+        ("10:20", "0:", "25", Status.WARNING, "(outside 10:20)"),
+        ("10:20", "0:", "-1", Status.CRITICAL, "(below 0)"),
+    ],
+)
+def test_ranges_as_the_monitoring_plugins_guidelines_define_them(
+    warning: str, critical: str, amount: str, status: Status, why: str
+) -> None:
+    from birdbalance.thresholds import parse_range
+
+    result = judge(
+        Balance("prepaid", "euros", Decimal(amount)), parse_range(warning), parse_range(critical)
+    )
+    assert result.status is status, result.line
+    assert f"{amount} euros {why}".strip() in result.line
+    assert result.line.endswith(f"| balance={amount};{warning};{critical};0;")

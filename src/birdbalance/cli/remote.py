@@ -18,7 +18,6 @@ from birdbalance.cli.output import output_option
 from birdbalance.cli.root import main
 from birdbalance.endpoint import DEFAULT_BASE_URL
 from birdbalance.errors import (
-    BirdbalanceError,
     MailError,
 )
 
@@ -73,38 +72,73 @@ def _threshold(ctx: click.Context, param: click.Parameter, value: str) -> Decima
     return parsed
 
 
-class _PluginUsageError(click.UsageError, BirdbalanceError):
-    exit_code = 3
+def _plugin_range(ctx: click.Context, param: click.Parameter, value: str | None) -> Any:
+    if value is None:
+        return None
+    from birdbalance.thresholds import RangeError, parse_range
+
+    try:
+        return parse_range(value)
+    except RangeError as exc:
+        raise click.BadParameter(str(exc)) from None
 
 
 class _PluginCommand(click.Command):
-    """A command whose usage errors exit 3: in a monitoring plugin, 2 means CRITICAL."""
+    """A monitoring plugin's command line: usage and errors go to stdout as one UNKNOWN
+    line (exit 3; 2 would mean CRITICAL), where the monitoring system shows them."""
 
     def parse_args(self, ctx: click.Context, args: list[str]) -> list[str]:
         try:
             return super().parse_args(ctx, args)
         except click.UsageError as exc:
-            raise _PluginUsageError(exc.message, exc.ctx) from None
+            usage = " ".join(self.get_usage(ctx).split())
+            click.echo(f"BALANCE UNKNOWN - {exc.format_message()} ({usage})")
+            sys.exit(3)
+
+
+def _plugin_version(ctx: click.Context, param: click.Parameter, value: bool) -> None:
+    if value:
+        from birdbalance import __version__
+
+        click.echo(f"birdbalance check v{__version__}")
+        sys.exit(3)
+
+
+_RANGES = "a range: 20: (below 20), ~:10 (above 10), 10:20 (outside), @10:20 (inside)"
 
 
 @main.command(cls=_PluginCommand)
-@click.option("--warning", "-w", required=True, callback=_threshold, help="Warn below this.")
-@click.option("--critical", "-c", required=True, callback=_threshold, help="Critical below.")
-@endpoint_options
-def check(warning: Decimal, critical: Decimal, base_url: str, timeout_s: float) -> None:
-    """A Nagios-style check of the balance of MESSAGEBIRD_ACCESS_KEY's account.
+@click.option("--warning", "-w", required=True, callback=_plugin_range, help=f"Warn in {_RANGES}.")
+@click.option("--critical", "-c", required=True, callback=_plugin_range, help="Critical range.")
+@click.option(
+    "--base-url",
+    envvar="BIRDBALANCE_BASE_URL",
+    default=DEFAULT_BASE_URL,
+    show_default=True,
+    help="Any MessageBird-compatible endpoint.",
+)
+@click.option("--timeout", "-t", "timeout_s", type=float, default=10.0, show_default=True)
+@click.option(
+    "--version",
+    "-V",
+    is_flag=True,
+    expose_value=False,
+    is_eager=True,
+    callback=_plugin_version,
+    help="Print the version and exit 3, as monitoring plugins do.",
+)
+def check(warning: Any, critical: Any, base_url: str, timeout_s: float) -> None:
+    """A monitoring plugin (Nagios, Icinga, Naemon…) for MESSAGEBIRD_ACCESS_KEY's balance.
 
-    Prints one line and exits 0 (OK), 1 (WARNING: below --warning), 2 (CRITICAL: below
-    --critical) or 3 (UNKNOWN: unreachable, key refused, postpaid, or bad arguments).
+    Prints one line and exits 0 (OK), 1 (WARNING: in the --warning range), 2 (CRITICAL)
+    or 3 (UNKNOWN: unreachable, key refused, postpaid, or bad arguments). A bare number
+    means "at least": -w 20 warns below 20.
     """
     from birdbalance.check import Status, check as run_check
 
     access_key = os.environ.get("MESSAGEBIRD_ACCESS_KEY", "")
     if not access_key:
         click.echo("BALANCE UNKNOWN - set MESSAGEBIRD_ACCESS_KEY to an access key")
-        sys.exit(Status.UNKNOWN)
-    if critical > warning:
-        click.echo("BALANCE UNKNOWN - --critical must not be above --warning")
         sys.exit(Status.UNKNOWN)
     try:
         result = run_check(access_key, warning, critical, base_url=base_url, timeout_s=timeout_s)
