@@ -208,7 +208,7 @@ def test_text_from_the_server_cannot_break_the_plugin_line() -> None:
     assert result.returncode == 2, result.stdout
     line = result.stdout.rstrip("\n")
     assert "\n" not in line and "\r" not in line
-    assert line.count("|") == 1 and line.endswith("| balance=3;10:;5:;;")
+    assert line.count("|") == 1 and line.endswith("| balance=3;10:;5:;0;")
 
 
 def test_watch_logs_the_bad_answer_and_keeps_its_state(
