@@ -5,7 +5,7 @@ from __future__ import annotations
 import socket
 import threading
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 from tests.servers import free_port
@@ -26,6 +26,8 @@ class Received:
     signature: str | None
     event_id: str | None
     at: float
+    #: Every header as received (names as sent).
+    headers: dict[str, str] = field(default_factory=dict)
 
 
 class Receiver:
@@ -57,6 +59,7 @@ class Receiver:
                             self.headers.get("Birdbalance-Signature"),
                             self.headers.get("Birdbalance-Event-Id"),
                             time.monotonic(),
+                            dict(self.headers.items()),
                         )
                     )
                 self.send_response(204)

@@ -12,6 +12,7 @@ from birdbalance.cli.output import (
     output_option,
     print_json,
     print_page,
+    print_pairs,
     print_table,
 )
 from birdbalance.cli.root import main
@@ -230,6 +231,23 @@ def webhooks_list(ctx: click.Context, as_json: bool) -> None:
         print_json(listed)
     else:
         print_table(_WEBHOOK_HEADERS, [_webhook_row(w) for w in listed["data"]])
+
+
+@webhooks.command("rotate-secret", cls=Audited)
+@click.argument("webhook_id")
+@output_option
+@click.pass_context
+def webhooks_rotate_secret(ctx: click.Context, webhook_id: str, as_json: bool) -> None:
+    """Give a subscription a new secret in the Standard Webhooks format (printed this
+    once); the old one stops signing at once. A subscription made before Standard
+    Webhooks gets their headers this way."""
+    with store_of(ctx) as store, reported_errors():
+        rotated = render(Service(store).rotate_webhook_secret(webhook_id))
+    if as_json:
+        print_json(rotated)
+    else:
+        print_pairs(rotated)
+        click.echo("Store the secret now: it is not shown again.", err=True)
 
 
 @webhooks.command("remove", cls=Audited)

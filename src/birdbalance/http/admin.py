@@ -390,6 +390,10 @@ class AdminAPI(ReportHandlers):
             listing = shapes.Listing(data=mine)
         return JSONBody(listing)
 
+    async def rotate_webhook_secret(self, request: Request) -> JSONBody:
+        webhook_id = request.path_params["webhook_id"]
+        return JSONBody(await self._write(lambda: self.service.rotate_webhook_secret(webhook_id)))
+
     async def delete_webhook(self, request: Request) -> JSONBody:
         webhook_id = request.path_params["webhook_id"]
         return JSONBody(await self._write(lambda: self.service.delete_webhook(webhook_id)))
@@ -447,6 +451,7 @@ class AdminAPI(ReportHandlers):
             "/v1/events": {"GET": self.list_events},
             "/v1/webhooks": {"POST": self.create_webhook, "GET": self.list_webhooks},
             "/v1/webhooks/{webhook_id}": {"DELETE": self.delete_webhook},
+            "/v1/webhooks/{webhook_id}/rotate-secret": {"POST": self.rotate_webhook_secret},
             "/v1/deliveries": {"GET": self.list_deliveries},
             "/v1/deliveries/{delivery_id}/redeliver": {"POST": self.redeliver},
         }

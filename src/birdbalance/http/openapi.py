@@ -349,6 +349,11 @@ def _operations() -> dict[str, dict[str, Any]]:
             "deleteWebhook", "Alerts", "Stop a subscription; its pending deliveries are"
             " dead-lettered", ("200", ref("Webhook"), "The subscription"),
             params=(path_param("webhook_id"),), errors=(401, 404))},
+        "/v1/webhooks/{webhook_id}/rotate-secret": {"post": _op(
+            "rotateWebhookSecret", "Alerts", "A new signing secret in the Standard Webhooks"
+            " format (shown once); the old one stops signing at once",
+            ("200", ref("Webhook"), "The subscription, with its new secret"),
+            params=(path_param("webhook_id"),), errors=(401, 403, 404, 503))},
         "/v1/deliveries": {"get": _op(
             "listDeliveries", "Alerts", "Webhook deliveries, newest first",
             ("200", page_of("Delivery"), "A page of deliveries"), errors=_READ,

@@ -86,9 +86,13 @@ def webhook_operations() -> dict[str, Any]:
                 "operationId": "on_" + event_type.value.replace(".", "_"),
                 "summary": EVENT_SUMMARIES[event_type],
                 "description": "Signed with `Birdbalance-Signature` (`t=<unix>,v1=<hex"
-                " HMAC-SHA256 of t.body>` under the subscription's secret; check it with"
-                " `birdbalance.verify_webhook`); `Birdbalance-Event-Id` is the event's id"
-                " (deliveries are at least once). Retried with backoff until a 2xx.",
+                " HMAC-SHA256 of t.body>` under the subscription's secret) and, for a"
+                " secret in the Standard Webhooks format (every secret issued now), with"
+                " `webhook-id`, `webhook-timestamp` and `webhook-signature` as that"
+                " specification defines them; check either with"
+                " `birdbalance.verify_webhook` (or a `standardwebhooks` library);"
+                " `Birdbalance-Event-Id` and `webhook-id` are the event's id (deliveries"
+                " are at least once). Retried with backoff until a 2xx.",
                 "parameters": [
                     {
                         "name": "Birdbalance-Signature",
@@ -102,6 +106,14 @@ def webhook_operations() -> dict[str, Any]:
                         "required": True,
                         "schema": ID,
                     },
+                    *(
+                        {"name": name, "in": "header", "required": False, "schema": schema}
+                        for name, schema in (
+                            ("webhook-id", ID),
+                            ("webhook-timestamp", {"type": "string", "pattern": "^[0-9]+$"}),
+                            ("webhook-signature", {"type": "string"}),
+                        )
+                    ),
                 ],
                 "requestBody": {
                     "required": True,

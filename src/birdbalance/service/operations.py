@@ -487,6 +487,13 @@ class Service(Reports, BulkPosting, Transfers):
     def list_webhooks(self) -> shapes.Listing[shapes.Webhook]:
         return shapes.Listing(data=[webhook_shape(w) for w in self.store.list_webhooks()])
 
+    def rotate_webhook_secret(self, webhook_id: str) -> shapes.Webhook:
+        """A new secret in the Standard Webhooks format, shown once; the old one stops
+        signing at once (a subscription made before them moves over this way)."""
+        secret = new_secret()
+        webhook = self.store.rotate_webhook_secret(resource_id(webhook_id, "webhook"), secret)
+        return webhook_shape(webhook, secret)
+
     def delete_webhook(self, webhook_id: str) -> shapes.Webhook:
         return webhook_shape(self.store.delete_webhook(resource_id(webhook_id, "webhook")))
 

@@ -328,6 +328,9 @@ class Store(Protocol):
 
     def list_webhooks(self) -> list[Webhook]: ...
 
+    def rotate_webhook_secret(self, webhook_id: str, secret: str) -> Webhook:
+        """Give a subscription a new signing secret; raises ``NotFound``."""
+
     def delete_webhook(self, webhook_id: str) -> Webhook:
         """Stop a subscription and dead-letter its pending deliveries."""
 

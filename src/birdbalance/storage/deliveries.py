@@ -112,6 +112,14 @@ class DeliveryStore(LedgerMoves):
             ).fetchall()
         return [_webhook_from_row(r) for r in rows]
 
+    def rotate_webhook_secret(self, webhook_id: str, secret: str) -> Webhook:
+        """Give a subscription a new secret: every delivery attempt from now on signs
+        with it (those still pending included)."""
+        with self._write() as conn:
+            self._webhook(conn, webhook_id)  # 404 for an unknown or deleted one
+            self._execute(conn, "UPDATE webhooks SET secret = ? WHERE id = ?", (secret, webhook_id))
+            return self._webhook(conn, webhook_id)
+
     def delete_webhook(self, webhook_id: str) -> Webhook:
         """Stop a subscription; its pending deliveries are dead-lettered."""
         now = utc_timestamp()
