@@ -84,6 +84,8 @@ def webhook_operations() -> dict[str, Any]:
         hooks[event_type.value] = {
             "post": {
                 "operationId": "on_" + event_type.value.replace(".", "_"),
+                # birdbalance calls the receiver: signed, with no credential of its own.
+                "security": [],
                 "summary": EVENT_SUMMARIES[event_type],
                 "description": "Signed with `Birdbalance-Signature` (`t=<unix>,v1=<hex"
                 " HMAC-SHA256 of t.body>` under the subscription's secret) and, for a"
