@@ -54,7 +54,7 @@ def test_nginx_balances_over_both_nodes_on_the_served_port() -> None:
 def test_dockerfile_serves_without_demo_as_an_unprivileged_user() -> None:
     dockerfile = (ROOT / "Dockerfile").read_text()
     assert 'CMD ["birdbalance", "serve", "--no-demo"]' in dockerfile
-    assert re.search(r"^USER birdbalance$", dockerfile, re.MULTILINE)
+    assert re.search(r"^USER 10001:10001$", dockerfile, re.MULTILINE)
     assert "BIRDBALANCE_HOST=0.0.0.0" in dockerfile
     ignored = (ROOT / ".dockerignore").read_text().split()
     assert ".venv" in ignored and "**/*.db" in ignored
