@@ -39,8 +39,12 @@ def test_batching_and_shutdown() -> None:
         trail = AuditTrail(store, _write)  # type: ignore[arg-type]
         for n in range(5):
             await trail.record(_record(f"entry-{n}"))
-        await asyncio.sleep(AUDIT_LINGER_S * 3)
+        # The five linger into one batch; wait for its commit (not a fixed sleep, which a
+        # loaded machine outran: the batch was still being written when "urgent" came).
         loop = asyncio.get_running_loop()
+        deadline = loop.time() + 10
+        while not store.commits and loop.time() < deadline:
+            await asyncio.sleep(AUDIT_LINGER_S)
         started = loop.time()
         await trail.written(_record("urgent"))
         assert loop.time() - started < AUDIT_LINGER_S  # no lingering for a waiter
