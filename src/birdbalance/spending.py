@@ -42,6 +42,14 @@ class SpendLimit:
         assert 0 < self.amount_minor <= MAX_BALANCE_MINOR
 
 
+def stored_limit(amount_minor: int | None, period: str | None) -> SpendLimit | None:
+    """A limit as stored: both columns set, or neither."""
+    if amount_minor is None:
+        return None
+    assert period is not None
+    return SpendLimit(int(amount_minor), SpendPeriod(period))
+
+
 def period_keys(timestamp: str) -> tuple[str, str, str]:
     """The counters an entry at ``timestamp`` (RFC 3339, UTC) counts in: its day, its
     month, all time."""

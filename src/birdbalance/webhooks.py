@@ -133,19 +133,8 @@ def verify_webhook(
             _verify_standard(body, headers, secret, tolerance_s, now)
             return _event(body)
         header = headers.get(SIGNATURE_HEADER.lower())
-    if isinstance(header, bytes | bytearray):
-        header = bytes(header).decode("latin-1")  # as HTTP carries header bytes
-    if isinstance(payload, str):
-        try:
-            body = payload.encode("utf-8")
-        except UnicodeEncodeError:
-            raise WebhookSignatureError("the payload is not Unicode text") from None
-    elif isinstance(payload, bytes | bytearray | memoryview):
-        body = bytes(payload)
-    else:
-        raise WebhookSignatureError("the payload must be bytes or text")
-    if not isinstance(header, str) or not header or len(header) > MAX_HEADER_CHARS:
-        raise WebhookSignatureError("missing or oversized Birdbalance-Signature header")
+    body = _payload_bytes(payload)
+    header = _header_text(header, SIGNATURE_HEADER)
     timestamp: int | None = None
     signatures: list[str] = []
     for part in header.split(","):
@@ -181,7 +170,7 @@ def _payload_bytes(payload: Any) -> bytes:
 
 def _header_text(value: Any, name: str) -> str:
     if isinstance(value, bytes | bytearray):
-        value = bytes(value).decode("latin-1")
+        value = bytes(value).decode("latin-1")  # as HTTP carries header bytes
     if not isinstance(value, str) or not value or len(value) > MAX_HEADER_CHARS:
         raise WebhookSignatureError(f"missing or oversized {name} header")
     return value

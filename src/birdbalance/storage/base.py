@@ -20,7 +20,7 @@ from birdbalance.ids import utc_timestamp
 from birdbalance.keys import KeyHasher
 from birdbalance.ledger import Mode, Payment
 from birdbalance.records import Account, Idempotency, LedgerTotals
-from birdbalance.spending import SpendLimit, SpendPeriod
+from birdbalance.spending import stored_limit
 
 from .schema import migrations
 
@@ -90,7 +90,7 @@ def account_from_row(row: Any) -> Account:
         test=LedgerTotals(row[11], row[12], row[13]),
         parent_id=row[14],
         funding_id=row[15],
-        spend_limit=None if row[16] is None else SpendLimit(row[16], SpendPeriod(row[17])),
+        spend_limit=stored_limit(row[16], row[17]),
     )
 
 

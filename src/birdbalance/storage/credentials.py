@@ -20,11 +20,10 @@ from birdbalance.records import (
     NewToken,
     TokenScope,
 )
-from birdbalance.spending import SpendPeriod, period_end, period_key, spendable
+from birdbalance.spending import SpendPeriod, period_end, period_key, spendable, stored_limit
 
 from .base import Connection
 from .moves import LedgerMoves
-from .spending import spend_limit
 
 #: What ``GET /balance`` reads for a key digest: payment, asset, scale, available.
 #: Balance and held apart: their difference is taken in Python, where a damaged row cannot
@@ -105,7 +104,7 @@ def shared_lookup(row: Sequence[Any], now: str) -> tuple[str, tuple[Any, ...], s
     when its answer stops holding without a commit (its period's end). None otherwise."""
     if row[5] is None:
         return None
-    limit = spend_limit(row[8], row[9])
+    limit = stored_limit(row[8], row[9])
     period = limit.period if limit is not None else SpendPeriod.ALL
     args = (row[6], row[7], period_key(period, now), row[5], row[7])
     return SHARED_LOOKUP_SQL, args, period_end(period, now)
@@ -116,7 +115,7 @@ def shared_view(row: Sequence[Any], shared: Sequence[Any] | None) -> BalanceView
     amount and what its limit leaves (:func:`birdbalance.spending.spendable`)."""
     parent_available = 0 if shared is None else int(shared[0]) - int(shared[1])
     spent = 0 if shared is None or shared[2] is None else int(shared[2])
-    amount = spendable(parent_available, spend_limit(row[8], row[9]), spent)
+    amount = spendable(parent_available, stored_limit(row[8], row[9]), spent)
     return BalanceView(Payment(row[0]), row[1], row[2], amount)
 
 

@@ -19,21 +19,13 @@ from birdbalance.errors import InvalidParameter
 from birdbalance.ids import utc_timestamp
 from birdbalance.ledger import EntryKind, Mode
 from birdbalance.records import Account, SharedSpend
-from birdbalance.spending import SpendLimit, SpendPeriod, period_key, period_keys
+from birdbalance.spending import SpendLimit, SpendPeriod, period_key, period_keys, stored_limit
 
 from .base import ACCOUNT_SQL, Connection, account_from_row
 from .crossings import CrossingWrites
 
 #: Most account ids whose funding ledger a process remembers (then it forgets them all).
 MAX_REMEMBERED_FUNDING: Final = 100_000
-
-
-def spend_limit(amount_minor: int | None, period: str | None) -> SpendLimit | None:
-    """A stored limit (both columns set, or neither)."""
-    if amount_minor is None:
-        return None
-    assert period is not None
-    return SpendLimit(int(amount_minor), SpendPeriod(period))
 
 
 def placeholders(count: int) -> str:
@@ -136,7 +128,7 @@ class SpendingStore(CrossingWrites):
         their parents' ledgers, which guards them)."""
         marks = placeholders(len(subs))
         limits = {
-            str(r[0]): spend_limit(r[1], r[2])
+            str(r[0]): stored_limit(r[1], r[2])
             for r in self._execute(
                 conn,
                 "SELECT id, spend_limit_minor, spend_limit_period FROM accounts"  # noqa: S608 -- placeholders only
