@@ -1,111 +1,58 @@
-"""Bulk posting from Python: :class:`AdminClient` and :class:`AsyncAdminClient`.
+"""The admin API from Python: :class:`AdminClient` and :class:`AsyncAdminClient`.
 
 ::
 
     from birdbalance import AdminClient
 
-    with AdminClient("http://127.0.0.1:8080", admin_token) as admin:
-        answer = admin.bulk(
-            [{"type": "charge", "account": "acc_…", "amount": "0.0075", "reference": "m-1"}]
-        )
-        answer.results[0].status  # 201
-        answer.balances[0].available  # "9.9925"
+    with AdminClient("http://127.0.0.1:8000", admin_token) as admin:
+        account = admin.create_account(payment="prepaid", type="euros", name="Acme")
+        admin.create_topup(account.id, amount="25")
+        posted = admin.create_charge(account.id, amount="0.0075", reference="m-1")
+        posted.balance.amount  # "24.9925"
+        page = admin.list_entries(account.id, limit=50)
 
-``bulk`` sends ``POST /v1/bulk`` with an admin token (``Authorization: Bearer``). Every
-operation without an ``idempotency_key`` gets one, and the request its own
-``Idempotency-Key``, before the first attempt: a retry (after a connection failure, a
-5xx or a 503 for a busy server) sends the very same request, which the server answers
-once. The answer is typed (:class:`birdbalance.shapes.BulkAnswer`), and errors are the
-client tree of :mod:`birdbalance.errors`, as :class:`birdbalance.Client` raises them.
+Every ``/v1`` operation is a typed method (:mod:`birdbalance.admin_api`, generated from
+the OpenAPI document), answering the :mod:`birdbalance.shapes` model of its schema and
+raising the client tree of :mod:`birdbalance.errors`, as :class:`birdbalance.Client`
+does. Every write carries an ``Idempotency-Key`` (yours, or a fresh UUID made before the
+first attempt), so the retries after a connection failure or a 5xx are applied once.
+
+``bulk`` sends ``POST /v1/bulk``: every operation without an ``idempotency_key`` gets
+one too, and the request its own ``Idempotency-Key`` (none for a dry run, which writes
+nothing).
 """
 
 from __future__ import annotations
 
-import json
 import uuid
 from collections.abc import Mapping, Sequence
-from types import TracebackType
-from typing import Any, Final, Self
+from typing import Any
 
-import httpx
-import msgspec
-
-from birdbalance import call_deadline
-from birdbalance.client import (
-    _acall,
-    _Answer,
-    _aread,
-    _call,
-    _decode,
-    _error_for,
-    _Options,
-    _options,
-    _read,
-)
-from birdbalance.errors import ResponseError
+from birdbalance.admin_api import AdminOperations
+from birdbalance.admin_api_async import AsyncAdminOperations
+from birdbalance.admin_session import MAX_ANSWER_BYTES as MAX_ANSWER_BYTES, _Request, request
 from birdbalance.shapes import BulkAnswer
 
-#: Most bytes of a bulk answer read (1,000 results are about 1 MB).
-MAX_ANSWER_BYTES: Final = 16 * 1024 * 1024
 
-
-def _request(
+def _bulk_request(
     operations: Sequence[Mapping[str, Any]], dry_run: bool, idempotency_key: str | None
-) -> tuple[bytes, dict[str, str]]:
+) -> _Request:
     keyed = [
         {**op, "idempotency_key": op.get("idempotency_key") or str(uuid.uuid4())}
         for op in operations
     ]
-    body = json.dumps({"operations": keyed, "dry_run": dry_run}).encode()
-    headers = {"Content-Type": "application/json"}
-    if not dry_run:
-        headers["Idempotency-Key"] = idempotency_key or str(uuid.uuid4())
-    return body, headers
+    return request(
+        "POST",
+        "/v1/bulk",
+        body={"operations": keyed, "dry_run": dry_run},
+        idempotency_key=idempotency_key,
+        keyed=not dry_run,
+    )
 
 
-def _bulk_answer(answer: _Answer) -> BulkAnswer:
-    if answer.status_code != 200:
-        raise _error_for(answer.status_code, _decode(answer))
-    try:
-        return msgspec.json.decode(answer.content, type=BulkAnswer)
-    except msgspec.MsgspecError as exc:
-        raise ResponseError(f"the answer is not a bulk answer: {exc}", 200) from None
-
-
-def _headers(options: _Options) -> dict[str, str]:
-    return {
-        "Authorization": f"Bearer {options.access_key}",
-        "Accept": "application/json",
-        "Accept-Encoding": "identity",
-        "User-Agent": options.user_agent,
-    }
-
-
-class AdminClient:
-    """Synchronous admin client (bulk posting). Use as a context manager, or :meth:`close`."""
-
-    def __init__(
-        self,
-        base_url: str,
-        admin_token: str,
-        *,
-        timeout_s: float = 60.0,
-        max_retries: int = 2,
-        backoff_s: float = 0.25,
-        max_backoff_s: float = 4.0,
-        transport: httpx.BaseTransport | None = None,
-    ) -> None:
-        self._options = _options(
-            admin_token, base_url, timeout_s, max_retries, backoff_s, max_backoff_s,
-            key_name="admin_token", max_timeout_s=600,
-        )  # fmt: skip
-        self._http = httpx.Client(
-            base_url=self._options.base_url,
-            headers=_headers(self._options),
-            timeout=timeout_s,
-            # Ours cuts a peer that trickles even its status line at the call's deadline.
-            transport=call_deadline.transport() if transport is None else transport,
-        )
+class AdminClient(AdminOperations):
+    """Synchronous admin client: every ``/v1`` operation. Use as a context manager, or
+    :meth:`close`."""
 
     def bulk(
         self,
@@ -119,58 +66,13 @@ class AdminClient:
         Retried (the same request, keys and all) after connection failures and 5xx
         answers; ``timeout_s`` bounds the whole call, retries included.
         """
-        body, headers = _request(operations, dry_run, idempotency_key)
+        return self._send(BulkAnswer, 200, _bulk_request(operations, dry_run, idempotency_key))
 
-        def send(remaining_s: float, deadline: float) -> _Answer:
-            with (
-                call_deadline.until(deadline),
-                self._http.stream(
-                    "POST", "/v1/bulk", content=body, headers=headers, timeout=remaining_s
-                ) as response,
-            ):
-                return _read(response, deadline, MAX_ANSWER_BYTES)
-
-        return _call(self._options, send, _bulk_answer)
-
-    def close(self) -> None:
-        self._http.close()
-
-    def __enter__(self) -> Self:
-        return self
-
-    def __exit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
-        self.close()
+    post_bulk = bulk
 
 
-class AsyncAdminClient:
-    """Asynchronous twin of :class:`AdminClient`."""
-
-    def __init__(
-        self,
-        base_url: str,
-        admin_token: str,
-        *,
-        timeout_s: float = 60.0,
-        max_retries: int = 2,
-        backoff_s: float = 0.25,
-        max_backoff_s: float = 4.0,
-        transport: httpx.AsyncBaseTransport | None = None,
-    ) -> None:
-        self._options = _options(
-            admin_token, base_url, timeout_s, max_retries, backoff_s, max_backoff_s,
-            key_name="admin_token", max_timeout_s=600,
-        )  # fmt: skip
-        self._http = httpx.AsyncClient(
-            base_url=self._options.base_url,
-            headers=_headers(self._options),
-            timeout=timeout_s,
-            transport=transport,
-        )
+class AsyncAdminClient(AsyncAdminOperations):
+    """Asynchronous twin of :class:`AdminClient` (``async with``, or :meth:`aclose`)."""
 
     async def bulk(
         self,
@@ -180,26 +82,8 @@ class AsyncAdminClient:
         idempotency_key: str | None = None,
     ) -> BulkAnswer:
         """:meth:`AdminClient.bulk`, awaited."""
-        body, headers = _request(operations, dry_run, idempotency_key)
+        return await self._send(
+            BulkAnswer, 200, _bulk_request(operations, dry_run, idempotency_key)
+        )
 
-        async def send(remaining_s: float, deadline: float) -> _Answer:
-            async with self._http.stream(
-                "POST", "/v1/bulk", content=body, headers=headers, timeout=remaining_s
-            ) as response:
-                return await _aread(response, deadline, MAX_ANSWER_BYTES)
-
-        return await _acall(self._options, send, _bulk_answer)
-
-    async def aclose(self) -> None:
-        await self._http.aclose()
-
-    async def __aenter__(self) -> Self:
-        return self
-
-    async def __aexit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
-        await self.aclose()
+    post_bulk = bulk

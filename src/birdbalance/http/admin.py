@@ -42,6 +42,11 @@ READ_METHODS: Final = frozenset({"GET", "HEAD"})
 MAX_TARGET_CHARS: Final = 500
 
 
+def _key(request: Request) -> str | None:
+    """The request's ``Idempotency-Key`` (every write takes one; the service checks it)."""
+    return request.headers.get("idempotency-key")
+
+
 class AdminAPI(ReportHandlers):
     """Request handlers of the admin API, bound to one service and writer thread."""
 
@@ -150,7 +155,7 @@ class AdminAPI(ReportHandlers):
 
     async def create_account(self, request: Request) -> JSONBody:
         body = await self._body(request)
-        idem = request.headers.get("idempotency-key")
+        idem = _key(request)
         actor: Actor = request.scope[ACTOR_SCOPE]
         if actor.account_id is not None:
             # A confined token makes sub-accounts inside its subtree only.
@@ -188,7 +193,9 @@ class AdminAPI(ReportHandlers):
             request.scope[ACTOR_SCOPE], account_id, "change the spending limit"
         )
         return JSONBody(
-            await self._write(lambda: self.service.set_spending_limit(account_id, body))
+            await self._write(
+                lambda: self.service.set_spending_limit(account_id, body, _key(request))
+            )
         )
 
     async def remove_spending_limit(self, request: Request) -> JSONBody:
@@ -197,12 +204,14 @@ class AdminAPI(ReportHandlers):
             request.scope[ACTOR_SCOPE], account_id, "change the spending limit"
         )
         return JSONBody(
-            await self._write(lambda: self.service.set_spending_limit(account_id, None))
+            await self._write(
+                lambda: self.service.set_spending_limit(account_id, None, _key(request))
+            )
         )
 
     async def create_key(self, request: Request) -> JSONBody:
         body = await self._body(request)
-        idem = request.headers.get("idempotency-key")
+        idem = _key(request)
         account_id = request.path_params["account_id"]
         result = await self._write(lambda: self.service.create_key(account_id, body, idem))
         return JSONBody(result, status_code=201)
@@ -213,11 +222,11 @@ class AdminAPI(ReportHandlers):
 
     async def revoke_key(self, request: Request) -> JSONBody:
         key_id = request.path_params["key_id"]
-        return JSONBody(await self._write(lambda: self.service.revoke_key(key_id)))
+        return JSONBody(await self._write(lambda: self.service.revoke_key(key_id, _key(request))))
 
     async def rotate_key(self, request: Request) -> JSONBody:
         body = await self._body(request)
-        idem = request.headers.get("idempotency-key")
+        idem = _key(request)
         key_id = request.path_params["key_id"]
         result = await self._write(lambda: self.service.rotate_key(key_id, body, idem))
         return JSONBody(result, status_code=201)
@@ -240,7 +249,7 @@ class AdminAPI(ReportHandlers):
 
     async def create_hold(self, request: Request) -> JSONBody:
         body = await self._body(request)
-        idem = request.headers.get("idempotency-key")
+        idem = _key(request)
         account_id = request.path_params["account_id"]
         result = await self._write(lambda: self.service.create_hold(account_id, body, idem))
         return JSONBody(result, status_code=201)
@@ -266,13 +275,13 @@ class AdminAPI(ReportHandlers):
 
     async def capture_hold(self, request: Request) -> JSONBody:
         body = await self._body(request)
-        idem = request.headers.get("idempotency-key")
+        idem = _key(request)
         hold_id = request.path_params["hold_id"]
         return JSONBody(await self._write(lambda: self.service.capture_hold(hold_id, body, idem)))
 
     async def void_hold(self, request: Request) -> JSONBody:
         body = await self._body(request)
-        idem = request.headers.get("idempotency-key")
+        idem = _key(request)
         hold_id = request.path_params["hold_id"]
         return JSONBody(await self._write(lambda: self.service.void_hold(hold_id, body, idem)))
 
@@ -289,7 +298,7 @@ class AdminAPI(ReportHandlers):
 
     async def create_transfer(self, request: Request) -> JSONBody:
         body = await self._body(request)
-        idem = request.headers.get("idempotency-key")
+        idem = _key(request)
         actor: Actor = request.scope[ACTOR_SCOPE]
         if actor.account_id is not None:
             for side in ("from", "to"):
@@ -318,7 +327,7 @@ class AdminAPI(ReportHandlers):
 
     async def post_bulk(self, request: Request) -> Response:
         """Up to 1,000 ledger operations in one transaction (see :mod:`.bulk`)."""
-        idem = request.headers.get("idempotency-key")
+        idem = _key(request)
         actor: Actor = request.scope[ACTOR_SCOPE]
 
         async def write(body: bytes) -> Any:
@@ -337,7 +346,9 @@ class AdminAPI(ReportHandlers):
     async def create_alert(self, request: Request) -> JSONBody:
         body = await self._body(request)
         account_id = request.path_params["account_id"]
-        result = await self._write(lambda: self.service.create_alert(account_id, body))
+        result = await self._write(
+            lambda: self.service.create_alert(account_id, body, _key(request))
+        )
         return JSONBody(result, status_code=201)
 
     async def list_alerts(self, request: Request) -> JSONBody:
@@ -346,12 +357,16 @@ class AdminAPI(ReportHandlers):
 
     async def delete_alert(self, request: Request) -> JSONBody:
         alert_id = request.path_params["alert_id"]
-        return JSONBody(await self._write(lambda: self.service.delete_alert(alert_id)))
+        return JSONBody(
+            await self._write(lambda: self.service.delete_alert(alert_id, _key(request)))
+        )
 
     async def recharge_failed(self, request: Request) -> JSONBody:
         body = await self._body(request)
         alert_id = request.path_params["alert_id"]
-        return JSONBody(await self._write(lambda: self.service.recharge_failed(alert_id, body)))
+        return JSONBody(
+            await self._write(lambda: self.service.recharge_failed(alert_id, body, _key(request)))
+        )
 
     async def list_events(self, request: Request) -> JSONBody:
         q = request.query_params
@@ -374,7 +389,8 @@ class AdminAPI(ReportHandlers):
             assert account is not None
             await self.confinement.require(actor, "account", account)
         return JSONBody(
-            await self._write(lambda: self.service.create_webhook(body)), status_code=201
+            await self._write(lambda: self.service.create_webhook(body, _key(request))),
+            status_code=201,
         )
 
     async def list_webhooks(self, request: Request) -> JSONBody:
@@ -392,11 +408,15 @@ class AdminAPI(ReportHandlers):
 
     async def rotate_webhook_secret(self, request: Request) -> JSONBody:
         webhook_id = request.path_params["webhook_id"]
-        return JSONBody(await self._write(lambda: self.service.rotate_webhook_secret(webhook_id)))
+        return JSONBody(
+            await self._write(lambda: self.service.rotate_webhook_secret(webhook_id, _key(request)))
+        )
 
     async def delete_webhook(self, request: Request) -> JSONBody:
         webhook_id = request.path_params["webhook_id"]
-        return JSONBody(await self._write(lambda: self.service.delete_webhook(webhook_id)))
+        return JSONBody(
+            await self._write(lambda: self.service.delete_webhook(webhook_id, _key(request)))
+        )
 
     async def list_deliveries(self, request: Request) -> JSONBody:
         q = request.query_params
@@ -414,7 +434,9 @@ class AdminAPI(ReportHandlers):
 
     async def redeliver(self, request: Request) -> JSONBody:
         delivery_id = request.path_params["delivery_id"]
-        return JSONBody(await self._write(lambda: self.service.redeliver(delivery_id)))
+        return JSONBody(
+            await self._write(lambda: self.service.redeliver(delivery_id, _key(request)))
+        )
 
     def routes(self) -> list[Route]:
         table: dict[str, dict[str, Handler]] = {
@@ -481,7 +503,7 @@ class AdminAPI(ReportHandlers):
             actor = await self.authorize(request, write=False)
             action = f"{request.method} {path}"
             detail: dict[str, Any] = {}
-            if (idem := request.headers.get("idempotency-key")) is not None:
+            if (idem := _key(request)) is not None:
                 detail["idempotency_key"] = idem[:255]
             try:
                 actor.require(write)

@@ -152,7 +152,8 @@ def _operations() -> dict[str, dict[str, Any]]:
         },
         "/v1/keys/{key_id}": {"delete": _op(
             "revokeKey", "Keys", "Revoke a key (idempotent); it stops working at once",
-            ("200", ref("ApiKey"), "The revoked key"), params=(path_param("key_id"),),
+            ("200", ref("ApiKey"), "The revoked key"),
+            params=(path_param("key_id"), IDEMPOTENCY),
             errors=(401, 404, 503))},
         "/v1/keys/{key_id}/rotate": {"post": _op(
             "rotateKey", "Keys", "Replace a key: a new one for the same ledger, while the old"
@@ -268,7 +269,7 @@ def _operations() -> dict[str, dict[str, Any]]:
         "/v1/accounts/{account_id}/spending-limit": {
             "put": _op(
                 "setSpendingLimit", "Accounts", "Set a shared sub-account's spending limit",
-                ("200", ref("Account"), "The sub-account"), params=(_ACCOUNT_ID,),
+                ("200", ref("Account"), "The sub-account"), params=(_ACCOUNT_ID, IDEMPOTENCY),
                 body=ref("SpendingLimit"), errors=(400, 401, 403, 404, 413, 422, 503),
                 description="At most `amount` of net usage (charges less refunds) per UTC"
                 " `day`, `month` or `all` time, judged in each charge's transaction with the"
@@ -276,8 +277,8 @@ def _operations() -> dict[str, dict[str, Any]]:
             "delete": _op(
                 "removeSpendingLimit", "Accounts", "Remove a shared sub-account's spending"
                 " limit (it then spends up to its parent's available amount)",
-                ("200", ref("Account"), "The sub-account"), params=(_ACCOUNT_ID,),
-                errors=(401, 403, 404, 422, 503)),
+                ("200", ref("Account"), "The sub-account"), params=(_ACCOUNT_ID, IDEMPOTENCY),
+                errors=(401, 403, 404, 409, 422, 503)),
         },
         "/v1/transfers": {
             "post": _op(
@@ -315,21 +316,23 @@ def _operations() -> dict[str, dict[str, Any]]:
         "/v1/accounts/{account_id}/alerts": {
             "post": _op(
                 "createAlert", "Alerts", "A low-balance threshold on a ledger's available"
-                " amount", ("201", ref("Alert"), "The rule"), params=(_ACCOUNT_ID,),
-                body=ref("NewAlert"), errors=(400, 401, 404, 413, 422, 503)),
+                " amount", ("201", ref("Alert"), "The rule"), params=(_ACCOUNT_ID, IDEMPOTENCY),
+                body=ref("NewAlert"), errors=_WRITE),
             "get": _op(
                 "listAlerts", "Alerts", "An account's alert rules",
                 ("200", _data("Alert"), "The rules"), params=(_ACCOUNT_ID,), errors=(401, 404)),
         },
         "/v1/alerts/{alert_id}": {"delete": _op(
             "deleteAlert", "Alerts", "Stop an alert rule (its past events remain)",
-            ("200", ref("Alert"), "The rule"), params=(path_param("alert_id"),),
-            errors=(401, 404))},
+            ("200", ref("Alert"), "The rule"), params=(path_param("alert_id"), IDEMPOTENCY),
+            errors=(401, 404, 409, 503))},
         "/v1/alerts/{alert_id}/recharge-failures": {"post": _op(
             "recordRechargeFailure", "Alerts", "A top-up asked for by topup.requested failed:"
             " ask again, or disable the recharge (recharge.disabled) at max_failures",
             ("200", ref("Alert"), "The rule, its failures counted"),
-            params=(path_param("alert_id"),), conflict="No recharge, or it is disabled",
+            params=(path_param("alert_id"), IDEMPOTENCY),
+            conflict="No recharge, or it is disabled, or the Idempotency-Key was used with"
+            " another request",
             errors=(400, 401, 404, 413, 422, 503), body_required=False,
             body=ref("RechargeFailure"))},
         "/v1/events": {"get": _op(
@@ -340,7 +343,7 @@ def _operations() -> dict[str, dict[str, Any]]:
             "post": _op(
                 "createWebhook", "Alerts", "Subscribe a URL to events (the answer holds the"
                 " secret, once)", ("201", ref("Webhook"), "The subscription and its secret"),
-                body=ref("NewWebhook"), errors=(400, 401, 404, 413, 422, 503)),
+                params=(IDEMPOTENCY,), body=ref("NewWebhook"), errors=_WRITE),
             "get": _op(
                 "listWebhooks", "Alerts", "Every subscription (never its secret)",
                 ("200", _data("Webhook"), "The subscriptions"), errors=(401,)),
@@ -348,12 +351,12 @@ def _operations() -> dict[str, dict[str, Any]]:
         "/v1/webhooks/{webhook_id}": {"delete": _op(
             "deleteWebhook", "Alerts", "Stop a subscription; its pending deliveries are"
             " dead-lettered", ("200", ref("Webhook"), "The subscription"),
-            params=(path_param("webhook_id"),), errors=(401, 404))},
+            params=(path_param("webhook_id"), IDEMPOTENCY), errors=(401, 404, 409, 503))},
         "/v1/webhooks/{webhook_id}/rotate-secret": {"post": _op(
             "rotateWebhookSecret", "Alerts", "A new signing secret in the Standard Webhooks"
             " format (shown once); the old one stops signing at once",
             ("200", ref("Webhook"), "The subscription, with its new secret"),
-            params=(path_param("webhook_id"),), errors=(401, 403, 404, 503))},
+            params=(path_param("webhook_id"), IDEMPOTENCY), errors=(401, 403, 404, 409, 503))},
         "/v1/deliveries": {"get": _op(
             "listDeliveries", "Alerts", "Webhook deliveries, newest first",
             ("200", page_of("Delivery"), "A page of deliveries"), errors=_READ,
@@ -362,8 +365,10 @@ def _operations() -> dict[str, dict[str, Any]]:
         "/v1/deliveries/{delivery_id}/redeliver": {"post": _op(
             "redeliver", "Alerts", "Send a delivery again, with a fresh set of attempts",
             ("200", ref("Delivery"), "The delivery, pending again"),
-            params=(path_param("delivery_id"),), conflict="Its webhook was deleted",
-            errors=(401, 404))},
+            params=(path_param("delivery_id"), IDEMPOTENCY),
+            conflict="Its webhook was deleted, or the Idempotency-Key was used with another"
+            " request",
+            errors=(401, 404, 503))},
         "/healthz": {"get": _probe("healthz", "The process is up (says nothing of the database)")},
         "/readyz": {"get": _probe("readyz", "The database answers and its schema is current")},
         "/metrics": {"get": _op(

@@ -109,6 +109,12 @@ class Service(Reports, BulkPosting, Transfers):
             return request, None
         return request, Idempotency(checked, fingerprint(operation, target, given(request)))
 
+    @staticmethod
+    def _bodiless(key: str | None, operation: str, target: str) -> Idempotency | None:
+        """The idempotency of a write with no body (``operation`` on ``target``)."""
+        checked = idempotency_key(key, required=False)
+        return None if checked is None else Idempotency(checked, fingerprint(operation, target, {}))
+
     # ------------------------------------------------------------------ accounts
 
     def create_account(self, body: RequestBody, idem_key: str | None) -> shapes.Account:
@@ -153,14 +159,23 @@ class Service(Reports, BulkPosting, Transfers):
         )
         return account_shape(self.store.create_account(new, idem))
 
-    def set_spending_limit(self, account_id: str, body: RequestBody | None) -> shapes.Account:
+    def set_spending_limit(
+        self, account_id: str, body: RequestBody | None, idem_key: str | None = None
+    ) -> shapes.Account:
         """Set a shared sub-account's spending limit (``None``: remove it).
 
         The next charge is judged by it; what the period already used still counts.
         """
         account_id = resource_id(account_id, "account")
-        limit = None if body is None else spend_limit_of(read(bodies.SpendingLimit, body))
-        return account_shape(self.store.set_spend_limit(account_id, limit))
+        if body is None:
+            limit, idem = None, self._bodiless(idem_key, "remove_spending_limit", account_id)
+        else:
+            request, idem = self._read(
+                bodies.SpendingLimit, body, idem_key, "set_spending_limit", account_id,
+                required=False,
+            )  # fmt: skip
+            limit = spend_limit_of(request)
+        return account_shape(self.store.set_spend_limit(account_id, limit, idem))
 
     def list_subaccounts(
         self, account_id: str, *, cursor: str | None, limit: str | None
@@ -297,8 +312,10 @@ class Service(Reports, BulkPosting, Transfers):
         keys = self.store.list_keys(resource_id(account_id, "account"))
         return shapes.Listing(data=[key_shape(k) for k in keys])
 
-    def revoke_key(self, key_id: str) -> shapes.ApiKey:
-        return key_shape(self.store.revoke_key(resource_id(key_id, "key")))
+    def revoke_key(self, key_id: str, idem_key: str | None = None) -> shapes.ApiKey:
+        key_id = resource_id(key_id, "key")
+        idem = self._bodiless(idem_key, "revoke_key", key_id)
+        return key_shape(self.store.revoke_key(key_id, idem))
 
     # ------------------------------------------------------------------ entries
 
@@ -393,24 +410,33 @@ class Service(Reports, BulkPosting, Transfers):
 
     # ------------------------------------------------------------------ alerts
 
-    def create_alert(self, account_id: str, body: RequestBody) -> shapes.Alert:
+    def create_alert(
+        self, account_id: str, body: RequestBody, idem_key: str | None = None
+    ) -> shapes.Alert:
         """A threshold on a ledger's available amount: ``balance.low`` once below it,
         ``balance.recovered`` once above it plus ``hysteresis``."""
         account_id = resource_id(account_id, "account")
-        request = read(bodies.NewAlert, body)
+        request, idem = self._read(
+            bodies.NewAlert, body, idem_key, "create_alert", account_id, required=False
+        )
         below = minor(request.below, "below", allow_negative=True)
         assert below is not None
         hysteresis = minor(request.hysteresis, "hysteresis") or 0
         recharge = recharge_input(set_or_none(request.recharge), below)
         account = self.store.get_account(account_id)
         new = NewAlertRule(account_id, mode_of(request.mode), below, hysteresis, recharge)
-        rule = self.store.create_alert_rule(new, MAX_ALERTS_PER_ACCOUNT)
+        rule = self.store.create_alert_rule(new, MAX_ALERTS_PER_ACCOUNT, idem)
         return alert_shape(rule, account.scale)
 
-    def recharge_failed(self, alert_id: str, body: RequestBody) -> shapes.Alert:
+    def recharge_failed(
+        self, alert_id: str, body: RequestBody, idem_key: str | None = None
+    ) -> shapes.Alert:
         """The payment system could not top up after a ``topup.requested``."""
-        reason = set_or_none(read(bodies.RechargeFailure, body).reason)
-        rule = self.store.record_recharge_failure(resource_id(alert_id, "alert"), reason)
+        alert_id = resource_id(alert_id, "alert")
+        request, idem = self._read(
+            bodies.RechargeFailure, body, idem_key, "recharge_failed", alert_id, required=False
+        )
+        rule = self.store.record_recharge_failure(alert_id, set_or_none(request.reason), idem)
         return alert_shape(rule, self.store.get_account(rule.account_id).scale)
 
     def list_alerts(self, account_id: str) -> shapes.Listing[shapes.Alert]:
@@ -420,8 +446,10 @@ class Service(Reports, BulkPosting, Transfers):
             data=[alert_shape(r, scale) for r in self.store.list_alert_rules(account_id)]
         )
 
-    def delete_alert(self, alert_id: str) -> shapes.Alert:
-        rule = self.store.delete_alert_rule(resource_id(alert_id, "alert"))
+    def delete_alert(self, alert_id: str, idem_key: str | None = None) -> shapes.Alert:
+        alert_id = resource_id(alert_id, "alert")
+        idem = self._bodiless(idem_key, "delete_alert", alert_id)
+        rule = self.store.delete_alert_rule(alert_id, idem)
         return alert_shape(rule, self.store.get_account(rule.account_id).scale)
 
     def list_events(
@@ -462,9 +490,12 @@ class Service(Reports, BulkPosting, Transfers):
 
     # ------------------------------------------------------------------ webhooks
 
-    def create_webhook(self, body: RequestBody) -> shapes.Webhook:
-        """Subscribe a URL to events; the answer holds the signing secret, this once."""
-        request = read(bodies.NewWebhook, body)
+    def create_webhook(self, body: RequestBody, idem_key: str | None = None) -> shapes.Webhook:
+        """Subscribe a URL to events; the answer holds the signing secret, this once (and
+        an idempotent replay of it, the secret in force)."""
+        request, idem = self._read(
+            bodies.NewWebhook, body, idem_key, "create_webhook", "", required=False
+        )
         url = request.url
         problem = target_problem(url)
         if problem is not None:
@@ -478,24 +509,27 @@ class Service(Reports, BulkPosting, Transfers):
         account = set_or_none(request.account)
         account_id = resource_id(account, "account") if account is not None else None
         events = event_types(set_or_none(request.events))
-        secret = new_secret()
-        webhook = self.store.create_webhook(
-            NewWebhook(url, account_id, events, secret), MAX_WEBHOOKS
+        webhook, secret = self.store.create_webhook(
+            NewWebhook(url, account_id, events, new_secret()), MAX_WEBHOOKS, idem
         )
         return webhook_shape(webhook, secret)
 
     def list_webhooks(self) -> shapes.Listing[shapes.Webhook]:
         return shapes.Listing(data=[webhook_shape(w) for w in self.store.list_webhooks()])
 
-    def rotate_webhook_secret(self, webhook_id: str) -> shapes.Webhook:
-        """A new secret in the Standard Webhooks format, shown once; the old one stops
-        signing at once (a subscription made before them moves over this way)."""
-        secret = new_secret()
-        webhook = self.store.rotate_webhook_secret(resource_id(webhook_id, "webhook"), secret)
+    def rotate_webhook_secret(self, webhook_id: str, idem_key: str | None = None) -> shapes.Webhook:
+        """A new secret in the Standard Webhooks format, shown once (and to an idempotent
+        replay); the old one stops signing at once (a subscription made before them moves
+        over this way)."""
+        webhook_id = resource_id(webhook_id, "webhook")
+        idem = self._bodiless(idem_key, "rotate_webhook_secret", webhook_id)
+        webhook, secret = self.store.rotate_webhook_secret(webhook_id, new_secret(), idem)
         return webhook_shape(webhook, secret)
 
-    def delete_webhook(self, webhook_id: str) -> shapes.Webhook:
-        return webhook_shape(self.store.delete_webhook(resource_id(webhook_id, "webhook")))
+    def delete_webhook(self, webhook_id: str, idem_key: str | None = None) -> shapes.Webhook:
+        webhook_id = resource_id(webhook_id, "webhook")
+        idem = self._bodiless(idem_key, "delete_webhook", webhook_id)
+        return webhook_shape(self.store.delete_webhook(webhook_id, idem))
 
     def list_deliveries(
         self,
@@ -513,6 +547,8 @@ class Service(Reports, BulkPosting, Transfers):
         page = self.store.list_deliveries(status, webhook_id, cursor, size)
         return page_shape(page, [delivery_shape(d) for d in page.items])
 
-    def redeliver(self, delivery_id: str) -> shapes.Delivery:
+    def redeliver(self, delivery_id: str, idem_key: str | None = None) -> shapes.Delivery:
         """Send a delivery again (delivered or dead-lettered alike)."""
-        return delivery_shape(self.store.redeliver(resource_id(delivery_id, "delivery")))
+        delivery_id = resource_id(delivery_id, "delivery")
+        idem = self._bodiless(idem_key, "redeliver", delivery_id)
+        return delivery_shape(self.store.redeliver(delivery_id, idem))

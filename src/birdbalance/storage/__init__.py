@@ -137,7 +137,7 @@ class Store(Protocol):
     def get_key(self, key_id: str) -> ApiKey:
         """Raises ``NotFound``."""
 
-    def revoke_key(self, key_id: str) -> ApiKey:
+    def revoke_key(self, key_id: str, idem: Idempotency | None = None) -> ApiKey:
         """Revoke (idempotently); raises ``NotFound``."""
 
     def rotate_key(
@@ -255,7 +255,9 @@ class Store(Protocol):
     def subtree_ids(self, root: str, limit: int) -> list[str]:
         """Up to ``limit`` accounts of ``root``'s subtree, itself first."""
 
-    def set_spend_limit(self, account_id: str, limit: SpendLimit | None) -> Account:
+    def set_spend_limit(
+        self, account_id: str, limit: SpendLimit | None, idem: Idempotency | None = None
+    ) -> Account:
         """Set or remove a shared sub-account's spending limit; raises ``NotFound``, or
         ``InvalidParameter`` for an account with a balance of its own."""
 
@@ -308,30 +310,40 @@ class Store(Protocol):
     ) -> Page[Hold]:
         """A ledger's holds, newest first."""
 
-    def create_alert_rule(self, new: NewAlertRule, max_rules: int) -> AlertRule:
+    def create_alert_rule(
+        self, new: NewAlertRule, max_rules: int, idem: Idempotency | None = None
+    ) -> AlertRule:
         """Add a threshold rule (at most ``max_rules`` per account); it starts low when the
         amount is already below it."""
 
     def list_alert_rules(self, account_id: str) -> list[AlertRule]: ...
 
-    def delete_alert_rule(self, rule_id: str) -> AlertRule:
-        """Raises ``NotFound``."""
+    def delete_alert_rule(self, rule_id: str, idem: Idempotency | None = None) -> AlertRule:
+        """Raises ``NotFound`` (a replay answers the rule it stopped)."""
 
-    def record_recharge_failure(self, rule_id: str, reason: str | None) -> AlertRule:
+    def record_recharge_failure(
+        self, rule_id: str, reason: str | None, idem: Idempotency | None = None
+    ) -> AlertRule:
         """A failed top-up: ask again while low, or disable at ``max_failures``."""
 
     def list_events(self, account_id: str | None, cursor: str | None, limit: int) -> Page[Event]:
         """Outbox events, newest first."""
 
-    def create_webhook(self, new: NewWebhook, max_webhooks: int) -> Webhook:
-        """A subscription, unless ``max_webhooks`` are live (counted atomically)."""
+    def create_webhook(
+        self, new: NewWebhook, max_webhooks: int, idem: Idempotency | None = None
+    ) -> tuple[Webhook, str]:
+        """A subscription, unless ``max_webhooks`` are live (counted atomically), and the
+        secret it signs with (a replay's: the one in force now)."""
 
     def list_webhooks(self) -> list[Webhook]: ...
 
-    def rotate_webhook_secret(self, webhook_id: str, secret: str) -> Webhook:
-        """Give a subscription a new signing secret; raises ``NotFound``."""
+    def rotate_webhook_secret(
+        self, webhook_id: str, secret: str, idem: Idempotency | None = None
+    ) -> tuple[Webhook, str]:
+        """Give a subscription a new signing secret; raises ``NotFound``. The secret in
+        force is returned with it (a replay's: the one in force now)."""
 
-    def delete_webhook(self, webhook_id: str) -> Webhook:
+    def delete_webhook(self, webhook_id: str, idem: Idempotency | None = None) -> Webhook:
         """Stop a subscription and dead-letter its pending deliveries."""
 
     def take_deliveries_due(self) -> bool:
@@ -370,7 +382,7 @@ class Store(Protocol):
         """Record attempt ``attempt``: delivered, retry at ``retry_at``, or dead (None);
         False if the delivery moved on since its claim."""
 
-    def redeliver(self, delivery_id: str) -> Delivery:
+    def redeliver(self, delivery_id: str, idem: Idempotency | None = None) -> Delivery:
         """Queue a delivery again, with a fresh set of attempts."""
 
     def list_deliveries(

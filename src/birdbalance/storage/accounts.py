@@ -173,9 +173,13 @@ class AccountStore(LedgerMoves):
         branch_id = account_id if depth == 1 else str(row[5])
         return depth + 1, root_id, branch_id
 
-    def set_spend_limit(self, account_id: str, limit: SpendLimit | None) -> Account:
+    def set_spend_limit(
+        self, account_id: str, limit: SpendLimit | None, idem: Idempotency | None = None
+    ) -> Account:
         """Set or remove a shared sub-account's spending limit (422 for any other)."""
         with self._write() as conn:
+            if (done := self._replayed_id(conn, idem, "account")) is not None:
+                return self._account(conn, done)
             account = self._account(conn, account_id)
             if account.funding_id is None:
                 raise InvalidParameter(
@@ -192,6 +196,7 @@ class AccountStore(LedgerMoves):
                     account_id,
                 ),
             )
+            self._remember(conn, idem, "account", account_id)
             return self._account(conn, account_id)
 
     def list_subaccounts(self, parent_id: str, cursor: str | None, limit: int) -> SubAccounts:

@@ -10,7 +10,7 @@ from birdbalance.alerts import Crossing, EventType, is_low
 from birdbalance.errors import InvalidParameter, StateConflict
 from birdbalance.ids import new_id, utc_timestamp
 from birdbalance.ledger import Mode
-from birdbalance.records import AlertRule, Event, NewAlertRule, Page
+from birdbalance.records import AlertRule, Event, Idempotency, NewAlertRule, Page
 
 from .base import LIMIT_LOCK
 from .crossings import EVENT_SQL, RULE_SQL, rule_from_row
@@ -20,10 +20,14 @@ from .moves import LedgerMoves
 class AlertRuleStore(LedgerMoves):
     """Alert rules, the events they raised, and recharge failures."""
 
-    def create_alert_rule(self, new: NewAlertRule, max_rules: int) -> AlertRule:
+    def create_alert_rule(
+        self, new: NewAlertRule, max_rules: int, idem: Idempotency | None = None
+    ) -> AlertRule:
         """Add a threshold; it starts low if the available amount is already below it."""
         now = utc_timestamp()
         with self._write() as conn:
+            if (done := self._replayed_id(conn, idem, "alert")) is not None:
+                return self._alert_rule(conn, done, deleted=True)
             # The bound is per account, and an account has two ledgers (live and test):
             # one lock per account keeps concurrent creations on both from passing it.
             self._lock_key(conn, f"{LIMIT_LOCK}alert-rules:{new.account_id}")
@@ -70,6 +74,7 @@ class AlertRuleStore(LedgerMoves):
                 ),
             )
             rule = self._alert_rule(conn, rule_id)
+            self._remember(conn, idem, "alert", rule_id)
             if low and rule.recharge is not None:
                 # Created on a ledger already below the line: ask now, not at the next dip.
                 cause = {"alert_created": rule_id}
@@ -89,10 +94,13 @@ class AlertRuleStore(LedgerMoves):
             ).fetchall()
         return [rule_from_row(r) for r in rows]
 
-    def delete_alert_rule(self, rule_id: str) -> AlertRule:
+    def delete_alert_rule(self, rule_id: str, idem: Idempotency | None = None) -> AlertRule:
         """Stop a rule; its past events keep naming it."""
         with self._write() as conn:
+            if (done := self._replayed_id(conn, idem, "alert")) is not None:
+                return self._alert_rule(conn, done, deleted=True)
             rule = self._alert_rule(conn, rule_id)
+            self._remember(conn, idem, "alert", rule_id)
             self._execute(
                 conn,
                 "UPDATE alert_rules SET deleted_at = ? WHERE id = ?",
@@ -100,11 +108,15 @@ class AlertRuleStore(LedgerMoves):
             )
             return rule
 
-    def record_recharge_failure(self, rule_id: str, reason: str | None) -> AlertRule:
+    def record_recharge_failure(
+        self, rule_id: str, reason: str | None, idem: Idempotency | None = None
+    ) -> AlertRule:
         """The operator's payment system could not top up: ask again while the rule is
         low, or stop asking (``recharge.disabled``) at the rule's ``max_failures``."""
         now = utc_timestamp()
         with self._write() as conn:
+            if (done := self._replayed_id(conn, idem, "alert")) is not None:
+                return self._alert_rule(conn, done, deleted=True)
             found = self._alert_rule(conn, rule_id)
             ledger = self._lock_ledger(conn, found.account_id, found.mode, now)
             rule = self._alert_rule(conn, rule_id)  # under the ledger's lock now
@@ -130,6 +142,7 @@ class AlertRuleStore(LedgerMoves):
                 self._emit(conn, crossing, moved, extra)
             elif rule.low:
                 self._request_topup(conn, rule, after, moved)
+            self._remember(conn, idem, "alert", rule_id)
             return self._alert_rule(conn, rule_id)
 
     def list_events(self, account_id: str | None, cursor: str | None, limit: int) -> Page[Event]:

@@ -236,14 +236,18 @@ class CredentialStore(LedgerMoves):
             )
             return [_key_from_row(r) for r in rows.fetchall()]
 
-    def revoke_key(self, key_id: str) -> ApiKey:
+    def revoke_key(self, key_id: str, idem: Idempotency | None = None) -> ApiKey:
         with self._write() as conn:
+            if (done := self._replayed_id(conn, idem, "key")) is not None:
+                return self._key(conn, done)
             self._execute(
                 conn,
                 "UPDATE api_keys SET revoked_at = ? WHERE id = ? AND revoked_at IS NULL",
                 (utc_timestamp(), key_id),
             )
-            return self._key(conn, key_id)
+            key = self._key(conn, key_id)  # 404 for an unknown one, before it is remembered
+            self._remember(conn, idem, "key", key_id)
+            return key
 
     def _adopt_key_secret(self, conn: Connection) -> None:
         """Schema v7: move the keys' plain SHA-256 digests under the secret, and record it."""

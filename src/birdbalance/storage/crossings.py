@@ -218,10 +218,10 @@ class CrossingWrites(SQLBase):
         crossing = Crossing(EventType.TOPUP_REQUESTED, rule.id, rule.below_minor)
         self._emit(conn, crossing, moved, extra)
 
-    def _alert_rule(self, conn: Connection, rule_id: str) -> AlertRule:
-        row = self._execute(
-            conn, RULE_SQL + " WHERE id = ? AND deleted_at IS NULL", (rule_id,)
-        ).fetchone()
+    def _alert_rule(self, conn: Connection, rule_id: str, *, deleted: bool = False) -> AlertRule:
+        """A live rule (``deleted``: or a stopped one, which a replay answers)."""
+        live = "" if deleted else " AND deleted_at IS NULL"
+        row = self._execute(conn, RULE_SQL + " WHERE id = ?" + live, (rule_id,)).fetchone()
         if row is None:
             raise NotFound(f"no alert rule {rule_id}", "alert")
         return rule_from_row(row)

@@ -8,7 +8,15 @@ from typing import Any, Final
 
 from birdbalance.errors import InvalidParameter, NotFound, StateConflict
 from birdbalance.ids import new_id, utc_timestamp
-from birdbalance.records import Delivery, DueDelivery, NewWebhook, OutboxStats, Page, Webhook
+from birdbalance.records import (
+    Delivery,
+    DueDelivery,
+    Idempotency,
+    NewWebhook,
+    OutboxStats,
+    Page,
+    Webhook,
+)
 
 from .base import LIMIT_LOCK, Connection
 from .history import MAX_STATEMENT_PAGE
@@ -70,9 +78,14 @@ class DeliveryStore(LedgerMoves):
             found[row[1]].append(Delivery(*row))
         return found
 
-    def create_webhook(self, new: NewWebhook, max_webhooks: int) -> Webhook:
-        """A subscription, counted against ``max_webhooks`` in the same transaction."""
+    def create_webhook(
+        self, new: NewWebhook, max_webhooks: int, idem: Idempotency | None = None
+    ) -> tuple[Webhook, str]:
+        """A subscription, counted against ``max_webhooks`` in the same transaction, and
+        its secret (a replay's: the one in force now, which signs what it receives)."""
         with self._write() as conn:
+            if (done := self._replayed_id(conn, idem, "webhook")) is not None:
+                return self._webhook(conn, done, deleted=True), self._webhook_secret(conn, done)
             self._lock_key(conn, f"{LIMIT_LOCK}webhooks")
             live = self._execute(
                 conn, "SELECT COUNT(*) FROM webhooks WHERE deleted_at IS NULL"
@@ -95,15 +108,23 @@ class DeliveryStore(LedgerMoves):
                     utc_timestamp(),
                 ),
             )
-            return self._webhook(conn, webhook_id)
+            self._remember(conn, idem, "webhook", webhook_id)
+            return self._webhook(conn, webhook_id), new.secret
 
-    def _webhook(self, conn: Connection, webhook_id: str) -> Webhook:
-        row = self._execute(
-            conn, _WEBHOOK_SQL + " WHERE id = ? AND deleted_at IS NULL", (webhook_id,)
-        ).fetchone()
+    def _webhook(self, conn: Connection, webhook_id: str, *, deleted: bool = False) -> Webhook:
+        """A live subscription (``deleted``: or a stopped one, which a replay answers)."""
+        live = "" if deleted else " AND deleted_at IS NULL"
+        row = self._execute(conn, _WEBHOOK_SQL + " WHERE id = ?" + live, (webhook_id,)).fetchone()
         if row is None:
             raise NotFound(f"no webhook {webhook_id}", "webhook")
         return _webhook_from_row(row)
+
+    def _webhook_secret(self, conn: Connection, webhook_id: str) -> str:
+        row = self._execute(
+            conn, "SELECT secret FROM webhooks WHERE id = ?", (webhook_id,)
+        ).fetchone()
+        assert row is not None, webhook_id
+        return str(row[0])
 
     def list_webhooks(self) -> list[Webhook]:
         with self._read() as conn:
@@ -112,19 +133,28 @@ class DeliveryStore(LedgerMoves):
             ).fetchall()
         return [_webhook_from_row(r) for r in rows]
 
-    def rotate_webhook_secret(self, webhook_id: str, secret: str) -> Webhook:
+    def rotate_webhook_secret(
+        self, webhook_id: str, secret: str, idem: Idempotency | None = None
+    ) -> tuple[Webhook, str]:
         """Give a subscription a new secret: every delivery attempt from now on signs
-        with it (those still pending included)."""
+        with it (those still pending included). A replay changes nothing and answers the
+        secret in force."""
         with self._write() as conn:
+            if (done := self._replayed_id(conn, idem, "webhook")) is not None:
+                return self._webhook(conn, done, deleted=True), self._webhook_secret(conn, done)
             self._webhook(conn, webhook_id)  # 404 for an unknown or deleted one
             self._execute(conn, "UPDATE webhooks SET secret = ? WHERE id = ?", (secret, webhook_id))
-            return self._webhook(conn, webhook_id)
+            self._remember(conn, idem, "webhook", webhook_id)
+            return self._webhook(conn, webhook_id), secret
 
-    def delete_webhook(self, webhook_id: str) -> Webhook:
+    def delete_webhook(self, webhook_id: str, idem: Idempotency | None = None) -> Webhook:
         """Stop a subscription; its pending deliveries are dead-lettered."""
         now = utc_timestamp()
         with self._write() as conn:
+            if (done := self._replayed_id(conn, idem, "webhook")) is not None:
+                return self._webhook(conn, done, deleted=True)
             webhook = self._webhook(conn, webhook_id)
+            self._remember(conn, idem, "webhook", webhook_id)
             self._execute(
                 conn, "UPDATE webhooks SET deleted_at = ? WHERE id = ?", (now, webhook_id)
             )
@@ -226,10 +256,13 @@ class DeliveryStore(LedgerMoves):
             )
             return self._rowcount(conn, cursor) == 1
 
-    def redeliver(self, delivery_id: str) -> Delivery:
-        """Send a delivery again now, with a fresh set of attempts."""
+    def redeliver(self, delivery_id: str, idem: Idempotency | None = None) -> Delivery:
+        """Send a delivery again now, with a fresh set of attempts (a replay queues
+        nothing more and answers the delivery as it is now)."""
         now = utc_timestamp()
         with self._write() as conn:
+            if (done := self._replayed_id(conn, idem, "delivery")) is not None:
+                return self._delivery(conn, done)
             row = self._execute(
                 conn,
                 "SELECT w.deleted_at FROM deliveries d JOIN webhooks w ON w.id = d.webhook_id"
@@ -247,6 +280,7 @@ class DeliveryStore(LedgerMoves):
                 (now, delivery_id),
             )
             self._deliveries_due(conn)
+            self._remember(conn, idem, "delivery", delivery_id)
             return self._delivery(conn, delivery_id)
 
     def _delivery(self, conn: Connection, delivery_id: str) -> Delivery:

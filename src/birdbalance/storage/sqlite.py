@@ -75,6 +75,18 @@ TRANSFER_CHECKS: Final = (
     ),
 )
 
+#: The schema version that gives every admin write an idempotency key, and the resources
+#: it adds to what a key answers for.
+ADMIN_KEYS_VERSION: Final = 16
+ADMIN_KEY_CHECKS: Final = (
+    (
+        "idempotency_keys",
+        "CHECK (resource_type IN ('account', 'key', 'entry', 'hold', 'transfer'))",
+        "CHECK (resource_type IN ('account', 'key', 'entry', 'hold', 'transfer', 'alert',"
+        " 'webhook', 'delivery'))",
+    ),
+)
+
 
 def _loosen_checks(conn: sqlite3.Connection, checks: Sequence[tuple[str, str, str]]) -> None:
     """Admit more values in CHECK constraints without rebuilding their tables.
@@ -390,6 +402,8 @@ class SQLiteStore(SQLStore):
         super()._after_migration(conn, version)
         if version == TRANSFERS_VERSION:
             _loosen_checks(conn, TRANSFER_CHECKS)
+        elif version == ADMIN_KEYS_VERSION:
+            _loosen_checks(conn, ADMIN_KEY_CHECKS)
 
     def migrate(self, target: int | None = None) -> list[str]:
         """Apply pending migrations (up to ``target``) in one transaction.
