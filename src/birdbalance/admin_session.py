@@ -151,7 +151,7 @@ def typed(answer: _Answer, into: type[T], status: int) -> T:
         return msgspec.json.decode(answer.content, type=into)
     except msgspec.MsgspecError as exc:
         raise ResponseError(
-            f"the answer is not a {getattr(into, '__name__', into)}: {exc}"
+            f"the answer is not a valid {getattr(into, '__name__', into)}: {exc}"
             " (a server newer than this client?)",
             status,
         ) from None
