@@ -43,6 +43,7 @@ MIGRATIONS = [
     "0013_subaccounts.sql",
     "0014_shared_balances.sql",
     "0015_scoped_tokens.sql",
+    "0016_idempotent_admin_writes.sql",
 ]
 LATEST = len(MIGRATIONS)
 SKIP_REASON = (

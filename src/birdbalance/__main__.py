@@ -1,3 +1,3 @@
-from birdbalance.cli import main
+from birdbalance.command import main
 
-main(prog_name="birdbalance")
+main()

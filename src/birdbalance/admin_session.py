@@ -149,7 +149,7 @@ def typed(answer: _Answer, into: type[T], status: int) -> T:
         raise _error_for(answer.status_code, _decode(answer))
     try:
         return msgspec.json.decode(answer.content, type=into)
-    except msgspec.MsgspecError as exc:
+    except (msgspec.MsgspecError, RecursionError) as exc:  # a free-form field nested deep
         raise ResponseError(
             f"the answer is not a valid {getattr(into, '__name__', into)}: {exc}"
             " (a server newer than this client?)",

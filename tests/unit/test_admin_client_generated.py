@@ -142,3 +142,11 @@ def test_mypy_accepts_typed_use_and_refuses_each_mistake(tmp_path: Path) -> None
     lines = (GOOD + "\n\n" + bad).splitlines()
     flagged = {lines[int(e.split(":")[1]) - 1].split("# ")[-1] for e in errors}
     assert flagged == set(BAD), done.stdout
+
+
+def test_the_client_guide_lists_every_operation() -> None:
+    guide = (ROOT / "docs" / "client.md").read_text()
+    for path, method, operation in _v1_operations():
+        name = _method_name(str(operation["operationId"]))
+        name = "bulk" if name == "post_bulk" else name
+        assert f"| `{name}` | `{method.upper()} {path}` |" in guide, name

@@ -145,6 +145,8 @@ def test_answers_that_are_not_the_contract_are_refused() -> None:
         httpx.Response(200, json=ACCOUNT),  # 201 is the creation's status
         httpx.Response(409, json=_errors(28, "key reused", "Idempotency-Key")),
         httpx.Response(200, content=b"x" * (MAX_ANSWER_BYTES + 1)),
+        # An audit record's free-form detail, nested past any stack.
+        httpx.Response(200, content=_audit_page(b"[" * 200_000 + b"]" * 200_000)),
     )
     with _client(script, max_retries=0) as admin:
         with pytest.raises(ResponseError, match="not a valid Account"):
@@ -156,3 +158,13 @@ def test_answers_that_are_not_the_contract_are_refused() -> None:
         assert conflict.value.errors[0].parameter == "Idempotency-Key"
         with pytest.raises(ResponseError, match="longer than"):
             admin.get_account("acc_x")
+        with pytest.raises(ResponseError, match="recursion"):
+            admin.list_audit()
+
+
+def _audit_page(detail: bytes) -> bytes:
+    record = (
+        b'{"seq":1,"at":null,"actor":"a","action":"x","target":null,"address":null,'
+        b'"status":200,"detail":{"k":' + detail + b"}}"
+    )
+    return b'{"data":[' + record + b'],"next_cursor":null,"has_more":false}'

@@ -1,7 +1,8 @@
 """The package's layers, read from its imports: no cycles, and no import points up.
 
 core (money, ledger rules, alerts, event bodies, keys...) <- storage <- service <-
-runtime <- http <- server and cli. The watcher and the client sit beside, on the core.
+runtime <- http <- server and cli. The watcher and the client sit beside, on the core,
+and the client imports none of the server's packages (the ``server`` extra).
 """
 
 from __future__ import annotations
@@ -23,7 +24,8 @@ FORBIDDEN: dict[str, tuple[str, ...]] = {
 }  # fmt: skip
 CORE = ("money", "ledger", "alerts", "event_bodies", "keys", "webhooks", "records",
         "alert_records", "errors", "timestamps", "ids", "daily", "forecast", "targets",
-        "validation", "request_shapes", "endpoint")  # fmt: skip
+        "validation", "request_shapes", "endpoint", "admin_session", "admin_api",
+        "admin_api_async", "admin_client", "client", "shapes", "account_shapes")  # fmt: skip
 
 
 ABOVE_CORE = ("birdbalance.storage", "birdbalance.runtime", "birdbalance.http",
@@ -108,3 +110,27 @@ def test_the_command_line_starts_without_the_client() -> None:
         [sys.executable, "-c", probe], capture_output=True, text=True, check=True
     ).stdout.strip()
     assert found == "[]", found
+
+
+def test_the_client_imports_none_of_the_servers_packages() -> None:
+    """What ``pip install birdbalance`` gives works with the ``server`` extra's packages
+    made unimportable (tests/integration/test_client_install.py installs it for real)."""
+    import subprocess
+    import sys
+
+    from birdbalance.command import SERVER_MODULES
+
+    probe = f"""
+import sys
+class Refuse:
+    def find_spec(self, name, path=None, target=None):
+        if name.split(".")[0] in {set(SERVER_MODULES) | {"uvloop"}!r}:
+            raise ImportError("refused: " + name)
+sys.meta_path.insert(0, Refuse())
+import birdbalance
+from birdbalance import AdminClient, AsyncAdminClient, Client, verify_webhook, shapes
+AdminClient("http://127.0.0.1:9", "token").close()
+print("ok")
+"""
+    found = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True)
+    assert found.stdout.strip() == "ok", found.stderr

@@ -22,11 +22,16 @@ def _norm(name: str) -> str:
 
 
 def _wanted(dev: bool) -> list[Requirement]:
+    """What a lock must hold: the client's dependencies and the server's (pylock.toml is
+    what the service runs on), and for the dev lock the test tools too."""
     project = tomllib.loads((ROOT / "pyproject.toml").read_text())["project"]
-    names = list(project["dependencies"])
+    extras = project["optional-dependencies"]
+    names = list(project["dependencies"]) + extras["server"]
     if dev:
-        names += project["optional-dependencies"]["dev"]
-    return [Requirement(n) for n in names]
+        names += extras["dev"]
+    wanted = [Requirement(n) for n in names]
+    # birdbalance[server] in the dev extra is the extra above, not a package to lock.
+    return [r for r in wanted if r.name != "birdbalance"]
 
 
 @pytest.mark.parametrize(("lock", "dev"), [("pylock.toml", False), ("pylock.dev.toml", True)])
