@@ -23,8 +23,7 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime
 from decimal import Decimal
-from types import TracebackType
-from typing import Any, Final, Self, TypeVar
+from typing import Any, Final, TypeVar
 from urllib.parse import quote
 
 import httpx
@@ -32,6 +31,8 @@ import msgspec
 
 from birdbalance import call_deadline
 from birdbalance.client import (
+    AsyncClosing,
+    Closing,
     _acall,
     _Answer,
     _aread,
@@ -157,6 +158,21 @@ def typed(answer: _Answer, into: type[T], status: int) -> T:
         ) from None
 
 
+def _admin_options(
+    admin_token: str,
+    base_url: str,
+    timeout_s: float,
+    max_retries: int,
+    backoff_s: float,
+    max_backoff_s: float,
+) -> _Options:
+    """The checked options of an admin session (a call may take up to 600 s: bulk)."""
+    return _options(
+        admin_token, base_url, timeout_s, max_retries, backoff_s, max_backoff_s,
+        key_name="admin_token", max_timeout_s=600,
+    )  # fmt: skip
+
+
 def _headers(options: _Options) -> dict[str, str]:
     return {
         "Authorization": f"Bearer {options.access_key}",
@@ -167,25 +183,7 @@ def _headers(options: _Options) -> dict[str, str]:
     }
 
 
-class _Closing:
-    """A context manager that closes the session on exit."""
-
-    def close(self) -> None:
-        raise NotImplementedError
-
-    def __enter__(self) -> Self:
-        return self
-
-    def __exit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
-        self.close()
-
-
-class AdminSession(_Closing):
+class AdminSession(Closing):
     """A synchronous admin session: ``base_url``, an admin token, bounds and retries.
 
     ``timeout_s`` bounds a whole call, retries and their pauses included; connection
@@ -204,10 +202,9 @@ class AdminSession(_Closing):
         max_backoff_s: float = 4.0,
         transport: httpx.BaseTransport | None = None,
     ) -> None:
-        self._options = _options(
-            admin_token, base_url, timeout_s, max_retries, backoff_s, max_backoff_s,
-            key_name="admin_token", max_timeout_s=600,
-        )  # fmt: skip
+        self._options = _admin_options(
+            admin_token, base_url, timeout_s, max_retries, backoff_s, max_backoff_s
+        )
         self._http = httpx.Client(
             base_url=self._options.base_url,
             headers=_headers(self._options),
@@ -233,12 +230,8 @@ class AdminSession(_Closing):
 
         return _call(self._options, attempt, lambda answer: typed(answer, into, status))
 
-    def close(self) -> None:
-        """Close the connection pool."""
-        self._http.close()
 
-
-class AsyncAdminSession:
+class AsyncAdminSession(AsyncClosing):
     """The asynchronous twin of :class:`AdminSession` (``async with``, or :meth:`aclose`)."""
 
     def __init__(
@@ -252,10 +245,9 @@ class AsyncAdminSession:
         max_backoff_s: float = 4.0,
         transport: httpx.AsyncBaseTransport | None = None,
     ) -> None:
-        self._options = _options(
-            admin_token, base_url, timeout_s, max_retries, backoff_s, max_backoff_s,
-            key_name="admin_token", max_timeout_s=600,
-        )  # fmt: skip
+        self._options = _admin_options(
+            admin_token, base_url, timeout_s, max_retries, backoff_s, max_backoff_s
+        )
         self._http = httpx.AsyncClient(
             base_url=self._options.base_url,
             headers=_headers(self._options),
@@ -276,18 +268,3 @@ class AsyncAdminSession:
                 return await _aread(response, deadline, MAX_ANSWER_BYTES)
 
         return await _acall(self._options, attempt, lambda answer: typed(answer, into, status))
-
-    async def aclose(self) -> None:
-        """Close the connection pool."""
-        await self._http.aclose()
-
-    async def __aenter__(self) -> Self:
-        return self
-
-    async def __aexit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
-        await self.aclose()

@@ -278,7 +278,50 @@ async def _acall(
     raise AssertionError("unreachable: the last attempt settles")
 
 
-class Client:
+class Closing:
+    """Closes its connection pool on leaving a ``with`` block, or on :meth:`close`."""
+
+    _http: httpx.Client
+
+    def close(self) -> None:
+        """Close the connection pool."""
+        self._http.close()
+
+    def __enter__(self) -> Self:
+        return self
+
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        self.close()
+
+
+class AsyncClosing:
+    """Closes its connection pool on leaving an ``async with`` block, or on
+    :meth:`aclose`."""
+
+    _http: httpx.AsyncClient
+
+    async def aclose(self) -> None:
+        """Close the connection pool."""
+        await self._http.aclose()
+
+    async def __aenter__(self) -> Self:
+        return self
+
+    async def __aexit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        await self.aclose()
+
+
+class Client(Closing):
     """Synchronous client. Use as a context manager, or call :meth:`close`."""
 
     def __init__(
@@ -318,22 +361,8 @@ class Client:
         ):
             return _read(response, deadline)
 
-    def close(self) -> None:
-        self._http.close()
 
-    def __enter__(self) -> Self:
-        return self
-
-    def __exit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
-        self.close()
-
-
-class AsyncClient:
+class AsyncClient(AsyncClosing):
     """Asynchronous twin of :class:`Client`."""
 
     def __init__(
@@ -367,20 +396,6 @@ class AsyncClient:
     async def _get(self, remaining_s: float, deadline: float) -> _Answer:
         async with self._http.stream("GET", "/balance", timeout=remaining_s) as response:
             return await _aread(response, deadline)
-
-    async def aclose(self) -> None:
-        await self._http.aclose()
-
-    async def __aenter__(self) -> Self:
-        return self
-
-    async def __aexit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
-        await self.aclose()
 
 
 def _too_slow(options: _Options) -> str:
