@@ -55,17 +55,22 @@ def test_per_key_and_per_address_limits(database_url: str, tmp_path: Path) -> No
     try:
         admin = Admin(server.url)
         account = admin.account()["id"]
-        busy, quiet = admin.key(account)["key"], admin.key(account)["key"]
-        address = _address()
-        # One kept-alive connection: the ten requests are a burst well inside a window,
-        # however slow it is to open a connection on a busy machine.
-        with httpx.Client(
-            headers={"Authorization": f"AccessKey {busy}", "X-Forwarded-For": address}
-        ) as burst:
-            answers = [burst.get(server.url + "/balance") for _ in range(10)]
-        statuses = [r.status_code for r in answers]
-        assert 200 in statuses and 429 in statuses, statuses
-        assert statuses.count(200) <= 2 * 5  # a burst may straddle two windows
+        quiet = admin.key(account)["key"]
+        # One kept-alive connection: the ten requests are a burst inside a window however
+        # slow it is to open a connection on a busy machine. A burst that still straddled
+        # a window boundary on a loaded machine (5 + 5, no 429: seen once in a full run)
+        # is tried again with a fresh key and address, at most three times.
+        for _ in range(3):
+            busy, address = admin.key(account)["key"], _address()
+            with httpx.Client(
+                headers={"Authorization": f"AccessKey {busy}", "X-Forwarded-For": address}
+            ) as burst:
+                answers = [burst.get(server.url + "/balance") for _ in range(10)]
+            statuses = [r.status_code for r in answers]
+            assert 200 in statuses and statuses.count(200) <= 2 * 5, statuses
+            if 429 in statuses:
+                break
+        assert 429 in statuses, statuses
         limited = next(r for r in answers if r.status_code == 429)
         assert int(limited.headers["retry-after"]) >= 1
         assert limited.json()["errors"][0]["code"] == 29
