@@ -10,6 +10,7 @@ import subprocess
 import sys
 import time
 import weakref
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -177,6 +178,17 @@ class Server:
         with contextlib.suppress(ProcessLookupError):
             os.killpg(self.process.pid, signal.SIGKILL)
         self.process.wait(timeout=10)
+
+
+@contextlib.contextmanager
+def sqlite_server(folder: Path) -> Iterator[Server]:
+    """A server of the test's own on a new SQLite file in ``folder``, stopped after."""
+    server = Server(db_url=f"sqlite:///{folder / 'own.db'}", log_path=folder / "own.log")
+    server.start()
+    try:
+        yield server
+    finally:
+        server.stop()
 
 
 #: Every Admin client still open; a test's own are closed after it (tests/conftest.py),

@@ -27,7 +27,7 @@ import httpx
 
 from birdbalance.command import SERVER_MODULES
 from birdbalance.webhooks import new_secret, signed_headers
-from tests.servers import ADMIN_TOKEN, Server, free_port
+from tests.servers import ADMIN_TOKEN, Server, free_port, sqlite_server
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -120,12 +120,8 @@ def _requires(wheel: Path) -> list[str]:
 
 
 def test_the_client_alone_and_then_the_server_extra(tmp_path: Path) -> None:
-    server = Server(db_url=f"sqlite:///{tmp_path / 'db.sqlite'}", log_path=tmp_path / "log")
-    server.start()
-    try:
+    with sqlite_server(tmp_path) as server:
         _client_then_server(server, tmp_path)
-    finally:
-        server.stop()
 
 
 def _client_then_server(server: Server, tmp_path: Path) -> None:

@@ -18,7 +18,7 @@ from pathlib import Path
 
 import httpx
 
-from tests.servers import ADMIN_TOKEN, Server
+from tests.servers import ADMIN_TOKEN, Server, sqlite_server
 
 PROGRAM = '''
 """Uses the generated client the way an integrator would."""
@@ -79,12 +79,8 @@ if __name__ == "__main__":
 def test_a_generated_client_type_checks_strictly_and_works(tmp_path: Path) -> None:
     # The document is the same on both engines: one SQLite server of its own, instead of
     # generating and type-checking twice (about 35 s of a 2-core machine per engine).
-    server = Server(db_url=f"sqlite:///{tmp_path / 'db.sqlite'}", log_path=tmp_path / "log")
-    server.start()
-    try:
+    with sqlite_server(tmp_path) as server:
         _generate_check_and_run(server, tmp_path)
-    finally:
-        server.stop()
 
 
 def _generate_check_and_run(server: Server, tmp_path: Path) -> None:
