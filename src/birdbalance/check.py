@@ -71,9 +71,7 @@ def judge(balance: Balance, warning: Range | Decimal, critical: Range | Decimal)
 
 
 def _range(threshold: Range | Decimal) -> Range:
-    if isinstance(threshold, Range):
-        return threshold
-    return Range(threshold, None, text=f"{decimal_text(threshold)}:")
+    return threshold if isinstance(threshold, Range) else Range.at_least(threshold)
 
 
 def check(

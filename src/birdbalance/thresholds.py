@@ -43,6 +43,11 @@ class Range:
         )
         return within if self.inside else not within
 
+    @classmethod
+    def at_least(cls, value: Decimal) -> Range:
+        """``value:``: alert below ``value`` (what a bare number means here)."""
+        return cls(value, None, text=f"{decimal_text(value)}:")
+
     def why(self) -> str:
         """What an alert of this range means, in words for the plugin's line."""
         if not self.inside and self.end is None and self.start is not None:
@@ -67,7 +72,7 @@ def parse_range(text: str) -> Range:
             assert end is not None
             if match["at"]:
                 return Range(Decimal(0), end, inside=True, text=text)
-            return Range(end, None, text=f"{decimal_text(end)}:")
+            return Range.at_least(end)
         start = None if match["start"] == "~" else Decimal(match["start"])
     except InvalidOperation:
         raise RangeError(f"{text!r} is not a threshold range") from None

@@ -139,15 +139,13 @@ def verify_webhook(
     signatures: list[str] = []
     for part in header.split(","):
         name, _, value = part.strip().partition("=")
-        if name == "t" and value.isascii() and value.isdigit() and len(value) <= 12:
-            timestamp = int(value)
+        if name == "t" and (seconds := _unix_seconds(value)) is not None:
+            timestamp = seconds
         elif name == "v1" and value:
             signatures.append(value)
     if timestamp is None or not signatures:
         raise WebhookSignatureError("the Birdbalance-Signature header has no t= or no v1=")
-    current = time.time() if now is None else now
-    if abs(current - timestamp) > tolerance_s:
-        raise WebhookSignatureError("the signature's timestamp is outside the tolerance")
+    _require_fresh(timestamp, tolerance_s, now)
     try:
         expected = _digest(secret, timestamp, body)
     except UnicodeEncodeError:
@@ -155,6 +153,18 @@ def verify_webhook(
     if not any(hmac.compare_digest(expected, s) for s in signatures):
         raise WebhookSignatureError("no signature matches the payload")
     return _event(body)
+
+
+def _unix_seconds(text: str) -> int | None:
+    """A signature's timestamp: at most 12 ASCII digits (None for anything else)."""
+    return int(text) if text.isascii() and text.isdigit() and len(text) <= 12 else None
+
+
+def _require_fresh(timestamp: int, tolerance_s: float, now: float | None) -> None:
+    """Refuse a signature made more than ``tolerance_s`` from ``now`` (a replay)."""
+    current = time.time() if now is None else now
+    if abs(current - timestamp) > tolerance_s:
+        raise WebhookSignatureError("the signature's timestamp is outside the tolerance")
 
 
 def _payload_bytes(payload: Any) -> bytes:
@@ -188,13 +198,12 @@ def _verify_standard(
     message_id = _header_text(headers.get("webhook-id"), "webhook-id")
     stamp = _header_text(headers.get("webhook-timestamp"), "webhook-timestamp")
     listed = _header_text(headers.get("webhook-signature"), "webhook-signature")
-    if not (stamp.isascii() and stamp.isdigit() and len(stamp) <= 12):
+    timestamp = _unix_seconds(stamp)
+    if timestamp is None:
         raise WebhookSignatureError("the webhook-timestamp header is not unix seconds")
-    current = time.time() if now is None else now
-    if abs(current - int(stamp)) > tolerance_s:
-        raise WebhookSignatureError("the signature's timestamp is outside the tolerance")
+    _require_fresh(timestamp, tolerance_s, now)
     try:
-        expected = standard_signature(key, message_id, int(stamp), body)
+        expected = standard_signature(key, message_id, timestamp, body)
     except UnicodeEncodeError:
         raise WebhookSignatureError("the webhook-id header is not Unicode text") from None
     offered = listed.split(" ")[:MAX_SIGNATURES]

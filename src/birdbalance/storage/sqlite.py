@@ -81,7 +81,8 @@ ADMIN_KEYS_VERSION: Final = 16
 ADMIN_KEY_CHECKS: Final = (
     (
         "idempotency_keys",
-        "CHECK (resource_type IN ('account', 'key', 'entry', 'hold', 'transfer'))",
+        # As version 12 left it.
+        TRANSFER_CHECKS[1][2],
         "CHECK (resource_type IN ('account', 'key', 'entry', 'hold', 'transfer', 'alert',"
         " 'webhook', 'delivery'))",
     ),
